@@ -1,0 +1,54 @@
+"""Exception tree and process exit codes. Library code raises; only the CLI exits."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """sysexits.h codes, so systemd can tell a bad config from a crash."""
+
+    OK = 0
+    FAILURE = 1  # e.g. some images in a batch could not be read
+    USAGE = 2  # argparse
+    UNAVAILABLE = 69  # camera or Edge TPU absent, or lost after retries
+    SOFTWARE = 70  # unexpected exception
+    CONFIG = 78  # config invalid, model file missing
+
+
+class EdgePoseError(Exception):
+    """Base of every error edgepose raises on purpose."""
+
+    exit_code = ExitCode.SOFTWARE
+
+
+class ConfigError(EdgePoseError):
+    """One or more config problems, each naming its dotted key path."""
+
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class ModelError(EdgePoseError):
+    """A model file is missing, unreadable, or not a PoseNet we can run here."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class AcceleratorError(EdgePoseError):
+    """The Edge TPU (or its library) was asked for and is not there."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class SourceError(EdgePoseError):
+    """A frame source could not be opened or stopped delivering frames."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class FrameError(EdgePoseError):
+    """One frame could not be decoded; it is counted and skipped."""
