@@ -1,0 +1,257 @@
+"""The interpreter adapter, around a stand-in runtime (no Edge TPU here) and Coral's real files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepose import backend
+from edgepose.core import PoseNetOutputs, Poses
+from edgepose.errors import AcceleratorError, ExitCode, ModelError
+
+HEAT_Q = (0.0784313753247261, 128)
+
+
+def _detail(index, name, shape, dtype=np.float32, quant=(0.0, 0)):
+    shape = np.array(shape, np.int32)
+    return {"index": index, "name": name, "shape": shape, "shape_signature": shape.copy(),
+            "dtype": dtype, "quantization": quant}
+
+
+class FakeInterpreter:
+    """Just enough of the TF Lite Interpreter API; outputs are filled from `values`."""
+
+    outputs: list[dict] = []
+    input_detail: dict = {}
+    values: dict[int, np.ndarray] = {}
+    created: list["FakeInterpreter"] = []
+
+    def __init__(self, model_path, experimental_delegates=None, num_threads=None):
+        self.model_path = model_path
+        self.delegates = experimental_delegates
+        self.num_threads = num_threads
+        self._input = dict(self.input_detail)
+        self._buffer = None
+        self.invoked = 0
+        FakeInterpreter.created.append(self)
+
+    def get_input_details(self):
+        return [self._input]
+
+    def get_output_details(self):
+        return self.outputs
+
+    def resize_tensor_input(self, index, shape, strict=False):
+        self._input["shape"] = np.array(shape, np.int32)
+
+    def allocate_tensors(self):
+        self._buffer = np.zeros(tuple(self._input["shape"]), self._input["dtype"])
+
+    def tensor(self, index):
+        return lambda: self._buffer
+
+    def invoke(self):
+        self.invoked += 1
+
+    def get_tensor(self, index):
+        return self.values[index]
+
+
+@pytest.fixture()
+def fake_runtime(monkeypatch, tmp_path):
+    """Install the stand-in runtime; returns (model file, list of delegate load calls)."""
+    calls: list[tuple] = []
+
+    def load_delegate(library, options=None):
+        calls.append((library, options))
+        return f"delegate:{library}"
+
+    monkeypatch.setattr(backend, "import_runtime", lambda: (FakeInterpreter, load_delegate, "fake"))
+    monkeypatch.setattr(backend, "_check_library", lambda name: None)
+    FakeInterpreter.created = []
+    FakeInterpreter.input_detail = _detail(0, "image", [1, 33, 49, 3])
+    FakeInterpreter.input_detail["shape_signature"] = np.array([1, -1, -1, 3], np.int32)
+    FakeInterpreter.outputs = [
+        _detail(1, "heatmaps", [1, 3, 4, 17]),
+        _detail(2, "offsets", [1, 3, 4, 34]),
+        _detail(3, "displacement_fwd", [1, 3, 4, 32]),
+        _detail(4, "displacement_bwd", [1, 3, 4, 32]),
+    ]
+    FakeInterpreter.values = {i: np.full((1, 3, 4, c), float(i), np.float32)
+                              for i, c in [(1, 17), (2, 34), (3, 32), (4, 32)]}
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 32)
+    return model, calls
+
+
+def test_runs_raw_outputs_in_any_order_identified_by_channels(fake_runtime):
+    model_path, _ = fake_runtime
+    FakeInterpreter.outputs = list(reversed(FakeInterpreter.outputs))
+    model = backend.load_model(str(model_path), stride=16, input_size=(49, 33))
+    out = model.invoke()
+    assert isinstance(out, PoseNetOutputs)
+    assert out.heatmaps.shape == (3, 4, 17) and out.heatmaps[0, 0, 0] == 1.0
+    assert out.offsets[0, 0, 0] == 2.0
+    assert out.displacements_fwd[0, 0, 0] == 3.0 and out.displacements_bwd[0, 0, 0] == 4.0
+    assert out.output_stride == 16
+
+
+def test_splits_coral_mid_offsets_into_forward_then_backward(fake_runtime):
+    model_path, _ = fake_runtime
+    q = lambda i, name, c, quant: _detail(i, name, [1, 3, 4, c], np.uint8, quant)
+    FakeInterpreter.outputs = [q(1, "float_heatmaps", 17, HEAT_Q), q(2, "float_short_offsets", 34, HEAT_Q),
+                               q(3, "float_mid_offsets", 64, (1.3875764608383179, 117))]
+    mid = np.zeros((1, 3, 4, 64), np.uint8)
+    mid[..., :32] = 118  # forward: one step above zero point
+    mid[..., 32:] = 116  # backward: one step below
+    FakeInterpreter.values = {1: np.full((1, 3, 4, 17), 128, np.uint8),
+                              2: np.full((1, 3, 4, 34), 129, np.uint8), 3: mid}
+    out = backend.load_model(str(model_path), stride=16, input_size=(49, 33)).invoke()
+    assert out.displacements_fwd.shape == out.displacements_bwd.shape == (3, 4, 32)
+    np.testing.assert_allclose(out.displacements_fwd, 1.3875764608383179, rtol=1e-6)
+    np.testing.assert_allclose(out.displacements_bwd, -1.3875764608383179, rtol=1e-6)
+    np.testing.assert_allclose(out.heatmaps, 0.0)
+    np.testing.assert_allclose(out.offsets, HEAT_Q[0], rtol=1e-6)
+
+
+def test_rejects_outputs_that_are_not_posenet(fake_runtime):
+    model_path, _ = fake_runtime
+    FakeInterpreter.outputs = [_detail(1, "logits", [1, 1001])]
+    with pytest.raises(ModelError, match="not a raw-output PoseNet"):
+        backend.load_model(str(model_path), input_size=(49, 33))
+
+
+def test_reads_poses_from_coral_decoder_outputs(fake_runtime, monkeypatch):
+    model_path, calls = fake_runtime
+    model_path.write_bytes(b"\x1c\x00\x00\x00TFL3PosenetDecoderOp")
+    FakeInterpreter.input_detail = _detail(0, "sub_2", [1, 481, 641, 3], np.uint8, (0.0078125, 128))
+    FakeInterpreter.outputs = [_detail(5, "poses", [1, 10, 17, 2]), _detail(6, "poses:1", [1, 10, 17]),
+                               _detail(7, "poses:2", [1, 10]), _detail(8, "poses:3", [])]
+    keypoints = np.zeros((1, 10, 17, 2), np.float32)
+    keypoints[0, 0, :, 0] = 100.0  # y
+    keypoints[0, 0, :, 1] = 200.0  # x
+    FakeInterpreter.values = {5: keypoints, 6: np.full((1, 10, 17), 0.9, np.float32),
+                              7: np.full((1, 10), 0.8, np.float32), 8: np.array(2.0, np.float32)}
+    model = backend.load_model(str(model_path), stride=16)
+    poses = model.invoke()
+    assert isinstance(poses, Poses) and len(poses) == 2
+    assert poses.xy[0, 0].tolist() == [200.0, 100.0]  # x first
+    assert calls == [(backend.POSENET_DECODER_LIBRARY, None)]
+    assert model.input_size == (641, 481) and model.quantized_input
+
+
+def test_edgetpu_loads_the_delegate_with_the_device_option(fake_runtime):
+    model_path, calls = fake_runtime
+    model = backend.load_model(str(model_path), accelerator="edgetpu", device="usb:0", input_size=(49, 33))
+    assert calls == [("libedgetpu.so.1", {"device": "usb:0"})]
+    assert FakeInterpreter.created[-1].delegates == ["delegate:libedgetpu.so.1"]
+    assert model.accelerator == "edgetpu"
+
+
+def test_edgetpu_missing_library_names_it_and_what_to_install(fake_runtime, monkeypatch):
+    model_path, _ = fake_runtime
+
+    def missing(name):
+        raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+
+    monkeypatch.setattr(backend, "_check_library", missing)
+    with pytest.raises(AcceleratorError) as err:
+        backend.load_model(str(model_path), accelerator="edgetpu", input_size=(49, 33))
+    assert "libedgetpu.so.1" in str(err.value) and "install" in str(err.value)
+    assert err.value.exit_code == ExitCode.UNAVAILABLE
+
+
+def test_edgetpu_without_device_names_the_device(fake_runtime, monkeypatch):
+    model_path, _ = fake_runtime
+
+    def no_device(library, options=None):
+        raise ValueError("Failed to load delegate from libedgetpu.so.1")
+
+    monkeypatch.setattr(backend, "import_runtime", lambda: (FakeInterpreter, no_device, "fake"))
+    with pytest.raises(AcceleratorError, match="no Edge TPU found at device 'pci:0'"):
+        backend.load_model(str(model_path), accelerator="edgetpu", device="pci:0", input_size=(49, 33))
+
+
+def test_auto_falls_back_to_cpu_with_one_warning(fake_runtime, monkeypatch, caplog):
+    model_path, _ = fake_runtime
+
+    def no_device(library, options=None):
+        raise ValueError("Failed to load delegate from libedgetpu.so.1")
+
+    monkeypatch.setattr(backend, "import_runtime", lambda: (FakeInterpreter, no_device, "fake"))
+    with caplog.at_level(logging.WARNING, logger="edgepose.backend"):
+        model = backend.load_model(str(model_path), accelerator="auto", input_size=(49, 33))
+    assert model.accelerator == "cpu"
+    assert FakeInterpreter.created[-1].delegates is None
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+def test_edgetpu_compiled_model_on_cpu_says_what_to_do(fake_runtime):
+    model_path, _ = fake_runtime
+    edgetpu_model = model_path.with_name("x_edgetpu.tflite")
+    edgetpu_model.write_bytes(b"\x1c\x00\x00\x00TFL3edgetpu-custom-op")
+    with pytest.raises(ModelError, match="compiled for the Edge TPU"):
+        backend.load_model(str(edgetpu_model), accelerator="cpu")
+
+
+def test_resizes_a_resizable_model_and_checks_the_stride_fits(fake_runtime):
+    model_path, _ = fake_runtime
+    model = backend.load_model(str(model_path), stride=16, input_size=(49, 33))
+    assert model.input_size == (49, 33)
+    assert model.input_view().shape == (33, 49, 3)
+    with pytest.raises(ModelError, match="does not fit output stride 16"):
+        backend.load_model(str(model_path), stride=16, input_size=(50, 33))
+
+
+def test_input_lut_maps_pixels_to_minus_one_one():
+    float_lut = backend.input_lut({"dtype": np.float32, "quantization": (0.0, 0)})
+    assert float_lut[0] == -1.0 and float_lut[255] == pytest.approx(1.0)
+    coral_lut = backend.input_lut({"dtype": np.uint8, "quantization": (0.0078125, 128)})
+    assert coral_lut.dtype == np.uint8 and coral_lut[0] == 0 and coral_lut[255] == 255
+    int8_lut = backend.input_lut({"dtype": np.int8, "quantization": (2 / 255, 0)})
+    assert int8_lut[0] == -128 and int8_lut[255] == 127
+
+
+def test_named_model_missing_file_names_file_and_stride(monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGEPOSE_MODELS_DIR", str(tmp_path))
+    with pytest.raises(ModelError) as err:
+        backend.resolve_model_path("posenet-mnv1-075", stride=8, quantized=True)
+    assert "posenet_mnv1_075_stride8_int8.tflite" in str(err.value) and "stride 8" in str(err.value)
+
+
+def test_not_a_tflite_file_is_named(tmp_path):
+    junk = tmp_path / "junk.tflite"
+    junk.write_text("hello")
+    with pytest.raises(ModelError, match="junk.tflite is not a TF Lite model"):
+        backend.load_model(str(junk))
+
+
+# --- Coral's real files (../shared/models/coral-posenet) ------------------------
+
+def _coral(coral_models: Path, name: str) -> str:
+    return str(coral_models / name)
+
+
+@pytest.mark.shared
+def test_runs_corals_raw_cpu_model(coral_models):
+    model = backend.load_model(_coral(coral_models, "posenet_mobilenet_v1_075_481_641_quant.tflite"))
+    assert model.input_size == (641, 481) and model.output_stride == 16
+    out = model.invoke()
+    assert out.heatmaps.shape == (31, 41, 17) and out.displacements_bwd.shape == (31, 41, 32)
+
+
+@pytest.mark.shared
+def test_corals_decoder_model_error_names_the_raw_model(coral_models):
+    with pytest.raises(ModelError) as err:
+        backend.load_model(_coral(coral_models, "posenet_mobilenet_v1_075_481_641_quant_decoder.tflite"))
+    assert "PosenetDecoderOp" in str(err.value)
+    assert "posenet_mobilenet_v1_075_481_641_quant.tflite" in str(err.value)
+
+
+@pytest.mark.shared
+def test_corals_edgetpu_model_on_cpu_error_says_what_to_do(coral_models):
+    with pytest.raises(ModelError, match="compiled for the Edge TPU"):
+        backend.load_model(_coral(coral_models, "posenet_mobilenet_v1_075_481_641_quant_decoder_edgetpu.tflite"))
