@@ -1,0 +1,229 @@
+"""Skeleton overlays for snapshots, drawn with Pillow.
+
+Annotators follow supervision's pattern: style goes to the constructor, data to
+``annotate(image, poses)``, and each draws one thing so they chain::
+
+    image = SkeletonAnnotator().annotate(image, poses)
+    image = PointAnnotator().annotate(image, poses)
+
+``annotate`` never changes the image it is given: it draws on an RGB copy and
+returns that, so a frame shared with other stages stays untouched. A snapshot
+is rare enough that the copy costs nothing worth saving.
+
+Sizes follow the image's shorter side, so the same overlay reads on a 320 px
+preview and on a 1920 px still; a keypoint scoring below ``min_score`` is not
+drawn, nor any line touching it. Each person gets one colour from a fixed
+palette, in the order of ``poses`` (cycled past the palette's end).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .constants import DEFAULT_MIN_PART_SCORE, PART_NAMES, SKELETON_IDS
+from .core import Poses
+
+log = logging.getLogger(__name__)
+
+RGB = tuple[int, int, int]
+
+#: Person colours: saturated, far apart in hue and lightness, readable on
+#: photographs (after Sasha Trubetskoy's list of distinct colours).
+PALETTE: tuple[RGB, ...] = (
+    (255, 225, 25),  # yellow
+    (0, 130, 200),  # blue
+    (230, 25, 75),  # red
+    (60, 180, 75),  # green
+    (245, 130, 48),  # orange
+    (70, 240, 240),  # cyan
+    (240, 50, 230),  # magenta
+    (145, 30, 180),  # purple
+    (255, 255, 255),  # white (the dark outline keeps it visible on snow)
+    (250, 190, 212),  # pink
+)
+#: Point outlines and text strokes: separate the colours from the picture.
+OUTLINE_COLOUR: RGB = (0, 0, 0)
+
+# Sizes as fractions of the image's shorter side (480 px: 3 px lines, 5 px
+# points, 13 px text), never below MIN_SIZE_PX.
+LINE_WIDTH_FRACTION = 1 / 160
+POINT_RADIUS_FRACTION = 1 / 96
+FONT_SIZE_FRACTION = 1 / 36
+OUTLINE_FRACTION = 1 / 480
+MIN_SIZE_PX = 1
+#: Below this size Pillow's scalable default font is unreadable anyway.
+MIN_FONT_PX = 9
+
+
+def _scaled(image: Image.Image, fraction: float, minimum: int = MIN_SIZE_PX) -> int:
+    return max(minimum, round(min(image.size) * fraction))
+
+
+def _canvas(image: Image.Image) -> Image.Image:
+    """An RGB copy to draw on (colours need RGB; the caller's image stays as it was)."""
+    return image.convert("RGB") if image.mode != "RGB" else image.copy()
+
+
+def person_colour(index: int, palette: tuple[RGB, ...] = PALETTE) -> RGB:
+    return palette[index % len(palette)]
+
+
+def _visible(poses: Poses, min_score: float) -> np.ndarray:
+    """(N, 17) bool: keypoints to draw (score high enough, position finite)."""
+    return (poses.scores >= min_score) & np.isfinite(poses.xy).all(axis=-1)
+
+
+@functools.lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):  # Pillow < 10.1 or no FreeType
+        log.debug("scalable default font unavailable; labels use the fixed bitmap font")
+        return ImageFont.load_default()
+
+
+class SkeletonAnnotator:
+    """Lines between connected keypoints (constants.SKELETON_IDS) of each person."""
+
+    def __init__(
+        self,
+        *,
+        min_score: float = DEFAULT_MIN_PART_SCORE,
+        line_width: int | None = None,  # None: scaled to the image
+        palette: tuple[RGB, ...] = PALETTE,
+        edges: tuple[tuple[int, int], ...] = SKELETON_IDS,
+    ):
+        self.min_score = min_score
+        self.line_width = line_width
+        self.palette = palette
+        self.edges = edges
+
+    def annotate(self, image: Image.Image, poses: Poses) -> Image.Image:
+        out = _canvas(image)
+        draw = ImageDraw.Draw(out)
+        width = self.line_width or _scaled(out, LINE_WIDTH_FRACTION)
+        halo = width + 2 * _scaled(out, OUTLINE_FRACTION)
+        visible = _visible(poses, self.min_score)
+        for i in range(len(poses)):
+            lines = [
+                tuple(poses.xy[i, a].tolist()) + tuple(poses.xy[i, b].tolist())
+                for a, b in self.edges
+                if visible[i, a] and visible[i, b]
+            ]
+            # A dark halo first, so a yellow line still shows on a white wall.
+            for line in lines:
+                draw.line(line, fill=OUTLINE_COLOUR, width=halo)
+            for line in lines:
+                draw.line(line, fill=person_colour(i, self.palette), width=width)
+        return out
+
+
+class PointAnnotator:
+    """Filled, outlined circles on each keypoint."""
+
+    def __init__(
+        self,
+        *,
+        min_score: float = DEFAULT_MIN_PART_SCORE,
+        radius: int | None = None,  # None: scaled to the image
+        palette: tuple[RGB, ...] = PALETTE,
+        outline: RGB = OUTLINE_COLOUR,
+    ):
+        self.min_score = min_score
+        self.radius = radius
+        self.palette = palette
+        self.outline = outline
+
+    def annotate(self, image: Image.Image, poses: Poses) -> Image.Image:
+        out = _canvas(image)
+        draw = ImageDraw.Draw(out)
+        r = self.radius or _scaled(out, POINT_RADIUS_FRACTION)
+        outline_width = _scaled(out, OUTLINE_FRACTION)
+        visible = _visible(poses, self.min_score)
+        for i, j in zip(*np.nonzero(visible)):
+            x, y = poses.xy[i, j].tolist()
+            draw.ellipse(
+                (x - r, y - r, x + r, y + r),
+                fill=person_colour(int(i), self.palette),
+                outline=self.outline,
+                width=outline_width,
+            )
+        return out
+
+
+class LabelAnnotator:
+    """Part names beside keypoints, in the person's colour with a dark stroke."""
+
+    def __init__(
+        self,
+        *,
+        min_score: float = DEFAULT_MIN_PART_SCORE,
+        font_size: int | None = None,  # None: scaled to the image
+        palette: tuple[RGB, ...] = PALETTE,
+        names: tuple[str, ...] = PART_NAMES,
+    ):
+        self.min_score = min_score
+        self.font_size = font_size
+        self.palette = palette
+        self.names = names
+
+    def annotate(self, image: Image.Image, poses: Poses) -> Image.Image:
+        out = _canvas(image)
+        draw = ImageDraw.Draw(out)
+        size = self.font_size or _scaled(out, FONT_SIZE_FRACTION, MIN_FONT_PX)
+        font = _font(size)
+        # Clear of the point drawn by PointAnnotator at its default size.
+        gap = _scaled(out, POINT_RADIUS_FRACTION) + _scaled(out, OUTLINE_FRACTION)
+        stroke = _scaled(out, OUTLINE_FRACTION)
+        visible = _visible(poses, self.min_score)
+        for i, j in zip(*np.nonzero(visible)):
+            x, y = poses.xy[i, j].tolist()
+            draw.text(
+                (x + gap, y),
+                self.names[j],
+                fill=person_colour(int(i), self.palette),
+                font=font,
+                anchor="lm" if isinstance(font, ImageFont.FreeTypeFont) else None,
+                stroke_width=stroke,
+                stroke_fill=OUTLINE_COLOUR,
+            )
+        return out
+
+
+def render_overlay(
+    rgb: np.ndarray,
+    poses: Poses,
+    *,
+    labels: bool = True,
+    min_score: float = DEFAULT_MIN_PART_SCORE,
+) -> Image.Image:
+    """A frame with skeletons, points and (optionally) part names drawn on it.
+
+    rgb: (H, W, 3) uint8, the frame the poses were found in (not modified).
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 frame, got {rgb.shape} {rgb.dtype}")
+    image = Image.fromarray(rgb, "RGB")
+    annotators: list[SkeletonAnnotator | PointAnnotator | LabelAnnotator] = [
+        SkeletonAnnotator(min_score=min_score),
+        PointAnnotator(min_score=min_score),
+    ]
+    if labels:
+        annotators.append(LabelAnnotator(min_score=min_score))
+    for annotator in annotators:
+        image = annotator.annotate(image, poses)
+    return image
+
+
+def encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    """JPEG bytes of an image, for files and MQTT alike (Pillow advises quality <= 95)."""
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be 1..100, got {quality}")
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

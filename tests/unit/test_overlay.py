@@ -1,0 +1,156 @@
+"""Overlay annotators: what gets drawn where, in which colour, at which size."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgepose.constants import NUM_PARTS, PART_IDS
+from edgepose.core import Poses
+from edgepose.overlay import (
+    PALETTE,
+    LabelAnnotator,
+    PointAnnotator,
+    SkeletonAnnotator,
+    encode_jpeg,
+    person_colour,
+    render_overlay,
+)
+
+GREY = (128, 128, 128)
+
+
+def blank(width: int = 200, height: int = 160) -> Image.Image:
+    return Image.new("RGB", (width, height), GREY)
+
+
+def one_person(points: dict[str, tuple[float, float]], score: float = 0.9) -> Poses:
+    xy = np.zeros((1, NUM_PARTS, 2), np.float32)
+    scores = np.zeros((1, NUM_PARTS), np.float32)
+    for name, (x, y) in points.items():
+        xy[0, PART_IDS[name]] = (x, y)
+        scores[0, PART_IDS[name]] = score
+    return Poses(xy, scores, np.array([score], np.float32))
+
+
+def stack(*poses: Poses) -> Poses:
+    return Poses(
+        np.concatenate([p.xy for p in poses]),
+        np.concatenate([p.scores for p in poses]),
+        np.concatenate([p.pose_scores for p in poses]),
+    )
+
+
+def pixel(image: Image.Image, x: float, y: float) -> tuple[int, int, int]:
+    return image.getpixel((int(x), int(y)))
+
+
+def test_point_is_drawn_in_the_person_colour_at_the_keypoint():
+    poses = one_person({"nose": (50, 40)})
+    out = PointAnnotator().annotate(blank(), poses)
+    assert pixel(out, 50, 40) == PALETTE[0]
+    assert pixel(out, 150, 120) == GREY
+
+
+def test_skeleton_line_joins_two_scored_keypoints():
+    poses = one_person({"leftShoulder": (40, 80), "rightShoulder": (160, 80)})
+    out = SkeletonAnnotator().annotate(blank(), poses)
+    assert pixel(out, 100, 80) == PALETTE[0]  # midway along the line
+    assert pixel(out, 100, 20) == GREY
+
+
+def test_two_persons_get_different_colours():
+    poses = stack(one_person({"nose": (40, 40)}), one_person({"nose": (150, 100)}))
+    out = PointAnnotator().annotate(blank(), poses)
+    first, second = pixel(out, 40, 40), pixel(out, 150, 100)
+    assert first == person_colour(0) and second == person_colour(1)
+    assert first != second
+
+
+def test_palette_cycles_past_its_end():
+    assert person_colour(len(PALETTE)) == person_colour(0)
+    assert len(set(PALETTE)) == len(PALETTE)
+
+
+def test_low_score_keypoints_and_their_lines_are_not_drawn():
+    poses = one_person({"leftShoulder": (40, 80), "rightShoulder": (160, 80)}, score=0.3)
+    image = blank()
+    out = render_overlay(np.asarray(image), poses, min_score=0.5)
+    assert np.array_equal(np.asarray(out), np.asarray(image))
+
+
+def test_line_needs_both_ends_above_min_score():
+    poses = one_person({"leftShoulder": (40, 80), "rightShoulder": (160, 80)})
+    poses.scores[0, PART_IDS["rightShoulder"]] = 0.1
+    out = SkeletonAnnotator(min_score=0.5).annotate(blank(), poses)
+    assert np.array_equal(np.asarray(out), np.asarray(blank()))
+
+
+@pytest.mark.parametrize("size", [(320, 240), (1920, 1080), (257, 353)])
+def test_output_size_equals_input(size):
+    poses = one_person({"nose": (10, 10), "leftEye": (20, 12)})
+    out = render_overlay(np.full((size[1], size[0], 3), 90, np.uint8), poses)
+    assert out.size == size and out.mode == "RGB"
+
+
+def test_labels_on_and_off_differ():
+    poses = one_person({"leftShoulder": (40, 60), "rightShoulder": (120, 60)})
+    rgb = np.asarray(blank())
+    with_labels = np.asarray(render_overlay(rgb, poses, labels=True))
+    without = np.asarray(render_overlay(rgb, poses, labels=False))
+    assert not np.array_equal(with_labels, without)
+    # The label sits to the right of its point, where nothing else is drawn.
+    right_of_point = (slice(50, 70), slice(48, 110))
+    assert (with_labels[right_of_point] != without[right_of_point]).any()
+
+
+def test_annotate_leaves_its_input_untouched_and_chains():
+    image = blank()
+    before = np.asarray(image).copy()
+    poses = one_person({"leftShoulder": (40, 80), "rightShoulder": (160, 80)})
+    out = LabelAnnotator().annotate(
+        PointAnnotator().annotate(SkeletonAnnotator().annotate(image, poses), poses), poses
+    )
+    assert np.array_equal(np.asarray(image), before)
+    assert out is not image
+
+
+def test_render_overlay_does_not_modify_the_frame():
+    rgb = np.full((120, 160, 3), 77, np.uint8)
+    render_overlay(rgb, one_person({"nose": (80, 60)}))
+    assert (rgb == 77).all()
+
+
+def test_sizes_grow_with_the_shorter_side():
+    def drawn_pixels(short: int) -> int:
+        size = (short * 4 // 3, short)
+        poses = one_person({"nose": (short / 2, short / 2)})
+        out = PointAnnotator().annotate(Image.new("RGB", size, GREY), poses)
+        return int((np.asarray(out) != GREY).any(axis=-1).sum())
+
+    small, large = drawn_pixels(320), drawn_pixels(1920)
+    assert large > 20 * small  # area grows with the square of the radius
+
+
+def test_annotate_accepts_non_rgb_images():
+    out = PointAnnotator().annotate(Image.new("L", (64, 64), 0), one_person({"nose": (32, 32)}))
+    assert out.mode == "RGB" and pixel(out, 32, 32) == PALETTE[0]
+
+
+def test_empty_poses_draw_nothing():
+    rgb = np.asarray(blank())
+    assert np.array_equal(np.asarray(render_overlay(rgb, Poses.empty())), rgb)
+
+
+def test_encode_jpeg_round_trips():
+    data = encode_jpeg(blank(), 85)
+    assert data[:2] == b"\xff\xd8"
+    assert Image.open(io.BytesIO(data)).size == (200, 160)
+
+
+def test_encode_jpeg_rejects_quality_out_of_range():
+    with pytest.raises(ValueError):
+        encode_jpeg(blank(), 0)
