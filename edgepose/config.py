@@ -1,0 +1,659 @@
+"""TOML config to frozen, validated dataclasses: the only place config is checked.
+
+The dataclasses below are the schema: their field names are the TOML keys,
+their defaults are the defaults, and the ``metadata`` of a field carries its
+bounds. The set of known keys is derived from them, so there is no second list
+to keep in sync. ``load_config`` reads the file, lays CLI overrides over it and
+checks everything in one pass, collecting every problem as "dotted.key:
+message" before raising a single ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import difflib
+import json
+import math
+import os
+import re
+import socket
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from .constants import (
+    DEFAULT_INPUT_SIZE,
+    DEFAULT_MAX_POSES,
+    DEFAULT_MIN_PART_SCORE,
+    DEFAULT_MIN_POSE_SCORE,
+    DEFAULT_MODEL,
+    DEFAULT_NMS_RADIUS,
+    DEFAULT_STRIDE,
+    DEFAULT_THREADS,
+    DEFAULT_TOPIC_PREFIX,
+    NUM_PARTS,
+    OUTPUT_STRIDES,
+)
+from .errors import ConfigError
+
+__all__ = [
+    "Config",
+    "DecodeConfig",
+    "LoggingConfig",
+    "ModelConfig",
+    "MqttConfig",
+    "NodeConfig",
+    "SnapshotConfig",
+    "SourceConfig",
+    "TlsConfig",
+    "load_config",
+    "redacted",
+]
+
+# Validation bounds (facts about the protocols and libraries, not tunables).
+MAX_POSES_LIMIT = 20  # the decoder's NMS is quadratic in candidates; more is noise
+PORT_MAX = 65535
+KEEPALIVE_MAX_S = 65535  # MQTT's two-byte keepalive field
+JPEG_QUALITY_MAX = 100
+
+#: systemd credential (LoadCredential=mqtt_password:...) read when no password is configured.
+CREDENTIAL_MQTT_PASSWORD = "mqtt_password"
+#: Shown instead of the MQTT password by ``redacted``.
+REDACTED = "***"
+
+_NODE_ID_CHARS = r"[A-Za-z0-9_-]"
+_TOPIC_LEVEL = r"[^+#/\x00]+"
+
+
+# --- schema helpers -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """Checks for one key beyond its type. Enums are typed ``Literal[...]`` instead."""
+
+    choices: tuple[Any, ...] = ()
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    nonempty: bool = False
+    pattern: str | None = None  # full match, for strings
+    pattern_help: str = ""
+    toml: type | None = None  # the TOML type, when the field holds a parsed value
+    parse: Callable[[Any], Any] | None = None  # TOML value -> field value; ValueError(reason)
+
+
+_RULE = "edgepose.rule"
+_DERIVED = "edgepose.derived"  # a resolved value, not a key
+
+
+def _key(default: Any, **rule: Any) -> Any:
+    return field(default=default, metadata={_RULE: _Rule(**rule)})
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise ValueError(f'expected "WxH" such as "353x257", got {_show(text)}')
+    width, height = int(match[1]), int(match[2])
+    if width < 2 or height < 2:
+        raise ValueError(f"width and height must be at least 2, got {_show(text)}")
+    return width, height
+
+
+def _parse_dir(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+# --- the schema -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Who this camera node is in topics and Home Assistant ids."""
+
+    id: str = _key(  # "" -> the host name, sanitised
+        "",
+        pattern=f"{_NODE_ID_CHARS}*",
+        pattern_help="may contain only letters, digits, '_' and '-'",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    path: str = _key(DEFAULT_MODEL, nonempty=True)  # a known model name or a .tflite path
+    stride: int = _key(DEFAULT_STRIDE, choices=OUTPUT_STRIDES)
+    input_size: tuple[int, int] = _key(DEFAULT_INPUT_SIZE, toml=str, parse=_parse_size)  # (w, h)
+    quantized: bool = False  # use the int8 build of a named model
+    accelerator: Literal["cpu", "edgetpu", "auto"] = "cpu"
+    edgetpu_device: str = _key(  # "" = first Edge TPU found
+        "",
+        pattern=r"((usb|pci)(:\d+)?)?",
+        pattern_help='must be "", "usb", "usb:N", "pci" or "pci:N"',
+    )
+    threads: int = _key(DEFAULT_THREADS, ge=1)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeConfig:
+    max_poses: int = _key(DEFAULT_MAX_POSES, ge=1, le=MAX_POSES_LIMIT)
+    min_pose_score: float = _key(DEFAULT_MIN_POSE_SCORE, ge=0, le=1)
+    min_part_score: float = _key(DEFAULT_MIN_PART_SCORE, ge=0, le=1)
+    nms_radius: float = _key(DEFAULT_NMS_RADIUS, gt=0)  # model-input pixels
+    cleanup: Literal["none", "seed"] = "none"
+    min_keypoints: int = _key(0, ge=0, le=NUM_PARTS)  # keypoints >= min_part_score a pose needs
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    uri: str = _key("demo", nonempty=True)
+    max_fps: float = _key(10.0, ge=0)  # 0 = no cap
+    loop: bool = False  # restart files at their end (the demo always loops)
+    width: int = _key(640, ge=1)  # camera capture size
+    height: int = _key(480, ge=1)
+    reopen_delay_s: float = _key(1.0, gt=0)  # first back-off after a failure
+    reopen_delay_max_s: float = _key(30.0, gt=0)  # back-off doubles up to this
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    enabled: bool = False
+    ca_file: str = ""  # "" = the system CA store
+    cert_file: str = ""  # client certificate, for brokers that require one
+    key_file: str = ""
+    insecure: bool = False  # skip hostname and certificate verification
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    enabled: bool = True
+    host: str = _key("localhost", nonempty=True)
+    port: int = _key(1883, ge=1, le=PORT_MAX)
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    client_id: str = ""  # "" -> "edgepose-<node id>"
+    keepalive_s: int = _key(30, ge=0, le=KEEPALIVE_MAX_S)
+    username: str = ""
+    password_file: str = ""  # relative -> $CREDENTIALS_DIRECTORY when set
+    password_env: str = _key(
+        "",
+        pattern=r"([A-Za-z_][A-Za-z0-9_]*)?",
+        pattern_help="must be an environment variable name",
+    )
+    topic_prefix: str = _key(
+        DEFAULT_TOPIC_PREFIX,
+        pattern=f"{_TOPIC_LEVEL}(/{_TOPIC_LEVEL})*",
+        pattern_help="must be a topic such as \"edgepose\" or \"site/edgepose\": "
+        "not empty, no '+' or '#', no leading, trailing or doubled '/'",
+    )
+    poses_mode: Literal["every_frame", "on_change", "interval", "off"] = "every_frame"
+    poses_interval_s: float = _key(1.0, gt=0)
+    poses_expiry_s: int = _key(5, ge=0)  # MQTT 5 message expiry; 0 = never expires
+    stats_interval_s: float = _key(60.0, gt=0)
+    publish_snapshot: bool = False
+    max_queued: int = _key(100, ge=1)
+    home_assistant: bool = False
+    discovery_prefix: str = _key(
+        "homeassistant",
+        pattern=f"{_TOPIC_LEVEL}(/{_TOPIC_LEVEL})*",
+        pattern_help="must be a topic: not empty, no '+' or '#', "
+        "no leading, trailing or doubled '/'",
+    )
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    #: Resolved from password_file, password_env or the systemd credential; never shown.
+    password: str | None = field(default=None, repr=False, metadata={_DERIVED: True})
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotConfig:
+    enabled: bool = True
+    dir: Path = _key(Path("snapshots"), toml=str, nonempty=True, parse=_parse_dir)
+    interval_s: float = _key(60.0, ge=0)  # 0 = no periodic snapshots
+    on_count_change: bool = True
+    keep: int = _key(100, ge=1)
+    max_bytes: int = _key(50_000_000, ge=0)  # 0 = no size cap
+    jpeg_quality: int = _key(85, ge=1, le=JPEG_QUALITY_MAX)
+    labels: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated config; each stage is handed only its section."""
+
+    node: NodeConfig = field(default_factory=NodeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+# --- loading --------------------------------------------------------------------------
+
+
+def load_config(
+    path: str | Path | None, overrides: dict[str, object] | None = None
+) -> Config:
+    """Read ``path`` (None: defaults only), apply dotted-key ``overrides``, validate once.
+
+    ``overrides`` maps dotted keys to single values, e.g. {"mqtt.port": 1884}; a
+    value of None is skipped, so the CLI can pass every flag whether given or not.
+    Raises ConfigError listing every problem found, each as "dotted.key: message".
+    """
+    raw = _read_toml(Path(path)) if path is not None else {}
+    problems: list[str] = []
+    _apply_overrides(raw, overrides or {}, problems)
+    bad: set[str] = set()  # keys whose own check failed: cross-field rules skip them
+    config = Config(**_check_table(Config, raw, "", problems, bad))
+    _check_model(config.model, bad, problems)
+    _check_source(config.source, bad, problems)
+    _check_tls(config.mqtt.tls, bad, problems)
+    password = _resolve_password(config.mqtt, bad, problems)
+    if problems:
+        raise ConfigError(problems)
+    node_id = config.node.id or _hostname_id()
+    return dataclasses.replace(
+        config,
+        node=dataclasses.replace(config.node, id=node_id),
+        mqtt=dataclasses.replace(
+            config.mqtt,
+            client_id=config.mqtt.client_id or f"edgepose-{node_id}",
+            password=password,
+        ),
+        snapshots=dataclasses.replace(
+            config.snapshots, dir=_resolve_state_path(config.snapshots.dir)
+        ),
+    )
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """The config as plain TOML-like values for printing, the password replaced by "***"."""
+    return _as_dict(config)
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = _as_dict(value)
+        elif not f.repr:  # a secret
+            out[f.name] = None if value is None else REDACTED
+        elif isinstance(value, tuple):  # input_size
+            out[f.name] = "x".join(str(v) for v in value)
+        elif isinstance(value, Path):
+            out[f.name] = str(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error {_toml_error_position(exc, text)}") from None
+
+
+def _toml_error_position(exc: tomllib.TOMLDecodeError, text: str) -> str:
+    """tomllib (before 3.14) puts the position only in the message text."""
+    message = str(getattr(exc, "msg", None) or exc)
+    line, column = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+    if line is None:
+        if found := re.search(r"\s*\(at line (\d+), column (\d+)\)$", message):
+            line, column = int(found[1]), int(found[2])
+            message = message[: found.start()]
+        elif found := re.search(r"\s*\(at end of document\)$", message):
+            lines = text.split("\n")
+            line, column = len(lines), len(lines[-1]) + 1
+            message = message[: found.start()] + " (at end of file)"
+    if line is None:
+        return f": {message}"
+    return f"at line {line}, column {column}: {message}"
+
+
+def _apply_overrides(
+    raw: dict[str, Any], overrides: dict[str, object], problems: list[str]
+) -> None:
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        parts = dotted.split(".")
+        if not all(parts):
+            problems.append(f"{dotted}: not a dotted key such as \"mqtt.port\"")
+            continue
+        table = raw
+        for depth, part in enumerate(parts[:-1]):
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                problems.append(
+                    f"{dotted}: cannot override: {'.'.join(parts[: depth + 1])} is not a table"
+                )
+                break
+        else:
+            table[parts[-1]] = value
+
+
+# --- per-key checks -------------------------------------------------------------------
+
+
+class _Bad:
+    """The result of a check that failed: the key keeps its default and joins ``bad``."""
+
+
+_BAD = _Bad()
+
+
+def _check_table(
+    cls: type, table: Any, prefix: str, problems: list[str], bad: set[str]
+) -> dict[str, Any]:
+    """Constructor arguments for ``cls`` from a TOML table; bad and absent keys omitted."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get(_DERIVED)}
+    for name in table:
+        if name not in fields:
+            problems.append(_unknown_key(prefix, name))
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in table:
+            continue
+        dotted, value, hint = prefix + name, table[name], hints[name]
+        if dataclasses.is_dataclass(hint):
+            if isinstance(value, dict):
+                kwargs[name] = hint(**_check_table(hint, value, dotted + ".", problems, bad))
+            else:
+                problems.append(f"{dotted}: expected a table [{dotted}], got {_describe(value)}")
+                bad.add(dotted)
+            continue
+        checked = _check_value(dotted, value, hint, f.metadata.get(_RULE, _Rule()), problems)
+        if checked is _BAD:
+            bad.add(dotted)
+        else:
+            kwargs[name] = checked
+    return kwargs
+
+
+def _check_value(dotted: str, value: Any, hint: Any, rule: _Rule, problems: list[str]) -> Any:
+    choices = rule.choices
+    expected = rule.toml or hint
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        expected = type(choices[0])
+
+    def fail(message: str) -> _Bad:
+        problems.append(f"{dotted}: {message}")
+        return _BAD
+
+    if expected is bool:
+        if not isinstance(value, bool):
+            return fail(f"expected true or false, got {_describe(value)}")
+    elif expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return fail(f"expected an integer, got {_describe(value)}")
+    elif expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return fail(f"expected a number, got {_describe(value)}")
+        value = float(value)
+        if not math.isfinite(value):
+            return fail(f"must be a finite number, got {_show(value)}")
+    elif expected is str:
+        if not isinstance(value, str):
+            hint_text = f" (one of {_list(choices)}, in quotes)" if choices else ""
+            return fail(f"expected a string{hint_text}, got {_describe(value)}")
+    else:  # pragma: no cover - a schema mistake, not a user mistake
+        raise TypeError(f"{dotted}: no TOML type for {hint!r}")
+
+    if rule.nonempty and not value.strip():
+        return fail("must not be empty")
+    if choices and value not in choices:
+        message = f"must be one of {_list(choices)}, got {_show(value)}"
+        if isinstance(value, str):
+            near = difflib.get_close_matches(value.lower(), [str(c) for c in choices], n=1)
+            if near:
+                message += f"; did you mean {_show(near[0])}?"
+        return fail(message)
+    if rule.pattern is not None and not re.fullmatch(rule.pattern, value):
+        return fail(f"{rule.pattern_help}, got {_show(value)}")
+    if rule.ge is not None and rule.le is not None:
+        if not rule.ge <= value <= rule.le:
+            return fail(f"must be {rule.ge:g}-{rule.le:g}, got {_show(value)}")
+    elif rule.ge is not None and not value >= rule.ge:
+        return fail(f"must be >= {rule.ge:g}, got {_show(value)}")
+    elif rule.le is not None and not value <= rule.le:
+        return fail(f"must be <= {rule.le:g}, got {_show(value)}")
+    if rule.gt is not None and not value > rule.gt:
+        return fail(f"must be > {rule.gt:g}, got {_show(value)}")
+    if rule.parse is not None:
+        try:
+            value = rule.parse(value)
+        except ValueError as exc:
+            return fail(str(exc))
+    return value
+
+
+def _unknown_key(prefix: str, name: str) -> str:
+    dotted = prefix + name
+    if dotted == "mqtt.password":
+        return (
+            f"{dotted}: unknown key; passwords are never read from the config file: "
+            "use mqtt.password_file, mqtt.password_env or the systemd credential "
+            f"{CREDENTIAL_MQTT_PASSWORD}"
+        )
+    section = prefix.rstrip(".")
+    siblings = [k.rsplit(".", 1)[-1] for k in _ALL_KEYS if k.rpartition(".")[0] == section]
+    near = difflib.get_close_matches(name, siblings, n=1)
+    if near:
+        return f"{dotted}: unknown key; did you mean {prefix + near[0]}?"
+    elsewhere = [k for k in _ALL_KEYS if k.rsplit(".", 1)[-1] == name]
+    if elsewhere:
+        return f"{dotted}: unknown key; did you mean {' or '.join(elsewhere)}?"
+    where = f"[{section}]" if section else "the top level"
+    return f"{dotted}: unknown key; known keys in {where}: {', '.join(siblings)}"
+
+
+def _all_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted key and table name, derived from the dataclasses."""
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get(_DERIVED):
+            continue
+        keys.append(prefix + f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys.extend(_all_keys(hints[f.name], prefix + f.name + "."))
+    return keys
+
+
+_ALL_KEYS: tuple[str, ...] = tuple(_all_keys(Config))
+
+
+# --- cross-field checks ---------------------------------------------------------------
+
+
+def _check_model(model: ModelConfig, bad: set[str], problems: list[str]) -> None:
+    if not {"model.stride", "model.input_size"} & bad:
+        stride, (width, height) = model.stride, model.input_size
+        if not (_fits(width, stride) and _fits(height, stride)):
+            sizes = [f"{w}x{h}" for w in _nearest(width, stride) for h in _nearest(height, stride)]
+            problems.append(
+                f"model.input_size: {width}x{height} does not fit model.stride {stride} "
+                f"(width - 1 and height - 1 must be positive multiples of {stride}); "
+                f"nearest valid sizes: {', '.join(sizes)}"
+            )
+    if model.accelerator == "edgetpu" and not {"model.path", "model.quantized"} & bad:
+        name = Path(model.path).name.lower()
+        if name.endswith(".tflite"):
+            if not (name.endswith("_edgetpu.tflite") or "int8" in name):
+                problems.append(
+                    "model.accelerator: the Edge TPU needs an int8 model compiled with "
+                    f"edgetpu_compiler (a *_edgetpu.tflite file); model.path {_show(model.path)} "
+                    "is a float model"
+                )
+        elif not model.quantized:
+            problems.append(
+                "model.accelerator: the Edge TPU needs an int8 model compiled with "
+                f"edgetpu_compiler; model.path {_show(model.path)} with model.quantized = false "
+                "is the float build: set model.quantized = true"
+            )
+
+
+def _fits(size: int, stride: int) -> bool:
+    return size - 1 >= stride and (size - 1) % stride == 0
+
+
+def _nearest(size: int, stride: int) -> list[int]:
+    """The valid sizes (k * stride + 1, k >= 1) either side of ``size``."""
+    if _fits(size, stride):
+        return [size]
+    below = (size - 1) // stride * stride + 1
+    return [s for s in (below, below + stride) if _fits(s, stride)]
+
+
+def _check_source(source: SourceConfig, bad: set[str], problems: list[str]) -> None:
+    if {"source.reopen_delay_s", "source.reopen_delay_max_s"} & bad:
+        return
+    if source.reopen_delay_max_s < source.reopen_delay_s:
+        problems.append(
+            f"source.reopen_delay_max_s: must be >= source.reopen_delay_s "
+            f"({source.reopen_delay_s:g}), got {source.reopen_delay_max_s:g}"
+        )
+
+
+def _check_tls(tls: TlsConfig, bad: set[str], problems: list[str]) -> None:
+    for name in ("ca_file", "cert_file", "key_file"):
+        value, dotted = getattr(tls, name), f"mqtt.tls.{name}"
+        if not value or dotted in bad:
+            continue
+        path = Path(value)
+        if not path.is_file():
+            problems.append(f"{dotted}: no such file: {path}")
+        elif not os.access(path, os.R_OK):
+            problems.append(f"{dotted}: {path} is not readable")
+    if tls.key_file and not tls.cert_file:
+        problems.append("mqtt.tls.key_file: needs mqtt.tls.cert_file")
+
+
+def _resolve_password(mqtt: MqttConfig, bad: set[str], problems: list[str]) -> str | None:
+    """The MQTT password from its one configured place; problems never include it."""
+    if {"mqtt.username", "mqtt.password_file", "mqtt.password_env"} & bad:
+        return None
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if mqtt.password_file and mqtt.password_env:
+        problems.append(
+            "mqtt.password_env: set only one of mqtt.password_file and mqtt.password_env"
+        )
+        return None
+    if not mqtt.username:
+        for key in ("password_file", "password_env"):
+            if getattr(mqtt, key):
+                problems.append(f"mqtt.{key}: a password needs mqtt.username")
+        return None
+    if mqtt.password_file:
+        path = Path(mqtt.password_file).expanduser()
+        if not path.is_absolute() and credentials:
+            path = Path(credentials) / path
+        return _read_secret("mqtt.password_file", path, problems)
+    if mqtt.password_env:
+        if mqtt.password_env not in os.environ:
+            problems.append(
+                f"mqtt.password_env: environment variable {mqtt.password_env} is not set"
+            )
+            return None
+        return os.environ[mqtt.password_env]
+    credential = Path(credentials) / CREDENTIAL_MQTT_PASSWORD if credentials else None
+    if credential is not None and credential.is_file():
+        return _read_secret("mqtt.username", credential, problems)
+    problems.append(
+        "mqtt.username: needs a password: set mqtt.password_file or mqtt.password_env, "
+        f"or give the service the systemd credential {CREDENTIAL_MQTT_PASSWORD} "
+        f"(LoadCredential={CREDENTIAL_MQTT_PASSWORD}:/path/to/file)"
+    )
+    return None
+
+
+def _read_secret(key: str, path: Path, problems: list[str]) -> str | None:
+    try:
+        secret = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        problems.append(f"{key}: cannot read {path}: {exc.strerror or type(exc).__name__}")
+        return None
+    except UnicodeDecodeError:
+        problems.append(f"{key}: {path} is not UTF-8 text")
+        return None
+    secret = secret.rstrip("\r\n")
+    if not secret:
+        problems.append(f"{key}: {path} is empty")
+        return None
+    return secret
+
+
+# --- resolved defaults ----------------------------------------------------------------
+
+
+def _hostname_id() -> str:
+    """The short host name with anything outside [A-Za-z0-9_-] replaced by '_'."""
+    short = socket.gethostname().split(".")[0]
+    return re.sub(r"[^A-Za-z0-9_-]", "_", short) or "edgepose"
+
+
+def _resolve_state_path(path: Path) -> Path:
+    """Relative paths live in systemd's StateDirectory when there is one."""
+    if path.is_absolute():
+        return path
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return (Path(state) if state else Path.cwd()) / path
+
+
+# --- message helpers ------------------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    """A value as TOML would spell it, cut short."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    else:
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        kind = "boolean"
+    elif isinstance(value, int):
+        kind = "integer"
+    elif isinstance(value, float):
+        kind = "float"
+    elif isinstance(value, str):
+        kind = "string"
+    elif isinstance(value, list):
+        return "an array"
+    elif isinstance(value, dict):
+        return "a table"
+    elif isinstance(value, (datetime.date, datetime.time)):
+        kind = "date-time"
+    else:
+        kind = type(value).__name__
+    return f"{kind} {_show(value)}"
+
+
+def _list(choices: tuple[Any, ...]) -> str:
+    return ", ".join(_show(c) for c in choices)
