@@ -212,6 +212,9 @@ class SnapshotConfig:
     dir: Path = _key(Path("snapshots"), toml=str, nonempty=True, parse=_parse_dir)
     interval_s: float = _key(60.0, ge=0)  # 0 = no periodic snapshots
     on_count_change: bool = True
+    #: PoseNet's person count flickers between frames: at most one snapshot per this many seconds
+    #: for count changes and intervals (commands are never held back).
+    cooldown_s: float = _key(5.0, ge=0)
     keep: int = _key(100, ge=1)
     max_bytes: int = _key(50_000_000, ge=0)  # 0 = no size cap
     jpeg_quality: int = _key(85, ge=1, le=JPEG_QUALITY_MAX)
