@@ -143,7 +143,7 @@ class DecodeConfig:
     min_pose_score: float = _key(DEFAULT_MIN_POSE_SCORE, ge=0, le=1)
     min_part_score: float = _key(DEFAULT_MIN_PART_SCORE, ge=0, le=1)
     nms_radius: float = _key(DEFAULT_NMS_RADIUS, gt=0)  # model-input pixels
-    cleanup: Literal["none", "seed"] = "none"
+    cleanup: Literal["none", "seed", "seed-single"] = "none"
     min_keypoints: int = _key(0, ge=0, le=NUM_PARTS)  # keypoints >= min_part_score a pose needs
 
 
