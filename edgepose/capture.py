@@ -1,0 +1,277 @@
+"""The capture thread and the one-frame slot between it and inference.
+
+Capture runs in its own thread so a slow camera never blocks inference and a
+slow model never makes the camera queue up stale frames: the capture thread
+keeps overwriting one slot and inference always takes the newest frame.
+The thread survives every source failure: it closes the source, waits with
+exponential back-off and opens it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .core import Frame
+from .errors import FrameError, SourceError
+from .sources import FrameSource
+
+log = logging.getLogger(__name__)
+
+#: After this many bad frames in a row the source counts as broken and is reopened.
+MAX_CONSECUTIVE_BAD_FRAMES = 50
+
+
+class LatestFrameSlot:
+    """Holds at most one frame: a new frame replaces one nobody took (counted as dropped)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._closed = False
+        self._dropped = 0
+
+    def put(self, frame: Frame) -> bool:
+        """Offer the newest frame; False (frame discarded) once the slot is closed."""
+        with self._cond:
+            if self._closed:
+                return False
+            if self._frame is not None:
+                self._dropped += 1
+            self._frame = frame
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame, waiting up to `timeout` s; None on timeout or once closed and empty."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout)
+            frame, self._frame = self._frame, None
+            return frame
+
+    def close(self) -> None:
+        """Wake every waiter; a frame still in the slot can be taken, new ones are refused."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        with self._cond:
+            return self._closed
+
+    @property
+    def dropped(self) -> int:
+        """Frames replaced before anyone took them."""
+        with self._cond:
+            return self._dropped
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureStats:
+    """Counters since the capture loop started."""
+
+    frames: int = 0  # frames put into the slot
+    dropped_frames: int = 0  # frames replaced in the slot before inference took them
+    skipped_frames: int = 0  # live-source frames skipped to keep to max_fps
+    corrupt_frames: int = 0  # frames the source could not decode (FrameError)
+    source_errors: int = 0  # open failures, lost sources, ends of stream
+    reopen_count: int = 0  # opens after the first successful one
+
+
+@dataclass(slots=True)
+class _SourceRun:
+    """What happened during one open-read-close cycle of a source."""
+
+    opened: bool = False
+    good_frames: int = 0
+    ended: bool = False
+
+
+class CaptureLoop:
+    """Reads frames from a source into a `LatestFrameSlot` in a background thread.
+
+    `source_factory()` makes a fresh, unopened source for every (re)open.
+    `max_fps` caps delivered frames (0: no cap): files are paced by waiting
+    before each read, live sources are read at their own rate and the surplus is
+    skipped so frames stay fresh. Waits go through `sleeper(seconds) -> bool`
+    (True: stop asked), by default `stop_event.wait`, so `stop()` is immediate;
+    tests pass a fake `clock` and `sleeper`.
+    """
+
+    def __init__(
+        self,
+        source_factory: Callable[[], FrameSource],
+        slot: LatestFrameSlot,
+        *,
+        max_fps: float,
+        reopen_delay_s: float,
+        reopen_delay_max_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleeper: Callable[[float], bool] | None = None,
+        stop_event: threading.Event | None = None,
+        stop_at_end: bool = False,
+        wall_clock: Callable[[], float] = time.time,
+        max_bad_frames: int = MAX_CONSECUTIVE_BAD_FRAMES,
+    ):
+        if max_fps < 0:
+            raise ValueError(f"max_fps must be >= 0, got {max_fps}")
+        if reopen_delay_s <= 0:
+            raise ValueError(f"reopen_delay_s must be > 0, got {reopen_delay_s}")
+        self._source_factory = source_factory
+        self._slot = slot
+        self._period = 1.0 / max_fps if max_fps > 0 else 0.0
+        self._reopen_delay_s = reopen_delay_s
+        self._reopen_delay_max_s = max(reopen_delay_max_s, reopen_delay_s)
+        self._clock = clock
+        self._stop_event = stop_event if stop_event is not None else threading.Event()
+        self._sleeper = sleeper if sleeper is not None else self._stop_event.wait
+        self._stop_at_end = stop_at_end
+        self._wall_clock = wall_clock
+        self._max_bad_frames = max_bad_frames
+
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(CaptureStats.__dataclass_fields__, 0)
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+        self._source: FrameSource | None = None
+        #: Set once a source has opened (the daemon sends READY=1 after it).
+        self.opened = threading.Event()
+        #: Set when the loop has returned (stopped, or the stream ended with stop_at_end).
+        self.finished = threading.Event()
+        self.last_error: str = ""
+        self.source_description: str = ""
+
+    # --- control ---------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("CaptureLoop already started")
+        self._thread = threading.Thread(target=self.run, name="edgepose-capture", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the loop to end; it notices before its next read or at once while waiting."""
+        self._stop_event.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread to end; True when it has."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_event.is_set()
+
+    @property
+    def stats(self) -> CaptureStats:
+        """A snapshot of the counters; safe to read from any thread."""
+        with self._lock:
+            counts = dict(self._counts)
+        counts["dropped_frames"] = self._slot.dropped
+        return CaptureStats(**counts)
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    # --- the loop --------------------------------------------------------------
+
+    def run(self) -> None:
+        """The thread body; call it directly to run the loop in the current thread."""
+        delay = self._reopen_delay_s
+        opened_before = False
+        try:
+            while not self._stop_event.is_set():
+                outcome = self._run_source(opened_before)
+                opened_before = opened_before or outcome.opened
+                if outcome.good_frames:
+                    delay = self._reopen_delay_s  # a working source earns a fresh back-off
+                if self._stop_event.is_set():
+                    break
+                if outcome.ended and self._stop_at_end:
+                    log.info("%s: end of stream", self.source_description)
+                    break
+                log.info("reopening the source in %.1f s", delay)
+                if self._sleeper(delay):
+                    break
+                delay = min(delay * 2, self._reopen_delay_max_s)
+        finally:
+            self._slot.close()
+            self.finished.set()
+
+    def _run_source(self, opened_before: bool) -> _SourceRun:
+        """Open one source and read it until it fails, ends, or stop is asked."""
+        outcome = _SourceRun()
+        source: FrameSource | None = None
+        try:
+            source = self._source_factory()
+            self.source_description = source.describe()
+            source.open()
+            outcome.opened = True
+            if opened_before:
+                self._count("reopen_count")
+            log.info("capturing from %s", self.source_description)
+            self.opened.set()
+            self._read_frames(source, outcome)
+        except SourceError as exc:
+            self._source_failed(str(exc), exc_info=False)
+        except Exception as exc:  # a source bug or library surprise must not end capture
+            self._source_failed(f"unexpected {type(exc).__name__}: {exc}", exc_info=True)
+        finally:
+            if source is not None:
+                try:
+                    source.close()
+                except Exception:
+                    log.warning("error while closing %s", self.source_description, exc_info=True)
+        return outcome
+
+    def _source_failed(self, message: str, *, exc_info: bool) -> None:
+        self._count("source_errors")
+        self.last_error = message
+        log.warning("source failed: %s", message, exc_info=exc_info)
+
+    def _read_frames(self, source: FrameSource, outcome: _SourceRun) -> None:
+        live = bool(getattr(source, "live", False))
+        next_due = self._clock()
+        bad_in_a_row = 0
+        while not self._stop_event.is_set():
+            if not live and self._period:
+                wait = next_due - self._clock()
+                if wait > 0 and self._sleeper(wait):
+                    return
+            try:
+                rgb = source.read()
+            except FrameError as exc:
+                self._count("corrupt_frames")
+                bad_in_a_row += 1
+                log.debug("skipping a bad frame: %s", exc)
+                if bad_in_a_row >= self._max_bad_frames:
+                    raise SourceError(
+                        f"{self.source_description}: {bad_in_a_row} bad frames in a row"
+                    ) from exc
+                continue
+            if rgb is None:
+                outcome.ended = True
+                if self._stop_at_end:
+                    return
+                raise SourceError(f"{self.source_description}: end of stream")
+            bad_in_a_row = 0
+            now = self._clock()
+            if self._period:
+                if now < next_due:  # only live sources get here early
+                    self._count("skipped_frames")
+                    continue
+                # Slots on a fixed grid keep the average rate exact despite jitter;
+                # after a stall, start from now rather than catching up in a burst.
+                next_due = max(next_due + self._period, now)
+            frame = Frame(rgb=rgb, seq=self._seq, captured_at=self._wall_clock())
+            self._seq += 1
+            outcome.good_frames += 1
+            self._count("frames")
+            self._slot.put(frame)
