@@ -1,0 +1,472 @@
+"""Detections and node state as versioned MQTT messages (pure: no paho, no clock).
+
+Every topic here is a suffix; mqtt.py adds ``<topic_prefix>/<node_id>/``. The
+one exception is Home Assistant discovery, whose topics live under the
+discovery prefix and are returned whole (see `discovery_messages`).
+
+JSON payloads are compact and versioned by ``"v"`` (constants.SCHEMA_VERSION);
+their JSON Schemas ship in ``edgepose/schemas/`` (`load_schema`). Poses are
+keyed by keypoint name so a Home Assistant template reads
+``value_json.poses[0].keypoints.nose.x`` and a Node-RED function
+``msg.payload.poses[0].keypoints.nose.x``, without index tables.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .constants import (
+    DEFAULT_MIN_PART_SCORE,
+    PART_NAMES,
+    PAYLOAD_OFFLINE,
+    PAYLOAD_ONLINE,
+    SCHEMA_VERSION,
+    TOPIC_AVAILABILITY,
+    TOPIC_CMD_SNAPSHOT,
+    TOPIC_PERSON_COUNT,
+    TOPIC_POSES,
+    TOPIC_SNAPSHOT,
+    TOPIC_STATS,
+)
+from .core import Detection, Message, Poses
+
+#: Decimal places in payloads: normalised coordinates, scores, milliseconds.
+XY_DECIMALS = 4
+SCORE_DECIMALS = 3
+MS_DECIMALS = 1
+
+#: Retained node state is QoS 1 so it survives a lossy link; poses and the
+#: (large) snapshot are QoS 0: a newer one is always on its way.
+QOS_STATE = 1
+QOS_STREAM = 0
+
+#: Fields `stats_message` requires, in payload order.
+STATS_FIELDS: tuple[str, ...] = (
+    "fps",
+    "inference_ms_p50",
+    "inference_ms_p95",
+    "frames",
+    "dropped_frames",
+    "corrupt_frames",
+    "source_errors",
+    "mqtt_dropped",
+    "accelerator",
+    "cpu_temp_c",
+    "uptime_s",
+)
+_STATS_INT_FIELDS = frozenset(
+    {"frames", "dropped_frames", "corrupt_frames", "source_errors", "mqtt_dropped", "uptime_s"}
+)
+
+#: Message kinds with a schema file ``edgepose/schemas/<kind>.schema.json``.
+SCHEMA_KINDS: tuple[str, ...] = ("poses", "stats", "person_count", "availability")
+
+#: Longest command payload looked at; anything longer is refused unread.
+MAX_COMMAND_BYTES = 256
+
+_JSON_SEPARATORS = (",", ":")
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=_JSON_SEPARATORS, allow_nan=False).encode("utf-8")
+
+
+def iso_utc(t: float) -> str:
+    """Seconds since the epoch as ``2024-05-01T12:00:00.123Z`` (UTC, milliseconds)."""
+    dt = datetime.fromtimestamp(t, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def _unit(v: float) -> float:
+    """Clamp to 0..1; NaN (never expected) becomes 0 so the payload stays valid JSON."""
+    v = float(v)
+    if not math.isfinite(v):
+        return 0.0
+    return min(1.0, max(0.0, v))
+
+
+# --- poses ---------------------------------------------------------------------
+
+
+def poses_message(
+    detection: Detection,
+    *,
+    node_id: str,
+    model_name: str | None = None,
+    expiry_s: int | None = None,
+) -> Message:
+    """One frame's poses as JSON on ``poses`` (QoS 0, not retained).
+
+    Keypoints are normalised to the frame (x / width, y / height), clamped to
+    0..1 (a decoder may place a part just outside the picture) and rounded to
+    4 decimals; scores to 3. All 17 parts are always present, a part that was
+    not found has score 0. `model_name` defaults to ``detection.model``;
+    `expiry_s` becomes the MQTT 5 message expiry (ignored on 3.1.1).
+    """
+    frame = detection.frame
+    width, height = frame.width, frame.height
+    poses = detection.poses
+    xy = np.asarray(poses.xy, dtype=np.float64)
+    norm = xy / np.array([width, height], dtype=np.float64)  # (N, 17, 2), 0..1
+    scores = np.asarray(poses.scores, dtype=np.float64)  # (N, 17)
+    pose_list = []
+    for i in range(len(poses)):
+        keypoints = {
+            name: {
+                "x": round(_unit(norm[i, k, 0]), XY_DECIMALS),
+                "y": round(_unit(norm[i, k, 1]), XY_DECIMALS),
+                "score": round(_unit(scores[i, k]), SCORE_DECIMALS),
+            }
+            for k, name in enumerate(PART_NAMES)
+        }
+        pose_list.append(
+            {"score": round(_unit(poses.pose_scores[i]), SCORE_DECIMALS), "keypoints": keypoints}
+        )
+    payload = {
+        "v": SCHEMA_VERSION,
+        "node": node_id,
+        "ts": iso_utc(frame.captured_at),
+        "frame": int(frame.seq),
+        "width": width,
+        "height": height,
+        "model": model_name if model_name is not None else detection.model,
+        "inference_ms": round(float(detection.inference_ms), MS_DECIMALS),
+        "person_count": len(poses),
+        "poses": pose_list,
+    }
+    return Message(TOPIC_POSES, _dumps(payload), qos=QOS_STREAM, retain=False, expiry_s=expiry_s)
+
+
+# --- retained node state ---------------------------------------------------------
+
+
+def availability_message(online: bool) -> Message:
+    """``online`` / ``offline`` on ``availability``, retained (the will is the offline one)."""
+    payload = PAYLOAD_ONLINE if online else PAYLOAD_OFFLINE
+    return Message(TOPIC_AVAILABILITY, payload.encode("ascii"), qos=QOS_STATE, retain=True)
+
+
+def person_count_message(n: int) -> Message:
+    """The person count as plain integer text (``2``), retained: an HA sensor reads it as is."""
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"person count must be >= 0, got {n}")
+    return Message(TOPIC_PERSON_COUNT, str(n).encode("ascii"), qos=QOS_STATE, retain=True)
+
+
+def stats_message(stats: Mapping[str, Any], *, now: float | None = None) -> Message:
+    """Health figures as JSON on ``stats``, retained.
+
+    `stats` must hold exactly `STATS_FIELDS` (a typo or a missing figure is a
+    ValueError, not a silently absent sensor). ``cpu_temp_c`` may be None
+    (unreadable). `now` (epoch seconds) adds a ``ts``; the caller passes it so
+    this module never reads the clock.
+    """
+    missing = [k for k in STATS_FIELDS if k not in stats]
+    unknown = sorted(set(stats) - set(STATS_FIELDS))
+    if missing or unknown:
+        raise ValueError(f"stats: missing {missing}, unknown {unknown}")
+    payload: dict[str, Any] = {"v": SCHEMA_VERSION}
+    if now is not None:
+        payload["ts"] = iso_utc(now)
+    for key in STATS_FIELDS:
+        value = stats[key]
+        if key == "accelerator":
+            payload[key] = str(value)
+        elif key == "cpu_temp_c":
+            payload[key] = None if value is None else round(float(value), MS_DECIMALS)
+        elif key in _STATS_INT_FIELDS:
+            payload[key] = int(value)
+        elif key == "fps":
+            payload[key] = round(float(value), 2)
+        else:
+            payload[key] = round(float(value), MS_DECIMALS)
+    return Message(TOPIC_STATS, _dumps(payload), qos=QOS_STATE, retain=True)
+
+
+def snapshot_message(jpeg: bytes) -> Message:
+    """Raw JPEG bytes on ``snapshot``, retained, QoS 0 (what HA's MQTT image entity takes)."""
+    if not isinstance(jpeg, (bytes, bytearray, memoryview)):
+        raise TypeError(f"snapshot must be bytes, got {type(jpeg).__name__}")
+    return Message(TOPIC_SNAPSHOT, bytes(jpeg), qos=QOS_STREAM, retain=True)
+
+
+# --- when to publish poses ---------------------------------------------------------
+
+POSES_MODES: tuple[str, ...] = ("every_frame", "on_change", "interval", "off")
+
+#: on_change: a pose "moved" when a keypoint moved more than this fraction of
+#: the frame (along x as a fraction of the width, or y of the height).
+DEFAULT_MOVE_FRACTION = 0.02
+
+
+@dataclass
+class PosesPolicy:
+    """Decides, frame by frame, whether the poses go out.
+
+    - ``every_frame``: always.
+    - ``interval``: the first frame, then once `interval_s` has passed since the
+      last publication.
+    - ``on_change``: the first frame; then when the person count differs from
+      the last *published* frame, or when some pose moved: a current pose
+      moved when no pose of the last published frame has all their shared
+      confident keypoints (score >= `min_part_score` in both) within
+      `move_fraction` of the frame of each other. A pose with no confident
+      keypoint in common with any published pose counts as moved. Comparing
+      with the last published frame (not the previous frame) means slow drift
+      is reported once it adds up.
+    - ``off``: never.
+
+    Pure: the caller passes `now`; the policy keeps only what it last published.
+    """
+
+    mode: str = "every_frame"
+    interval_s: float = 1.0
+    move_fraction: float = DEFAULT_MOVE_FRACTION
+    min_part_score: float = DEFAULT_MIN_PART_SCORE
+    _last_at: float | None = field(default=None, init=False, repr=False)
+    _last_xy: np.ndarray | None = field(default=None, init=False, repr=False)  # (N, 17, 2), 0..1
+    _last_ok: np.ndarray | None = field(default=None, init=False, repr=False)  # (N, 17) bool
+
+    def __post_init__(self) -> None:
+        if self.mode not in POSES_MODES:
+            raise ValueError(f"poses mode must be one of {', '.join(POSES_MODES)}, got {self.mode!r}")
+        if self.mode == "interval" and not self.interval_s > 0:
+            raise ValueError(f"poses interval must be > 0 s, got {self.interval_s}")
+
+    def should_publish(self, now: float, poses: Poses, width: int, height: int) -> bool:
+        """True when these poses (frame pixels of a `width` x `height` frame) should
+        be published at `now` (seconds, any monotonic clock); remembers them if so."""
+        if self.mode == "off":
+            return False
+        xy = np.asarray(poses.xy, dtype=np.float64) / np.array([width, height], dtype=np.float64)
+        ok = np.asarray(poses.scores) >= self.min_part_score
+        if self.mode == "every_frame" or self._last_at is None:
+            decision = True
+        elif self.mode == "interval":
+            decision = now - self._last_at >= self.interval_s
+        else:
+            decision = self._changed(xy, ok)
+        if decision:
+            self._last_at, self._last_xy, self._last_ok = now, xy, ok
+        return decision
+
+    def _changed(self, xy: np.ndarray, ok: np.ndarray) -> bool:
+        assert self._last_xy is not None and self._last_ok is not None
+        if xy.shape[0] != self._last_xy.shape[0]:
+            return True
+        for i in range(xy.shape[0]):
+            if not any(
+                self._close(xy[i], ok[i], self._last_xy[j], self._last_ok[j])
+                for j in range(self._last_xy.shape[0])
+            ):
+                return True
+        return False
+
+    def _close(self, a: np.ndarray, a_ok: np.ndarray, b: np.ndarray, b_ok: np.ndarray) -> bool:
+        shared = a_ok & b_ok  # (17,)
+        if not shared.any():
+            return False
+        return float(np.abs(a[shared] - b[shared]).max()) <= self.move_fraction
+
+
+# --- commands ------------------------------------------------------------------------
+
+#: Snapshot command payloads (text compared after trimming, case-insensitive).
+#: Empty also requests one, so ``mosquitto_pub -n`` and an HA button with no
+#: payload both work. JSON ``{"snapshot": true|false}`` is accepted as well.
+SNAPSHOT_YES = frozenset({"", "1", "true", "on", "yes", "snapshot", "press"})
+SNAPSHOT_NO = frozenset({"0", "false", "off", "no"})
+
+#: Command topic suffixes below ``cmd/`` and their command names.
+COMMANDS: dict[str, str] = {TOPIC_CMD_SNAPSHOT: "snapshot"}
+
+
+def parse_snapshot_command(payload: bytes) -> bool:
+    """True: take a snapshot; False: a valid no-op (``0``, ``false``, ``{"snapshot": false}``).
+
+    Raises ValueError naming the reason for anything else; the caller logs
+    and ignores it.
+    """
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise ValueError(f"payload too long ({len(payload)} bytes, at most {MAX_COMMAND_BYTES})")
+    try:
+        text = bytes(payload).decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise ValueError("payload is not UTF-8 text") from exc
+    word = text.lower()
+    if word in SNAPSHOT_YES:
+        return True
+    if word in SNAPSHOT_NO:
+        return False
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"payload is not valid JSON ({exc.msg})") from exc
+        if not isinstance(obj, dict) or set(obj) != {"snapshot"} or not isinstance(obj["snapshot"], bool):
+            raise ValueError('JSON payload must be exactly {"snapshot": true} or {"snapshot": false}')
+        return obj["snapshot"]
+    raise ValueError(
+        "expected empty, one of "
+        + ", ".join(sorted(w for w in SNAPSHOT_YES | SNAPSHOT_NO if w))
+        + ' or {"snapshot": true}'
+    )
+
+
+def parse_command(suffix: str, payload: bytes) -> str | None:
+    """The command a message on ``<prefix>/<node>/<suffix>`` asks for, or None for a no-op.
+
+    Raises ValueError for an unknown command topic or an invalid payload.
+    """
+    name = COMMANDS.get(suffix)
+    if name is None:
+        raise ValueError(f"unknown command topic {suffix!r} (known: {', '.join(COMMANDS)})")
+    if name == "snapshot":
+        return name if parse_snapshot_command(payload) else None
+    raise AssertionError(f"command {name} has no parser")  # pragma: no cover
+
+
+# --- Home Assistant discovery ------------------------------------------------------------
+
+def ha_status_topic(discovery_prefix: str) -> str:
+    """Where Home Assistant announces ``online`` when it starts (re-send discovery then)."""
+    return f"{discovery_prefix}/status"
+
+
+def node_topic(prefix: str, node_id: str, suffix: str) -> str:
+    """``<prefix>/<node_id>/<suffix>``: the one place topics are put together."""
+    return f"{prefix}/{node_id}/{suffix}"
+
+
+def discovery_messages(
+    node_id: str,
+    prefix: str,
+    discovery_prefix: str = "homeassistant",
+    publish_snapshot: bool = False,
+) -> list[Message]:
+    """Home Assistant device-based discovery for this node, as whole topics.
+
+    One retained message on ``<discovery_prefix>/device/edgepose_<node_id>/config``
+    (HA 2024.11+ "device discovery": ``device``, ``origin``,
+    ``components`` with a ``platform`` each, availability shared by all;
+    full key names rather than the ``dev``/``o``/``cmps`` abbreviations, so
+    the payload reads well in MQTT Explorer) declares: a person count sensor, a "person detected"
+    binary sensor (occupancy, from the same topic), an inference time sensor
+    (``inference_ms_p50`` from stats, diagnostic) and, with snapshots, an
+    ``image`` entity on the snapshot topic. unique_ids are
+    ``edgepose_<node_id>_<component>`` so they stay stable across restarts.
+
+    The returned Message topics are *absolute* (not suffixes): publish them
+    without the node prefix. An empty retained payload on the same topic
+    removes the device from HA.
+    """
+    if not _ID_RE.match(node_id):
+        raise ValueError(f"node id {node_id!r} must match [A-Za-z0-9_-]+ for Home Assistant")
+    device_id = f"edgepose_{node_id}"
+
+    def topic(suffix: str) -> str:
+        return node_topic(prefix, node_id, suffix)
+
+    components: dict[str, dict[str, Any]] = {
+        "person_count": {
+            "platform": "sensor",
+            "name": "Person count",
+            "unique_id": f"{device_id}_person_count",
+            "state_topic": topic(TOPIC_PERSON_COUNT),
+            "state_class": "measurement",
+            "icon": "mdi:account-multiple",
+        },
+        "person_detected": {
+            "platform": "binary_sensor",
+            "name": "Person detected",
+            "unique_id": f"{device_id}_person_detected",
+            "device_class": "occupancy",
+            "state_topic": topic(TOPIC_PERSON_COUNT),
+            "value_template": "{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}",
+        },
+        "inference_ms": {
+            "platform": "sensor",
+            "name": "Inference time",
+            "unique_id": f"{device_id}_inference_ms",
+            "state_topic": topic(TOPIC_STATS),
+            "value_template": "{{ value_json.inference_ms_p50 }}",
+            "unit_of_measurement": "ms",
+            "state_class": "measurement",
+            "entity_category": "diagnostic",
+            "icon": "mdi:timer-outline",
+        },
+    }
+    if publish_snapshot:
+        components["snapshot"] = {
+            "platform": "image",
+            "name": "Snapshot",
+            "unique_id": f"{device_id}_snapshot",
+            "image_topic": topic(TOPIC_SNAPSHOT),
+            "content_type": "image/jpeg",
+        }
+    payload = {
+        "device": {
+            "identifiers": [device_id],
+            "name": f"edgepose {node_id}",
+            "manufacturer": "edgepose",
+            "model": "PoseNet camera node",
+            "sw_version": __version__,
+        },
+        "origin": {"name": "edgepose", "sw_version": __version__},
+        "availability_topic": topic(TOPIC_AVAILABILITY),
+        "payload_available": PAYLOAD_ONLINE,
+        "payload_not_available": PAYLOAD_OFFLINE,
+        "components": components,
+    }
+    return [
+        Message(
+            f"{discovery_prefix}/device/{device_id}/config",
+            _dumps(payload),
+            qos=QOS_STATE,
+            retain=True,
+        )
+    ]
+
+
+# --- schemas ----------------------------------------------------------------------------
+
+
+def load_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one message kind (see `SCHEMA_KINDS`)."""
+    if kind not in SCHEMA_KINDS:
+        raise ValueError(f"no schema for {kind!r} (known: {', '.join(SCHEMA_KINDS)})")
+    text = resources.files(__package__).joinpath("schemas", f"{kind}.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+__all__ = [
+    "COMMANDS",
+    "POSES_MODES",
+    "PosesPolicy",
+    "SCHEMA_KINDS",
+    "STATS_FIELDS",
+    "availability_message",
+    "discovery_messages",
+    "ha_status_topic",
+    "iso_utc",
+    "load_schema",
+    "node_topic",
+    "parse_command",
+    "parse_snapshot_command",
+    "person_count_message",
+    "poses_message",
+    "snapshot_message",
+    "stats_message",
+]

@@ -1,0 +1,346 @@
+"""A real mosquitto for the integration tests, and a subscriber that collects messages.
+
+The test set-up installs mosquitto, so a missing binary fails the tests (it
+never skips them). Each broker listens on a free loopback port with
+persistence off, so a restart forgets retained messages as a real broker
+without persistence would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
+
+
+def _find_binary(name: str) -> str:
+    path = shutil.which(name) or next(
+        (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/local/sbin") / name) if p.exists()),
+        None,
+    )
+    if path is None:
+        pytest.fail(
+            f"{name} not found on PATH or in /usr/sbin: install mosquitto "
+            "(apt-get install mosquitto mosquitto-clients) to run the integration tests",
+            pytrace=False,
+        )
+    return path
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Broker:
+    """One mosquitto process on a fixed port: start, stop, restart (same port)."""
+
+    workdir: Path
+    port: int
+    extra_conf: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"
+    proc: subprocess.Popen | None = None
+
+    @property
+    def conf_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    def write_conf(self) -> None:
+        lines = [
+            f"listener {self.port} {self.host}",
+            "persistence false",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            *self.extra_conf,
+        ]
+        if not any(line.startswith("allow_anonymous") for line in self.extra_conf):
+            lines.append("allow_anonymous true")
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            # Started as root, mosquitto would switch to user "mosquitto" and
+            # lose access to the password and key files in our private tmp dir.
+            lines.append("user root")
+        self.conf_path.write_text("\n".join(lines) + "\n")
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self.write_conf()
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [_find_binary("mosquitto"), "-c", str(self.conf_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _accepts(self.host, self.port):
+            if self.proc.poll() is not None:
+                pytest.fail(f"mosquitto exited ({self.proc.returncode}):\n{self.log_text()}", pytrace=False)
+            if time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"mosquitto did not listen on {self.port} in {START_TIMEOUT_S} s:\n{self.log_text()}")
+            time.sleep(0.02)  # polling the port, not synchronising on time
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _make_broker(tmp: Path, extra_conf: list[str] | None = None, *, start: bool = True) -> Broker:
+    tmp.mkdir(parents=True, exist_ok=True)
+    broker = Broker(workdir=tmp, port=free_port(), extra_conf=list(extra_conf or []))
+    if start:
+        broker.start()
+    return broker
+
+
+@pytest.fixture(scope="session")
+def mosquitto_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One anonymous broker for the session. Tests use unique node ids; do not restart it."""
+    broker = _make_broker(tmp_path_factory.mktemp("mosquitto"))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+    """Private brokers for tests that stop or restart theirs: make(extra_conf=None, start=True)."""
+    made: list[Broker] = []
+
+    def make(extra_conf: list[str] | None = None, *, start: bool = True) -> Broker:
+        broker = _make_broker(tmp_path / f"broker{len(made)}", extra_conf, start=start)
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        broker.stop()
+
+
+AUTH_USER = "edgepose"
+AUTH_PASSWORD = "test-only-" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A broker that wants AUTH_USER / AUTH_PASSWORD (made with mosquitto_passwd -b -c)."""
+    tmp = tmp_path_factory.mktemp("mosquitto-auth")
+    pwfile = tmp / "passwd"
+    subprocess.run(
+        [_find_binary("mosquitto_passwd"), "-b", "-c", str(pwfile), AUTH_USER, AUTH_PASSWORD],
+        check=True,
+        capture_output=True,
+    )
+    pwfile.chmod(0o600)
+    broker = _make_broker(tmp, ["allow_anonymous false", f"password_file {pwfile}"])
+    yield broker
+    broker.stop()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def _write_tls_files(tmp: Path, hostname: str) -> TlsFiles:
+    """A throwaway CA and a server certificate for `hostname` (DNS SAN only)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgepose test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TlsFiles(tmp / "ca.pem", tmp / "server.pem", tmp / "server.key")
+    files.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    files.key_file.chmod(0o600)
+    return files
+
+
+@pytest.fixture(scope="session")
+def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, TlsFiles]]:
+    """A TLS-only broker whose certificate names ``localhost`` (not 127.0.0.1)."""
+    tmp = tmp_path_factory.mktemp("mosquitto-tls")
+    files = _write_tls_files(tmp, "localhost")
+    broker = _make_broker(
+        tmp,
+        [f"cafile {files.ca_file}", f"certfile {files.cert_file}", f"keyfile {files.key_file}"],
+    )
+    yield broker, files
+    broker.stop()
+
+
+# --- a subscriber that collects messages -------------------------------------------------
+
+Match = Callable[[paho.MQTTMessage], bool]
+
+
+class Subscriber:
+    """A paho client that records every message it gets, for assertions.
+
+    Connected and subscribed when the constructor returns, so nothing
+    published afterwards is missed.
+    """
+
+    def __init__(self, host: str, port: int, topics: list[str], *, protocol: int = paho.MQTTv311,
+                 timeout: float = 5.0) -> None:
+        self.messages: list[paho.MQTTMessage] = []
+        self._cond = threading.Condition()
+        self._subscribed = threading.Event()
+        self._client = paho.Client(
+            callback_api_version=paho.CallbackAPIVersion.VERSION2,
+            client_id=f"test-sub-{uuid.uuid4().hex[:8]}",
+            protocol=protocol,
+        )
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *a: self._subscribed.set()
+        self._client.connect(host, port)
+        self._client.loop_start()
+        self._client.subscribe([(t, 1) for t in topics])
+        if not self._subscribed.wait(timeout):
+            self.close()
+            raise AssertionError(f"subscriber: no SUBACK for {topics} within {timeout} s")
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append(msg)
+            self._cond.notify_all()
+
+    @staticmethod
+    def _matcher(match: str | Match) -> Match:
+        if callable(match):
+            return match
+        return lambda m: m.topic == match
+
+    def matching(self, match: str | Match) -> list[paho.MQTTMessage]:
+        pred = self._matcher(match)
+        with self._cond:
+            return [m for m in self.messages if pred(m)]
+
+    def wait_for(self, match: str | Match, count: int = 1, timeout: float = 5.0) -> list[paho.MQTTMessage]:
+        """The first `count` messages matching (a topic or a predicate); AssertionError on timeout."""
+        pred = self._matcher(match)
+        with self._cond:
+            ok = self._cond.wait_for(lambda: sum(1 for m in self.messages if pred(m)) >= count, timeout)
+            got = [m for m in self.messages if pred(m)]
+            if not ok:
+                seen = [(m.topic, bytes(m.payload[:40])) for m in self.messages]
+                raise AssertionError(f"got {len(got)} of {count} matching messages in {timeout} s; saw {seen}")
+            return got[:count]
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        info.wait_for_publish(5.0)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@pytest.fixture
+def subscriber() -> Iterator[Callable[..., Subscriber]]:
+    """make(broker, *topics, protocol=paho.MQTTv311) -> a connected, subscribed Subscriber."""
+    made: list[Subscriber] = []
+
+    def make(broker: Broker, *topics: str, protocol: int = paho.MQTTv311) -> Subscriber:
+        sub = Subscriber(broker.host, broker.port, list(topics), protocol=protocol)
+        made.append(sub)
+        return sub
+
+    yield make
+    for sub in made:
+        sub.close()

@@ -1,0 +1,315 @@
+"""messages.py: payload shapes, rounding, schemas, the poses policy, commands, HA discovery."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+import numpy as np
+import pytest
+
+from edgepose import messages
+from edgepose.constants import NUM_PARTS, PART_NAMES, SCHEMA_VERSION
+from edgepose.core import Detection, Frame, Poses
+
+W, H = 640, 480
+
+
+def make_detection(xy=None, scores=None, pose_scores=None, *, seq=3, t=1_714_564_800.1234) -> Detection:
+    """Poses from (N, 17, 2) frame pixels; defaults to one person, all parts at the centre."""
+    if xy is None:
+        xy = np.full((1, NUM_PARTS, 2), [W / 2, H / 2], np.float32)
+    xy = np.asarray(xy, np.float32)
+    n = xy.shape[0]
+    scores = np.full((n, NUM_PARTS), 0.9, np.float32) if scores is None else np.asarray(scores, np.float32)
+    pose_scores = scores.mean(axis=1) if pose_scores is None else np.asarray(pose_scores, np.float32)
+    frame = Frame(np.zeros((H, W, 3), np.uint8), seq=seq, captured_at=t)
+    return Detection(frame, Poses(xy, scores, pose_scores), inference_ms=12.345, model="posenet-mnv1-075")
+
+
+def validate(kind: str, instance) -> None:
+    jsonschema.Draft202012Validator(messages.load_schema(kind)).validate(instance)
+
+
+# --- poses ---------------------------------------------------------------------------------
+
+
+def test_poses_payload_is_compact_versioned_json_keyed_by_part_name():
+    msg = messages.poses_message(make_detection(), node_id="hall", model_name="mnv1", expiry_s=5)
+    assert (msg.topic, msg.qos, msg.retain, msg.expiry_s) == ("poses", 0, False, 5)
+    assert b" " not in msg.payload
+    p = json.loads(msg.payload)
+    assert p["v"] == SCHEMA_VERSION and p["node"] == "hall" and p["model"] == "mnv1"
+    assert (p["frame"], p["width"], p["height"], p["person_count"]) == (3, W, H, 1)
+    assert list(p["poses"][0]["keypoints"]) == list(PART_NAMES)
+    assert p["poses"][0]["keypoints"]["nose"] == {"x": 0.5, "y": 0.5, "score": 0.9}
+    validate("poses", p)
+
+
+def test_poses_timestamp_is_utc_with_milliseconds_and_z():
+    p = json.loads(messages.poses_message(make_detection(t=1_714_564_800.1234), node_id="n").payload)
+    assert p["ts"] == "2024-05-01T12:00:00.123Z"
+
+
+def test_poses_normalise_by_frame_size_and_round():
+    xy = np.zeros((1, NUM_PARTS, 2), np.float32)
+    xy[0, 0] = [123.456789, 400.0]
+    scores = np.full((1, NUM_PARTS), 0.123456, np.float32)
+    p = json.loads(messages.poses_message(make_detection(xy, scores), node_id="n").payload)
+    nose = p["poses"][0]["keypoints"]["nose"]
+    assert nose == {"x": round(123.456789 / W, 4), "y": round(400 / H, 4), "score": 0.123}
+    assert p["inference_ms"] == 12.3
+    assert p["poses"][0]["score"] == 0.123
+
+
+def test_poses_outside_the_frame_are_clamped_to_unit_range():
+    xy = np.zeros((1, NUM_PARTS, 2), np.float32)
+    xy[0, 0] = [-5.0, H + 20.0]
+    p = json.loads(messages.poses_message(make_detection(xy), node_id="n").payload)
+    assert p["poses"][0]["keypoints"]["nose"]["x"] == 0.0
+    assert p["poses"][0]["keypoints"]["nose"]["y"] == 1.0
+    validate("poses", p)
+
+
+def test_no_people_gives_an_empty_list_and_count_zero():
+    d = Detection(Frame(np.zeros((H, W, 3), np.uint8), 0, 0.0), Poses.empty(), 5.0, "m")
+    p = json.loads(messages.poses_message(d, node_id="n").payload)
+    assert p["person_count"] == 0 and p["poses"] == []
+    validate("poses", p)
+
+
+def test_model_name_defaults_to_the_detection_model():
+    p = json.loads(messages.poses_message(make_detection(), node_id="n").payload)
+    assert p["model"] == "posenet-mnv1-075"
+
+
+def test_poses_schema_rejects_a_missing_keypoint():
+    p = json.loads(messages.poses_message(make_detection(), node_id="n").payload)
+    del p["poses"][0]["keypoints"]["leftAnkle"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate("poses", p)
+
+
+# --- retained state ------------------------------------------------------------------------
+
+
+def test_availability_is_retained_qos1_plain_text():
+    on, off = messages.availability_message(True), messages.availability_message(False)
+    assert (on.topic, on.payload, on.qos, on.retain) == ("availability", b"online", 1, True)
+    assert off.payload == b"offline"
+    validate("availability", off.payload.decode())
+
+
+def test_person_count_is_plain_integer_text():
+    m = messages.person_count_message(2)
+    assert (m.topic, m.payload, m.qos, m.retain) == ("person_count", b"2", 1, True)
+    validate("person_count", json.loads(m.payload))
+    with pytest.raises(ValueError):
+        messages.person_count_message(-1)
+
+
+STATS = {
+    "fps": 9.8765,
+    "inference_ms_p50": 41.26,
+    "inference_ms_p95": 55.04,
+    "frames": 1200,
+    "dropped_frames": 3,
+    "corrupt_frames": 0,
+    "source_errors": 1,
+    "mqtt_dropped": 7,
+    "accelerator": "edgetpu",
+    "cpu_temp_c": 51.234,
+    "uptime_s": 130.7,
+}
+
+
+def test_stats_payload_rounds_and_validates():
+    m = messages.stats_message(STATS, now=1_714_564_800.0)
+    assert (m.topic, m.retain) == ("stats", True)
+    p = json.loads(m.payload)
+    assert p["ts"] == "2024-05-01T12:00:00.000Z"
+    assert (p["fps"], p["inference_ms_p50"], p["cpu_temp_c"], p["uptime_s"]) == (9.88, 41.3, 51.2, 130)
+    validate("stats", p)
+
+
+def test_stats_cpu_temperature_may_be_null():
+    p = json.loads(messages.stats_message(dict(STATS, cpu_temp_c=None)).payload)
+    assert p["cpu_temp_c"] is None and "ts" not in p
+    validate("stats", p)
+
+
+def test_stats_refuses_missing_and_unknown_fields():
+    with pytest.raises(ValueError, match=r"missing \['fps'\]"):
+        messages.stats_message({k: v for k, v in STATS.items() if k != "fps"})
+    with pytest.raises(ValueError, match=r"unknown \['fsp'\]"):
+        messages.stats_message(dict(STATS, fsp=1))
+
+
+def test_snapshot_is_raw_bytes_retained_qos0():
+    m = messages.snapshot_message(b"\xff\xd8\xff\xd9")
+    assert (m.topic, m.payload, m.qos, m.retain) == ("snapshot", b"\xff\xd8\xff\xd9", 0, True)
+    with pytest.raises(TypeError):
+        messages.snapshot_message("not bytes")  # type: ignore[arg-type]
+
+
+# --- poses policy ------------------------------------------------------------------------------
+
+
+def person_at(x: float, y: float, n: int = 1) -> Poses:
+    return make_detection(np.tile(np.array([x, y], np.float32), (n, NUM_PARTS, 1))).poses
+
+
+def decide(policy: messages.PosesPolicy, poses: Poses, now: float) -> bool:
+    return policy.should_publish(now, poses, W, H)
+
+
+def test_every_frame_always_publishes():
+    policy = messages.PosesPolicy("every_frame")
+    assert all(decide(policy, person_at(10, 10), t) for t in (0.0, 0.0, 0.1))
+
+
+def test_off_never_publishes():
+    assert not decide(messages.PosesPolicy("off"), person_at(10, 10), 0.0)
+
+
+def test_interval_publishes_first_then_after_the_interval():
+    policy = messages.PosesPolicy("interval", interval_s=1.0)
+    d = person_at(10, 10)
+    assert [decide(policy, d, t) for t in (5.0, 5.5, 5.99, 6.0, 6.5, 7.2)] == [
+        True, False, False, True, False, True,
+    ]
+
+
+def test_on_change_publishes_first_frame_and_count_changes():
+    policy = messages.PosesPolicy("on_change")
+    assert decide(policy, person_at(100, 100), 0)
+    assert not decide(policy, person_at(100, 100), 1)
+    assert decide(policy, person_at(100, 100, n=2), 2)
+    assert decide(policy, Poses.empty(), 3)
+    assert not decide(policy, Poses.empty(), 4)
+
+
+def test_on_change_publishes_when_a_keypoint_moves_more_than_2_percent():
+    policy = messages.PosesPolicy("on_change")
+    assert decide(policy, person_at(100, 100), 0)
+    assert not decide(policy, person_at(100 + 0.019 * W, 100), 1)
+    assert decide(policy, person_at(100 + 0.021 * W, 100), 2)
+
+
+def test_on_change_compares_with_the_last_published_frame_so_drift_adds_up():
+    policy = messages.PosesPolicy("on_change")
+    step = 0.015 * W
+    assert decide(policy, person_at(100, 100), 0)
+    assert not decide(policy, person_at(100 + step, 100), 1)
+    assert decide(policy, person_at(100 + 2 * step, 100), 2)
+
+
+def test_on_change_ignores_pose_order_and_unconfident_keypoints():
+    policy = messages.PosesPolicy("on_change")
+    xy = np.stack([np.full((NUM_PARTS, 2), 50.0), np.full((NUM_PARTS, 2), 400.0)])
+    assert decide(policy, make_detection(xy).poses, 0)
+    swapped = xy[::-1].copy()
+    assert not decide(policy, make_detection(swapped).poses, 1)
+    jumpy = xy.copy()
+    jumpy[0, 0] = [600, 10]  # the nose jumps, but with a low score
+    scores = np.full((2, NUM_PARTS), 0.9, np.float32)
+    scores[0, 0] = 0.1
+    assert not decide(policy, make_detection(jumpy, scores).poses, 2)
+
+
+def test_policy_refuses_unknown_mode_and_bad_interval():
+    with pytest.raises(ValueError, match="every_frame"):
+        messages.PosesPolicy("sometimes")
+    with pytest.raises(ValueError):
+        messages.PosesPolicy("interval", interval_s=0)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload", [b"", b"1", b"true", b"TRUE", b" snapshot\n", b"on", b"press",
+                                     b'{"snapshot": true}', b'{"snapshot":true}'])
+def test_snapshot_command_accepts(payload):
+    assert messages.parse_snapshot_command(payload) is True
+
+
+@pytest.mark.parametrize("payload", [b"0", b"false", b'{"snapshot": false}'])
+def test_snapshot_command_valid_no_op(payload):
+    assert messages.parse_snapshot_command(payload) is False
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (b"please", "expected empty"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"{not json", "not valid JSON"),
+        (b'{"snapshot": "yes"}', "exactly"),
+        (b'{"snapshot": true, "x": 1}', "exactly"),
+        (b"[1]", "expected empty"),
+        (b"1" * 300, "too long"),
+    ],
+)
+def test_snapshot_command_rejects_with_a_reason(payload, reason):
+    with pytest.raises(ValueError, match=reason):
+        messages.parse_snapshot_command(payload)
+
+
+def test_parse_command_names_unknown_topics():
+    assert messages.parse_command("cmd/snapshot", b"") == "snapshot"
+    assert messages.parse_command("cmd/snapshot", b"0") is None
+    with pytest.raises(ValueError, match="unknown command topic"):
+        messages.parse_command("cmd/reboot", b"")
+
+
+# --- Home Assistant discovery ---------------------------------------------------------------------
+
+
+def discovery(publish_snapshot: bool = True) -> tuple[str, dict]:
+    (m,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", publish_snapshot)
+    assert m.retain and m.qos == 1
+    return m.topic, json.loads(m.payload)
+
+
+def test_discovery_is_one_device_message_with_shared_availability():
+    topic, cfg = discovery()
+    assert topic == "homeassistant/device/edgepose_hall-1/config"
+    assert cfg["device"]["identifiers"] == ["edgepose_hall-1"]
+    assert cfg["origin"]["name"] == "edgepose"
+    assert cfg["availability_topic"] == "edgepose/hall-1/availability"
+    assert (cfg["payload_available"], cfg["payload_not_available"]) == ("online", "offline")
+
+
+def test_discovery_components_have_stable_ids_and_the_right_topics():
+    _, cfg = discovery()
+    comps = cfg["components"]
+    assert set(comps) == {"person_count", "person_detected", "inference_ms", "snapshot"}
+    for key, comp in comps.items():
+        assert re.fullmatch(r"[a-zA-Z0-9_-]+", key)
+        assert comp["unique_id"] == f"edgepose_hall-1_{key}"
+    assert comps["person_count"]["platform"] == "sensor"
+    assert comps["person_count"]["state_topic"] == "edgepose/hall-1/person_count"
+    assert comps["person_detected"]["platform"] == "binary_sensor"
+    assert "value | int" in comps["person_detected"]["value_template"]
+    assert comps["inference_ms"]["state_topic"] == "edgepose/hall-1/stats"
+    assert comps["inference_ms"]["value_template"] == "{{ value_json.inference_ms_p50 }}"
+    assert comps["snapshot"]["platform"] == "image"
+    assert comps["snapshot"]["image_topic"] == "edgepose/hall-1/snapshot"
+
+
+def test_discovery_has_no_image_without_snapshots():
+    _, cfg = discovery(publish_snapshot=False)
+    assert "snapshot" not in cfg["components"]
+
+
+def test_discovery_refuses_ids_home_assistant_cannot_take():
+    with pytest.raises(ValueError, match="A-Za-z0-9_-"):
+        messages.discovery_messages("hall 1", "edgepose")
+
+
+def test_every_schema_is_valid_draft_2020_12():
+    for kind in messages.SCHEMA_KINDS:
+        schema = messages.load_schema(kind)
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        jsonschema.Draft202012Validator.check_schema(schema)
