@@ -16,6 +16,10 @@ class Frame:
     rgb: np.ndarray  # (H, W, 3) uint8
     seq: int  # frame number from the source, counting from 0
     captured_at: float  # time.time() at capture
+    #: A smaller copy of the same picture to run the model on (picamera2's lores
+    #: stream, same aspect ratio), or None to use `rgb`. Poses are still reported
+    #: in `rgb`'s pixels.
+    inference_rgb: np.ndarray | None = None
 
     @property
     def width(self) -> int:
