@@ -22,7 +22,9 @@ from .constants import (
     DEFAULT_MAX_POSES,
     DEFAULT_MIN_PART_SCORE,
     DEFAULT_MIN_POSE_SCORE,
+    DEFAULT_INPUT_SIZE,
     DEFAULT_MODEL,
+    DEFAULT_QUANTIZED,
     DEFAULT_NMS_RADIUS,
     DEFAULT_THREADS,
     OUTPUT_STRIDES,
@@ -55,9 +57,11 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or .tflite path (default {DEFAULT_MODEL})")
     group.add_argument("--stride", type=int, choices=OUTPUT_STRIDES, default=16, help="output stride (default 16)")
     group.add_argument("--input-size", type=parse_size, default=None, metavar="WxH",
-                       help="model input size; (W-1) and (H-1) multiples of the stride (default 353x257, "
-                            "or a fixed-size model's own)")
-    group.add_argument("--quantized", action="store_true", help="use the int8 build of a named model")
+                       help="model input size; (W-1) and (H-1) multiples of the stride (default "
+                            f"{DEFAULT_INPUT_SIZE[0]}x{DEFAULT_INPUT_SIZE[1]}, or a fixed-size model's own)")
+    group.add_argument("--quantized", action=argparse.BooleanOptionalAction, default=DEFAULT_QUANTIZED,
+                       help="int8 (--quantized) or float32 (--no-quantized) build of a named model "
+                            f"(default {'int8' if DEFAULT_QUANTIZED else 'float32'})")
     group.add_argument("--accelerator", choices=("cpu", "edgetpu", "auto"), default="cpu")
     group.add_argument("--device", default="", help="Edge TPU device: usb, usb:0, pci:0 (default: first found)")
     group.add_argument("--threads", type=int, default=DEFAULT_THREADS)

@@ -26,6 +26,7 @@ from typing import Any, Callable, Literal
 
 from .constants import (
     DEFAULT_INPUT_SIZE,
+    DEFAULT_QUANTIZED,
     DEFAULT_MAX_POSES,
     DEFAULT_MIN_PART_SCORE,
     DEFAULT_MIN_POSE_SCORE,
@@ -127,7 +128,7 @@ class ModelConfig:
     path: str = _key(DEFAULT_MODEL, nonempty=True)  # a known model name or a .tflite path
     stride: int = _key(DEFAULT_STRIDE, choices=OUTPUT_STRIDES)
     input_size: tuple[int, int] = _key(DEFAULT_INPUT_SIZE, toml=str, parse=_parse_size)  # (w, h)
-    quantized: bool = False  # use the int8 build of a named model
+    quantized: bool = DEFAULT_QUANTIZED  # use the int8 build of a named model
     accelerator: Literal["cpu", "edgetpu", "auto"] = "cpu"
     edgetpu_device: str = _key(  # "" = first Edge TPU found
         "",

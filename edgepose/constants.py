@@ -102,7 +102,9 @@ DEFAULT_MIN_POSE_SCORE = 0.15
 DEFAULT_MIN_PART_SCORE = 0.5
 DEFAULT_NMS_RADIUS = 20.0
 DEFAULT_STRIDE = 16
-DEFAULT_INPUT_SIZE = (353, 257)  # (width, height); (r - 1) % 32 == 0 for both
+DEFAULT_INPUT_SIZE = (481, 353)  # (width, height); (r - 1) % 32 == 0 for both
+#: int8 models: 2-4x faster on a CPU than float at about the same AP (see README).
+DEFAULT_QUANTIZED = True
 DEFAULT_MODEL = "posenet-mnv1-075"
 DEFAULT_THREADS = 2
 

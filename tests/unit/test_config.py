@@ -488,7 +488,7 @@ def test_redacted_hides_password(tmp_path):
     printed = redacted(config)
     assert printed["mqtt"]["password"] == "***"
     assert printed["mqtt"]["username"] == "u"
-    assert printed["model"]["input_size"] == "353x257"
+    assert printed["model"]["input_size"] == "%dx%d" % DEFAULT_INPUT_SIZE
     assert redacted(load_config(None))["mqtt"]["password"] is None
 
 
