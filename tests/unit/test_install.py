@@ -1,0 +1,477 @@
+"""install.sh: the printed --dry-run plan, and the --demo orchestration with a stand-in daemon.
+
+The plans run on a made-up machine (os-release, device-tree model, /etc/group
+given through install.sh's hidden EDGEPOSE_* test overrides) so they read the
+same on a laptop, in CI and on a Pi where edgepose is already installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INSTALL_SH = REPO_ROOT / "install.sh"
+RUN_TIMEOUT_S = 60
+
+BOOKWORM = 'PRETTY_NAME="Raspberry Pi OS GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_CODENAME=bookworm\n'
+TRIXIE = 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_CODENAME=trixie\n'
+PI_MODEL = "Raspberry Pi 4 Model B Rev 1.5\0"
+GROUPS_WITHOUT_APEX = "root:x:0:\nvideo:x:44:\nplugdev:x:46:\n"
+GROUPS_WITH_APEX = GROUPS_WITHOUT_APEX + "apex:x:998:\n"
+
+#: Commands that change a system or reach the network; on PATH as recorders
+#: during dry runs, which must never call them.
+SYSTEM_CHANGING = (
+    "apt-get", "apt", "dpkg", "systemctl", "useradd", "usermod", "userdel", "groupadd",
+    "curl", "wget", "gpg", "install", "udevadm", "journalctl", "sudo", "pip", "pip3",
+    "debconf-set-selections", "chmod", "chown", "mosquitto", "rm", "mv", "mkdir", "cp",
+)
+
+
+@pytest.fixture()
+def machine(tmp_path):
+    """Environment for a dry run on a fresh Raspberry Pi with Bookworm and Python 3.11."""
+    os_release = tmp_path / "os-release"
+    os_release.write_text(BOOKWORM)
+    model = tmp_path / "model"
+    model.write_bytes(PI_MODEL.encode())
+    group = tmp_path / "group"
+    group.write_text(GROUPS_WITHOUT_APEX)
+    env = dict(os.environ)
+    env.update(
+        EDGEPOSE_OS_RELEASE=str(os_release),
+        EDGEPOSE_DEVICE_MODEL=str(model),
+        EDGEPOSE_GROUP_FILE=str(group),
+        EDGEPOSE_PYTHON_VERSION="3.11",
+        EDGEPOSE_ASSUME_FRESH="1",
+        EDGEPOSE_SYSTEMD="yes",
+        EDGEPOSE_VENV=str(tmp_path / "dev-venv"),
+    )
+    env.pop("NOTIFY_SOCKET", None)
+    return env
+
+
+def not_a_pi(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    model = tmp_path / "model-x86"
+    model.write_bytes(b"QEMU Standard PC\0")
+    return {**env, "EDGEPOSE_DEVICE_MODEL": str(model)}
+
+
+def install_sh(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["bash", str(INSTALL_SH), *args],
+        env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=REPO_ROOT,
+    )
+    if check:
+        assert result.returncode == 0, f"rc={result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def plan(*args: str, env: dict[str, str]) -> list[str]:
+    """The commands a dry run prints, without the "+ " prefix."""
+    out = install_sh("--dry-run", *args, env=env).stdout
+    return [line[2:] for line in out.splitlines() if line.startswith("+ ")]
+
+
+def commands_with(lines: list[str], *words: str) -> list[str]:
+    return [line for line in lines if all(word in line for word in words)]
+
+
+# --- the script itself ---------------------------------------------------------
+
+
+def test_script_parses():
+    subprocess.run(["bash", "-n", str(INSTALL_SH)], check=True, timeout=RUN_TIMEOUT_S)
+
+
+def test_shellcheck_is_clean():
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (apt install shellcheck)")
+    result = subprocess.run([shellcheck, str(INSTALL_SH)], capture_output=True, text=True,
+                            timeout=RUN_TIMEOUT_S)
+    assert result.returncode == 0, result.stdout
+
+
+def test_help_names_every_mode(machine):
+    out = install_sh("--help", env=machine).stdout
+    for flag in ("--demo", "--test", "--uninstall", "--coral", "--coral-max", "--with-mosquitto",
+                 "--purge", "--broker", "--duration", "--dry-run"):
+        assert flag in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--bogus"],
+        ["--demo", "--test"],
+        ["--broker", "127.0.0.1:1883"],
+        ["--demo", "--broker", "no-port"],
+        ["--demo", "--duration", "soon"],
+        ["--test", "--coral"],
+        ["--purge"],
+        ["--", "-x"],
+        ["--demo", "--duration"],
+    ],
+)
+def test_rejects_bad_arguments_with_usage_exit_code(machine, args):
+    result = install_sh("--dry-run", *args, env=machine, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "--help" in result.stderr
+
+
+def test_only_overwrites_files_never_appends():
+    """Re-running must not pile up lines (apt sources, drop-ins): no `>>` and no `tee -a`."""
+    code = [line for line in INSTALL_SH.read_text().splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in code if ">>" in line or "tee -a" in line]
+
+
+# --- service install -------------------------------------------------------------
+
+
+def test_pi_bookworm_installs_picamera2_and_a_system_site_packages_venv(machine):
+    lines = plan(env=machine)
+    apt = commands_with(lines, "apt-get install")
+    assert apt and "python3-picamera2" in apt[0] and "python3-venv" in apt[0]
+    assert "--no-install-recommends" in apt[0]
+    assert commands_with(lines, "-m venv", "--system-site-packages", "/opt/edgepose/venv")
+    pip = commands_with(lines, "pip install")
+    assert len(pip) == 1 and "ai-edge-litert" in pip[0] and str(REPO_ROOT) in pip[0]
+    assert "tflite-runtime" not in pip[0]
+    assert commands_with(lines, "pip uninstall", "tflite-runtime")
+
+
+def test_service_user_joins_only_groups_that_exist(machine):
+    lines = plan(env=machine)
+    assert commands_with(lines, "useradd", "--system", "edgepose")
+    usermod = commands_with(lines, "usermod")
+    assert usermod == ["usermod --append --groups video,plugdev edgepose"]
+
+
+def test_installs_models_config_unit_and_starts_the_service(machine):
+    lines = plan(env=machine)
+    for model in sorted((REPO_ROOT / "models").glob("*.tflite")):
+        assert f"install -m 0644 {model} /opt/edgepose/models/" in lines
+    assert commands_with(lines, "config/edgepose.toml", "/etc/edgepose/edgepose.toml")
+    assert commands_with(lines, "systemd/edgepose.service", "/etc/systemd/system/edgepose.service")
+    tail = lines[-3:]
+    assert tail == ["systemctl daemon-reload", "systemctl enable edgepose.service",
+                    "systemctl restart edgepose.service"]
+
+
+def test_existing_config_is_kept(machine):
+    """Only ASSUME_FRESH=0 consults the real /etc; here the config exists on the made-up machine."""
+    env = {**machine, "EDGEPOSE_ASSUME_FRESH": "0"}
+    out = install_sh("--dry-run", env=env).stdout
+    if Path("/etc/edgepose/edgepose.toml").exists():
+        assert "keeping your /etc/edgepose/edgepose.toml" in out
+    else:
+        assert "install -m 0640 -o root -g edgepose" in out
+    # The example copy is refreshed either way, never the live config.
+    assert "/etc/edgepose/edgepose.toml.example" in out
+
+
+def test_not_a_pi_skips_picamera2(machine, tmp_path):
+    lines = plan(env=not_a_pi(machine, tmp_path))
+    assert not commands_with(lines, "picamera2")
+    assert commands_with(lines, "apt-get install", "python3-venv")
+
+
+def test_with_mosquitto_installs_the_broker(machine):
+    apt = commands_with(plan("--with-mosquitto", env=machine), "apt-get install")
+    assert "mosquitto" in apt[0].split() and "mosquitto-clients" in apt[0].split()
+
+
+def test_without_systemd_only_enables_for_next_boot(machine):
+    result = install_sh("--dry-run", env={**machine, "EDGEPOSE_SYSTEMD": "no"})
+    lines = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
+    assert "systemctl enable edgepose.service" in lines
+    assert not commands_with(lines, "systemctl restart")
+    assert "systemd is not running" in result.stderr
+
+
+# --- Coral -----------------------------------------------------------------------------
+
+
+def test_coral_adds_the_repository_libedgetpu_and_pins_the_runtime(machine):
+    result = install_sh("--dry-run", "--coral", env=machine)
+    lines = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
+    out = result.stdout
+    assert ("deb [signed-by=/etc/apt/keyrings/coral-edgetpu.gpg] "
+            "https://packages.cloud.google.com/apt coral-edgetpu-stable main") in out
+    assert "write /etc/apt/sources.list.d/coral-edgetpu.list (mode 0644, root:root):" in lines
+    assert commands_with(lines, "curl", "-o /etc/apt/keyrings/coral-edgetpu.gpg.download")
+    assert commands_with(lines, "apt-get install", "libedgetpu1-std")
+    pip = commands_with(lines, "pip install")
+    assert len(pip) == 1
+    assert "tflite-runtime==2.14.0" in pip[0] and "'numpy<2'" in pip[0]
+    assert "ai-edge-litert" not in pip[0]
+    assert commands_with(lines, "pip uninstall", "ai-edge-litert")
+    assert commands_with(lines, "99-edgepose-coral.rules", "/etc/udev/rules.d/")
+    assert "groupadd --system apex" in lines
+    assert "usermod --append --groups apex,video,plugdev edgepose" in lines
+    assert "pycoral" not in out + result.stderr
+
+
+def test_coral_repository_is_written_once_and_identically_on_every_run(machine):
+    first = install_sh("--dry-run", "--coral", env=machine).stdout
+    second = install_sh("--dry-run", "--coral", env=machine).stdout
+    assert first == second
+    assert first.count("deb [signed-by=") == 1
+
+
+def test_coral_max_preseeds_and_installs_libedgetpu1_max(machine):
+    lines = plan("--coral-max", env=machine)
+    assert commands_with(lines, "apt-get install", "libedgetpu1-max")
+    assert not commands_with(lines, "libedgetpu1-std")
+    assert commands_with(lines, "libedgetpu1-max", "debconf-set-selections")
+
+
+def test_coral_uses_existing_apex_group(machine, tmp_path):
+    group = tmp_path / "group-apex"
+    group.write_text(GROUPS_WITH_APEX)
+    lines = plan("--coral", env={**machine, "EDGEPOSE_GROUP_FILE": str(group)})
+    assert not commands_with(lines, "groupadd")
+    assert "usermod --append --groups video,plugdev,apex edgepose" in lines
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_coral_refuses_python_newer_than_3_11_before_changing_anything(machine, tmp_path, version):
+    os_release = tmp_path / "os-release-trixie"
+    os_release.write_text(TRIXIE)
+    env = {**machine, "EDGEPOSE_PYTHON_VERSION": version, "EDGEPOSE_OS_RELEASE": str(os_release)}
+    result = install_sh("--dry-run", "--coral", env=env, check=False)
+    assert result.returncode == 1
+    assert not [line for line in result.stdout.splitlines() if line.startswith("+ ")]
+    assert "tflite-runtime==2.14.0" in result.stderr and version in result.stderr
+    assert "Bookworm" in result.stderr and "ai-edge-litert" in result.stderr
+
+
+def test_unknown_os_is_a_warning_not_an_error(machine, tmp_path):
+    os_release = tmp_path / "os-release-fedora"
+    os_release.write_text('PRETTY_NAME="Fedora Linux 40"\nID=fedora\nVERSION_CODENAME=""\n')
+    result = install_sh("--dry-run", env={**machine, "EDGEPOSE_OS_RELEASE": str(os_release)})
+    assert "not Debian" in result.stderr
+
+
+# --- uninstall ------------------------------------------------------------------------
+
+
+def test_uninstall_removes_the_service_and_keeps_config(machine):
+    lines = plan("--uninstall", env=machine)
+    assert "systemctl disable --now edgepose.service" in lines
+    assert commands_with(lines, "rm -f", "/etc/systemd/system/edgepose.service")
+    assert commands_with(lines, "rm -rf", "/opt/edgepose")
+    assert not commands_with(lines, "/etc/edgepose")
+    assert not commands_with(lines, "/var/lib/edgepose")
+    assert not commands_with(lines, "userdel")
+
+
+def test_uninstall_purge_also_removes_config_state_and_user(machine):
+    lines = plan("--uninstall", "--purge", env=machine)
+    assert commands_with(lines, "rm -rf", "/etc/edgepose", "/var/lib/edgepose")
+    assert "userdel edgepose" in lines
+
+
+# --- demo and test environments -----------------------------------------------------------
+
+
+def test_demo_plan_starts_a_private_broker_and_runs_the_demo_config(machine):
+    env = {**machine, "EDGEPOSE_ASSUME_FRESH": "0"}
+    out = install_sh("--dry-run", "--demo", "--duration", "3", env=env).stdout
+    lines = [line[2:] for line in out.splitlines() if line.startswith("+ ")]
+    assert commands_with(lines, "-m venv", machine["EDGEPOSE_VENV"])
+    assert commands_with(lines, "pip install", "-e", "[litert]")
+    broker = commands_with(lines, "mosquitto -c")
+    assert broker and "127.0.0.1" in broker[0]
+    run = lines[-1].split()
+    assert run[:4] == [f"{machine['EDGEPOSE_VENV']}/bin/edgepose", "run", "--config", "config/demo.toml"]
+    assert run[4] == "--broker" and run[5].startswith("127.0.0.1:")
+    assert run[6:] == ["--duration", "3"]
+    assert f"mosquitto_sub -h 127.0.0.1 -p {run[5].split(':')[1]} -t 'edgepose/#' -v" in out
+
+
+def test_demo_with_a_broker_starts_none_and_passes_extra_arguments(machine):
+    env = {**machine, "EDGEPOSE_ASSUME_FRESH": "0"}
+    lines = plan("--demo", "--broker", "mqtt.local:1884", "--", "--node-id", "kitchen", env=env)
+    assert not commands_with(lines, "mosquitto")
+    assert lines[-1].endswith("run --config config/demo.toml --broker mqtt.local:1884 --node-id kitchen")
+
+
+def test_fresh_machine_gets_apt_packages_for_demo(machine):
+    lines = plan("--demo", env=machine)
+    apt = commands_with(lines, "apt-get install")
+    assert apt and {"python3-venv", "mosquitto", "mosquitto-clients"} <= set(apt[0].split())
+
+
+def test_apt_is_skipped_when_everything_is_present(machine):
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()) or not shutil.which("mosquitto_sub"):
+        pytest.skip("mosquitto is not installed here")
+    env = {**machine, "EDGEPOSE_ASSUME_FRESH": "0", "EDGEPOSE_PYTHON": sys.executable}
+    lines = plan("--test", env=env)
+    assert not commands_with(lines, "apt-get")
+
+
+def test_test_mode_runs_pytest_with_the_arguments_after_double_dash(machine):
+    env = {**machine, "EDGEPOSE_ASSUME_FRESH": "0"}
+    lines = plan("--test", "--", "-m", "not integration", "tests/unit", env=env)
+    assert commands_with(lines, "pip install", "-e", "[litert,test]")
+    assert lines[-1] == f"exec {machine['EDGEPOSE_VENV']}/bin/python -m pytest -m 'not integration' tests/unit"
+
+
+def make_dev_venv(path: Path, extras: str, edgepose_script: str | None = None) -> None:
+    """A stand-in .venv: the running interpreter plus a stamp that says it is current."""
+    (path / "bin").mkdir(parents=True)
+    (path / "bin" / "python").symlink_to(sys.executable)
+    version = "%d.%d" % sys.version_info[:2]
+    digest = hashlib.sha256((REPO_ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    (path / ".edgepose-stamp").write_text(f"pyproject={digest}\npython={version}\nextras={extras}\n")
+    if edgepose_script is not None:
+        script = path / "bin" / "edgepose"
+        script.write_text(f"#!{sys.executable}\n{edgepose_script}")
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+
+
+def test_current_venv_is_not_reinstalled(machine, tmp_path):
+    venv = tmp_path / "current-venv"
+    make_dev_venv(venv, "litert,test")
+    env = {**machine, "EDGEPOSE_ASSUME_FRESH": "0", "EDGEPOSE_VENV": str(venv),
+           "EDGEPOSE_PYTHON": sys.executable, "EDGEPOSE_PYTHON_VERSION": ""}
+    out = install_sh("--dry-run", "--demo", env=env).stdout
+    assert "is up to date" in out
+    assert "pip install" not in out
+
+
+def test_venv_missing_an_extra_is_topped_up(machine, tmp_path):
+    venv = tmp_path / "demo-venv"
+    make_dev_venv(venv, "litert")
+    env = {**machine, "EDGEPOSE_ASSUME_FRESH": "0", "EDGEPOSE_VENV": str(venv),
+           "EDGEPOSE_PYTHON": sys.executable, "EDGEPOSE_PYTHON_VERSION": ""}
+    lines = plan("--test", env=env)
+    assert not commands_with(lines, "-m venv")
+    assert commands_with(lines, "pip install", "[litert,test]")
+
+
+# --- dry runs change nothing -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--coral", "--with-mosquitto"],
+        ["--coral-max"],
+        ["--uninstall", "--purge"],
+        ["--demo", "--duration", "1"],
+        ["--test", "--", "-q"],
+    ],
+)
+def test_dry_run_never_runs_a_system_changing_command(machine, tmp_path, args):
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    calls = tmp_path / "calls.log"
+    for name in SYSTEM_CHANGING:
+        shim = shims / name
+        shim.write_text(f'#!/bin/sh\necho "{name} $*" >> "{calls}"\nexit 0\n')
+        shim.chmod(0o755)
+    env = {**machine, "PATH": f"{shims}{os.pathsep}{machine['PATH']}"}
+    install_sh("--dry-run", *args, env=env)
+    assert not calls.exists(), calls.read_text()
+    assert not Path(machine["EDGEPOSE_VENV"]).exists()
+
+
+# --- the demo for real, with a stand-in daemon ------------------------------------------------
+
+FAKE_DAEMON = r'''
+import signal, socket, sys, time
+args = sys.argv[1:]
+host, port = args[args.index("--broker") + 1].rsplit(":", 1)
+socket.create_connection((host, int(port)), timeout=5).close()  # the broker is up
+def stop(signum, frame):
+    print("FAKE-DAEMON stopped by", signal.Signals(signum).name, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)  # before announcing itself: the test signals right after
+print("FAKE-DAEMON", " ".join(args), flush=True)
+if "--duration" in args:
+    sys.exit(0)
+while True:
+    signal.pause()
+'''
+
+
+def demo_env(machine, tmp_path) -> dict[str, str]:
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        pytest.fail("mosquitto is missing: `install.sh --test` installs it")
+    venv = tmp_path / "fake-venv"
+    make_dev_venv(venv, "litert", FAKE_DAEMON)
+    env = {**machine, "EDGEPOSE_ASSUME_FRESH": "0", "EDGEPOSE_VENV": str(venv),
+           "EDGEPOSE_PYTHON": sys.executable, "EDGEPOSE_PYTHON_VERSION": ""}
+    return env
+
+
+def port_is_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def read_line_with(proc: subprocess.Popen, marker: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return line
+    raise AssertionError(f"no line with {marker!r} within {timeout} s; got:\n{''.join(seen)}")
+
+
+@pytest.mark.integration
+def test_demo_runs_the_daemon_against_a_private_broker_and_stops_it(machine, tmp_path):
+    result = install_sh("--demo", "--duration", "1", env=demo_env(machine, tmp_path))
+    line = next(l for l in result.stdout.splitlines() if l.startswith("FAKE-DAEMON"))
+    args = line.split()[1:]
+    assert args[:3] == ["run", "--config", "config/demo.toml"]
+    assert args[-2:] == ["--duration", "1"]
+    port = int(args[args.index("--broker") + 1].rsplit(":", 1)[1])
+    assert "is up to date" in result.stdout
+    assert not port_is_open(port), "the private broker outlived install.sh"
+
+
+@pytest.mark.integration
+def test_demo_stops_daemon_and_broker_on_sigterm(machine, tmp_path):
+    proc = subprocess.Popen(
+        ["bash", str(INSTALL_SH), "--demo"], env=demo_env(machine, tmp_path), cwd=REPO_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        line = read_line_with(proc, "FAKE-DAEMON", RUN_TIMEOUT_S)
+        port = int(line.split("--broker", 1)[1].split()[0].rsplit(":", 1)[1])
+        proc.send_signal(signal.SIGTERM)
+        read_line_with(proc, "stopped by SIGTERM", RUN_TIMEOUT_S)
+        assert proc.wait(timeout=RUN_TIMEOUT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    assert not port_is_open(port), "the private broker outlived install.sh"
