@@ -185,8 +185,13 @@ def test_person_count_and_stats_are_retained(mosquitto_broker, publishers, subsc
     n = node()
     pub = publishers(cfg_for(mosquitto_broker), n)
     assert pub.wait_connected(WAIT_S)
+    early = subscriber(mosquitto_broker, f"edgepose/{n}/person_count", f"edgepose/{n}/stats")
     pub.publish(messages.person_count_message(2))
     pub.publish(messages.stats_message(STATS, now=1_700_000_000.0))
+    # Once the early subscriber has both, the broker holds them as retained: only then
+    # can a late subscriber tell retained delivery from live delivery.
+    early.wait_for(f"edgepose/{n}/person_count")
+    early.wait_for(f"edgepose/{n}/stats")
     late = subscriber(mosquitto_broker, f"edgepose/{n}/person_count", f"edgepose/{n}/stats")
     (count,) = late.wait_for(f"edgepose/{n}/person_count")
     (stats,) = late.wait_for(f"edgepose/{n}/stats")
