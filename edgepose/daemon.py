@@ -205,6 +205,20 @@ class Worker:
         }, now=time.time()))
 
 
+def _wait_first_frame(slot: LatestFrameSlot, stop: threading.Event, timeout: float) -> Frame | None:
+    """The first frame; None after `timeout` s, or at once when a stop is asked
+    (SIGTERM must not wait out a camera that delivers nothing)."""
+    give_up = time.monotonic() + timeout
+    while not stop.is_set():
+        remaining = give_up - time.monotonic()
+        if remaining <= 0:
+            return None
+        frame = slot.get(timeout=min(remaining, 0.5))
+        if frame is not None or slot.closed:
+            return frame
+    return None
+
+
 def run_daemon(config: Config, *, duration_s: float | None = None, stop: threading.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT (or `duration_s`); returns the process exit code."""
     stop_flag = StopFlag()
@@ -250,7 +264,7 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
     capture.start()
     deadline = time.monotonic() + duration_s if duration_s else None
     try:
-        first = slot.get(timeout=FIRST_FRAME_TIMEOUT_S)
+        first = _wait_first_frame(slot, stop_flag.event, FIRST_FRAME_TIMEOUT_S)
         notifier.ready()
         notifier.status(f"running {worker.model_label} on {model.accelerator}")
         log.info("ready: %s on %s, source %s", worker.model_label, model.accelerator, source_cfg.uri)
