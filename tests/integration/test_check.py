@@ -1,0 +1,93 @@
+"""`edgepose check`: one line per part a user can act on, and the exit code systemd needs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import free_port
+from .test_daemon import EXIT_CONFIG, WAIT_S, child_env, demo_config, node_id, write_config
+
+pytestmark = pytest.mark.integration
+
+EXIT_FAILURE = 1
+
+
+def check(tmp_path: Path, config: dict, *extra: str) -> tuple[int, list[str]]:
+    """Run `edgepose check` on `config`; (exit code, output lines)."""
+    path = write_config(tmp_path / "check.toml", config)
+    done = subprocess.run([sys.executable, "-m", "edgepose", "check", "--config", str(path), *extra],
+                          capture_output=True, text=True, timeout=WAIT_S, env=child_env(), cwd=tmp_path,
+                          stdin=subprocess.DEVNULL)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, done.stdout.splitlines()
+
+
+def line(lines: list[str], part: str) -> str:
+    found = [entry for entry in lines if entry.startswith(f"{part}: ")]
+    assert len(found) == 1, f"expected one {part!r} line in {lines}"
+    return found[0]
+
+
+def test_all_good(tmp_path, mosquitto_broker):
+    config = demo_config(tmp_path, node_id("chk"), mosquitto_broker)
+    code, lines = check(tmp_path, config)
+    assert code == 0, lines
+    assert line(lines, "config") == f"config: ok ({tmp_path / 'check.toml'})"
+    assert line(lines, "model").startswith("model: ok (")
+    assert "cpu" in line(lines, "model") and "stride 16" in line(lines, "model")
+    assert line(lines, "source").startswith("source: ok ") and "demo" in line(lines, "source")
+    where = f"{mosquitto_broker.host}:{mosquitto_broker.port}"
+    assert line(lines, "broker") == f"broker: ok connected to {where} (MQTT 3.1.1)"
+    assert line(lines, "snapshots") == f"snapshots: ok ({config['snapshots']['dir']})"
+    assert not any("FAIL" in entry for entry in lines), lines
+    assert not list(Path(config["snapshots"]["dir"]).iterdir()), "check must leave no files behind"
+
+
+def test_broker_not_listening_fails_naming_host_and_port(tmp_path, mosquitto_broker):
+    port = free_port()
+    config = demo_config(tmp_path, node_id("chk"), mosquitto_broker, mqtt={"host": "127.0.0.1", "port": port})
+    code, lines = check(tmp_path, config)
+    assert code == EXIT_FAILURE, lines
+    assert line(lines, "broker") == f"broker: FAIL cannot reach broker 127.0.0.1:{port} (connection refused)"
+    for part in ("config", "model", "source", "snapshots"):
+        assert ": ok" in line(lines, part), "the other checks still run and pass"
+
+
+def test_broker_override_on_the_command_line_is_what_gets_probed(tmp_path, mosquitto_broker):
+    port = free_port()
+    config = demo_config(tmp_path, node_id("chk"), mosquitto_broker)
+    code, lines = check(tmp_path, config, "--broker", f"127.0.0.1:{port}")
+    assert code == EXIT_FAILURE, lines
+    assert f"127.0.0.1:{port}" in line(lines, "broker"), lines
+
+
+def test_missing_model_fails_naming_the_file(tmp_path, mosquitto_broker):
+    missing = tmp_path / "nonexistent.tflite"
+    config = demo_config(tmp_path, node_id("chk"), mosquitto_broker, model={"path": str(missing)})
+    code, lines = check(tmp_path, config)
+    assert code == EXIT_FAILURE, lines
+    model = line(lines, "model")
+    assert model.startswith(f"model: FAIL model file {missing} does not exist"), model
+    assert line(lines, "broker").startswith("broker: ok"), "one failure does not hide the rest"
+
+
+def test_unknown_key_exits_78_naming_the_key_path(tmp_path, mosquitto_broker):
+    config = demo_config(tmp_path, node_id("chk"), mosquitto_broker, mqtt={"hots": "broker.lan"})
+    code, lines = check(tmp_path, config)
+    assert code == EXIT_CONFIG, lines
+    assert lines[0] == "config: FAIL", lines
+    assert "  mqtt.hots: unknown key; did you mean mqtt.host?" in lines, lines
+    assert not any(entry.startswith(("model:", "broker:")) for entry in lines), "nothing else is checked"
+
+
+def test_unwritable_snapshot_dir_fails_naming_it(tmp_path, mosquitto_broker):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the snapshot folder's parent should be")
+    config = demo_config(tmp_path, node_id("chk"), mosquitto_broker, snapshots={"dir": str(blocker / "snaps")})
+    code, lines = check(tmp_path, config)
+    assert code == EXIT_FAILURE, lines
+    assert line(lines, "snapshots").startswith(f"snapshots: FAIL cannot write to {blocker / 'snaps'}: "), lines

@@ -1,0 +1,610 @@
+"""`edgepose run` end to end: the real daemon as a subprocess against a real mosquitto.
+
+Each test writes a config derived from config/demo.toml (its own node id,
+snapshots in tmp_path, no frame cap or a high one), starts
+``python -m edgepose run`` and watches what comes out: MQTT messages, snapshot
+files, systemd notifications, the exit code. Every wait has a deadline; the
+`daemon` fixture kills whatever is still running at teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import paho.mqtt.client as paho
+import pytest
+from PIL import Image
+
+from edgepose.messages import load_schema
+from edgepose.overlay import PALETTE
+from edgepose.snapshots import is_snapshot_name
+from edgepose.sources import demo_dir, list_images
+
+from .conftest import Broker
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_CONFIG = REPO_ROOT / "config" / "demo.toml"
+#: Longest any single wait may take: model load, first frame, a broker reconnect.
+WAIT_S = 20.0
+#: A clean stop must be over within this after SIGTERM (systemd's stop is not our budget).
+STOP_S = 5.0
+POLL_S = 0.05  # polling a file or a process with a deadline, never as synchronisation
+EXIT_CONFIG = 78
+DEMO_PHOTOS = list_images(demo_dir())
+
+
+def node_id(tag: str) -> str:
+    """A node id of its own per test, so retained messages of other tests never interfere."""
+    return f"t{tag}{uuid.uuid4().hex[:8]}"
+
+
+# --- config files ------------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (str, Path)):
+        return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def _toml(table: dict[str, Any], prefix: str = "") -> str:
+    """Enough TOML for our configs: nested tables of strings, numbers and booleans."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    out = ([f"[{prefix}]"] if prefix and lines else []) + lines + ([""] if lines else [])
+    for k, v in table.items():
+        if isinstance(v, dict):
+            out.append(_toml(v, f"{prefix}.{k}" if prefix else k))
+    return "\n".join(out)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in over.items():
+        merged[k] = _merge(merged.get(k, {}), v) if isinstance(v, dict) else v
+    return merged
+
+
+def demo_config(tmp_path: Path, node: str, broker: Broker | None, **tables: dict[str, Any]) -> dict[str, Any]:
+    """config/demo.toml with this test's node id, broker, snapshot folder and no frame cap."""
+    config = tomllib.loads(DEMO_CONFIG.read_text())
+    config = _merge(config, {
+        "node": {"id": node},
+        "source": {"max_fps": 0.0},
+        "snapshots": {"dir": str(tmp_path / f"snapshots-{node}")},
+        "logging": {"level": "info"},
+    })
+    if broker is not None:
+        config = _merge(config, {"mqtt": {"host": broker.host, "port": broker.port}})
+    return _merge(config, tables)
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(_toml(config))
+    assert tomllib.loads(path.read_text()) == json.loads(json.dumps(config, default=str)), "TOML writer bug"
+    return path
+
+
+# --- the daemon subprocess ---------------------------------------------------------------
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "STATE_DIRECTORY", "CREDENTIALS_DIRECTORY"):
+        env.pop(name, None)  # a test run under systemd must not leak the runner's own
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Daemon:
+    """One `edgepose run` process; its stdout and stderr go to a log file."""
+
+    proc: subprocess.Popen
+    node: str
+    config: dict[str, Any]
+    log_path: Path
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return Path(self.config["snapshots"]["dir"])
+
+    @property
+    def prefix(self) -> str:
+        return f"edgepose/{self.node}"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def explain(self) -> str:
+        state = "running" if self.proc.poll() is None else f"exited {self.proc.returncode}"
+        return f"daemon {self.node} ({state}); its log:\n{self.log_text()[-4000:]}"
+
+    def snapshots(self) -> list[Path]:
+        if not self.snapshot_dir.is_dir():
+            return []
+        return sorted(p for p in self.snapshot_dir.iterdir() if is_snapshot_name(p.name))
+
+    def wait_until(self, what: str, predicate: Callable[[], Any], timeout: float = WAIT_S) -> Any:
+        """Poll `predicate` until it is truthy; fail early if the daemon died."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = predicate()
+            if result:
+                return result
+            if self.proc.poll() is not None:
+                pytest.fail(f"daemon exited while waiting for {what}; {self.explain()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {what} within {timeout:g} s; {self.explain()}")
+            time.sleep(POLL_S)
+
+    def wait_log(self, text: str, timeout: float = WAIT_S) -> None:
+        self.wait_until(f"log line containing {text!r}", lambda: text in self.log_text(), timeout)
+
+    def wait_snapshots(self, count: int, timeout: float = WAIT_S) -> list[Path]:
+        def enough() -> list[Path] | None:
+            found = self.snapshots()
+            return found if len(found) >= count else None
+
+        return self.wait_until(f"{count} snapshot(s) in {self.snapshot_dir}", enough, timeout)
+
+    def terminate(self) -> tuple[int, float]:
+        """SIGTERM; (exit code, seconds it took). Fails if it takes longer than STOP_S."""
+        assert self.proc.poll() is None, f"daemon already gone; {self.explain()}"
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(STOP_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"daemon still running {STOP_S:g} s after SIGTERM; {self.explain()}")
+        return code, time.monotonic() - start
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """start(config, env=None) -> a running Daemon; all are killed at teardown."""
+    started: list[Daemon] = []
+
+    def start(config: dict[str, Any], *, env: dict[str, str] | None = None) -> Daemon:
+        node = config["node"]["id"]
+        config_path = write_config(tmp_path / f"{node}.toml", config)
+        log_path = tmp_path / f"{node}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "edgepose", "run", "--config", str(config_path)],
+                cwd=tmp_path, env=child_env(env), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        d = Daemon(proc, node, config, log_path)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(STOP_S)
+
+
+def wait_msgs(sub, daemon: Daemon, match, count: int = 1, timeout: float = WAIT_S) -> list[paho.MQTTMessage]:
+    """sub.wait_for with the daemon's log in the failure message."""
+    try:
+        return sub.wait_for(match, count, timeout)
+    except AssertionError as exc:
+        pytest.fail(f"{str(exc)[:1500]}\n{daemon.explain()}")
+
+
+def payload_is(topic: str, payload: bytes, *, retained: bool | None = None) -> Callable[[paho.MQTTMessage], bool]:
+    return lambda m: m.topic == topic and m.payload == payload and (retained is None or m.retain == retained)
+
+
+def decode(msg: paho.MQTTMessage) -> Any:
+    return json.loads(msg.payload)
+
+
+# --- what a good message / snapshot looks like --------------------------------------------
+
+POSES_SCHEMA = load_schema("poses")
+STATS_SCHEMA = load_schema("stats")
+PERSON_COUNT_SCHEMA = load_schema("person_count")
+AVAILABILITY_SCHEMA = load_schema("availability")
+DEMO_SIZES = {Image.open(p).size for p in DEMO_PHOTOS}
+
+
+def check_poses(msg: paho.MQTTMessage, node: str) -> dict[str, Any]:
+    body = decode(msg)
+    jsonschema.validate(body, POSES_SCHEMA)
+    assert not msg.retain, "poses are a stream, never retained"
+    assert body["node"] == node, f"{msg.topic} carries node {body['node']!r}"
+    assert (body["width"], body["height"]) in DEMO_SIZES
+    assert body["person_count"] == len(body["poses"])
+    return body
+
+
+def check_stats(msg: paho.MQTTMessage) -> dict[str, Any]:
+    body = decode(msg)
+    jsonschema.validate(body, STATS_SCHEMA)
+    assert body["accelerator"] == "cpu"
+    return body
+
+
+def check_overlay_snapshot(path: Path) -> None:
+    """A JPEG of a demo photo's size with a skeleton drawn in palette colours on it."""
+    with Image.open(path) as image:
+        assert image.format == "JPEG", f"{path.name} is {image.format}"
+        assert image.size in DEMO_SIZES, f"{path.name} is {image.size}, not a demo photo's size"
+        snap = np.asarray(image.convert("RGB"), dtype=np.int16)
+    # The source photo is the same-sized demo photo it resembles most; JPEG
+    # re-encoding alone moves a handful of pixels by > 100, an overlay thousands.
+    candidates = []
+    for photo in DEMO_PHOTOS:
+        with Image.open(photo) as raw:
+            if raw.size == image.size:
+                rgb = np.asarray(raw.convert("RGB"), dtype=np.int16)
+                candidates.append((float(np.abs(rgb - snap).mean()), rgb))
+    _, source = min(candidates, key=lambda c: c[0])
+    changed = np.abs(source - snap).max(axis=-1) > 100  # (H, W)
+    near_palette = np.zeros(changed.shape, bool)
+    for colour in PALETTE:
+        near_palette |= np.abs(snap - np.array(colour)).max(axis=-1) < 40
+    assert changed.sum() > 500, f"{path.name}: only {changed.sum()} pixels differ from the photo: no overlay?"
+    assert (changed & near_palette).sum() > 100, f"{path.name}: nothing drawn in the palette's colours"
+
+
+class NotifyListener:
+    """A stand-in for systemd's notify socket: AF_UNIX datagrams, drained by a thread.
+
+    The kernel queues only a few datagrams (net.unix.max_dgram_qlen), after
+    which the sender blocks, so the queue must be drained all the time.
+    """
+
+    def __init__(self, directory: Path):
+        path = directory / "notify.sock"
+        if len(os.fsencode(path)) > 100:  # sun_path holds 108 bytes
+            self._tmpdir = tempfile.mkdtemp(prefix="edgepose-notify-")
+            path = Path(self._tmpdir) / "n.sock"
+        else:
+            self._tmpdir = None
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.1)
+        self._cond = threading.Condition()
+        self.datagrams: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name="notify-listener", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(4096)
+            except TimeoutError:
+                if self._stop.is_set():
+                    return
+                continue
+            except OSError:
+                return
+            with self._cond:
+                self.datagrams.append(data.decode("utf-8", "replace"))
+                self._cond.notify_all()
+
+    def lines(self) -> list[str]:
+        with self._cond:
+            return [line for d in self.datagrams for line in d.split("\n")]
+
+    def wait_for(self, line: str, timeout: float = WAIT_S) -> None:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: any(line in d.split("\n") for d in self.datagrams), timeout)
+        assert ok, f"no {line} within {timeout:g} s; got {self.lines()[-10:]}"
+
+    def close(self) -> None:
+        """Stop after the queue is empty (the sender has exited, so nothing new comes)."""
+        self._stop.set()
+        self._thread.join(5.0)
+        self._sock.close()
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+
+# --- 1. the demo, end to end ---------------------------------------------------------------
+
+
+def test_demo_publishes_poses_state_stats_snapshots_and_stops_cleanly(tmp_path, mosquitto_broker, subscriber, daemon):
+    node = node_id("demo")
+    prefix = f"edgepose/{node}"
+    sub = subscriber(mosquitto_broker, f"{prefix}/#")
+    d = daemon(demo_config(tmp_path, node, mosquitto_broker, mqtt={"stats_interval_s": 0.5}))
+
+    wait_msgs(sub, d, payload_is(f"{prefix}/availability", b"online"))
+    poses = wait_msgs(sub, d, f"{prefix}/poses", count=20)
+    bodies = [check_poses(m, node) for m in poses]
+    assert all(b["person_count"] > 0 for b in bodies), "every demo photo shows people"
+    for body in bodies:
+        for pose in body["poses"]:
+            assert 0 < pose["score"] <= 1
+            assert sum(kp["score"] >= 0.5 for kp in pose["keypoints"].values()) >= 1
+    frames = [b["frame"] for b in bodies]
+    assert frames == sorted(frames) and len(set(frames)) == len(frames), f"frames out of order: {frames}"
+    assert all(b["model"].startswith("posenet") for b in bodies)
+
+    stats = check_stats(wait_msgs(sub, d, f"{prefix}/stats")[0])
+    assert stats["corrupt_frames"] == 0 and stats["source_errors"] == 0
+
+    # Retained state reaches a subscriber that comes later.
+    late = subscriber(mosquitto_broker, f"{prefix}/availability", f"{prefix}/person_count", f"{prefix}/stats")
+    online = wait_msgs(late, d, f"{prefix}/availability")[0]
+    assert (online.payload, online.retain) == (b"online", True)
+    jsonschema.validate(online.payload.decode(), AVAILABILITY_SCHEMA)
+    count = wait_msgs(late, d, f"{prefix}/person_count")[0]
+    assert count.retain, "person_count must be retained"
+    jsonschema.validate(json.loads(count.payload), PERSON_COUNT_SCHEMA)
+    assert int(count.payload) > 0
+    assert wait_msgs(late, d, f"{prefix}/stats")[0].retain
+
+    snapshots = d.wait_snapshots(1)
+    check_overlay_snapshot(snapshots[0])
+    assert (d.snapshot_dir / "latest.jpg").is_file()
+
+    code, took = d.terminate()
+    assert code == 0 and took < STOP_S, d.explain()
+    wait_msgs(sub, d, payload_is(f"{prefix}/availability", b"offline"))
+    after = subscriber(mosquitto_broker, f"{prefix}/availability")
+    assert wait_msgs(after, d, payload_is(f"{prefix}/availability", b"offline", retained=True))
+    assert "Traceback" not in d.log_text(), d.explain()
+
+
+# --- 2. the snapshot command ---------------------------------------------------------------
+
+COMMAND_ONLY = {"interval_s": 0.0, "on_count_change": False}
+
+
+def test_snapshot_command_takes_one_snapshot_and_a_bad_payload_none(tmp_path, mosquitto_broker, subscriber, daemon):
+    node = node_id("cmd")
+    prefix = f"edgepose/{node}"
+    sub = subscriber(mosquitto_broker, f"{prefix}/availability", f"{prefix}/poses")
+    d = daemon(demo_config(tmp_path, node, mosquitto_broker, snapshots=COMMAND_ONLY))
+    # `online` goes out after the command subscription, on the same connection: commands now arrive.
+    wait_msgs(sub, d, payload_is(f"{prefix}/availability", b"online"))
+
+    sub.publish(f"{prefix}/cmd/snapshot", b"explode")
+    d.wait_log("b'explode'")  # the daemon has received and refused it
+    seen = len(sub.matching(f"{prefix}/poses"))
+    wait_msgs(sub, d, f"{prefix}/poses", count=seen + 10)  # ten frames later...
+    assert d.snapshots() == [], "an invalid command must not take a snapshot"
+    assert d.proc.poll() is None
+
+    sub.publish(f"{prefix}/cmd/snapshot", b"1")
+    (snapshot,) = d.wait_snapshots(1)
+    assert "command" in snapshot.name, snapshot.name
+    check_overlay_snapshot(snapshot)
+    seen = len(sub.matching(f"{prefix}/poses"))
+    wait_msgs(sub, d, f"{prefix}/poses", count=seen + 10)
+    assert len(d.snapshots()) == 1, f"one command, one snapshot: {[p.name for p in d.snapshots()]}"
+
+    code, _ = d.terminate()
+    assert code == 0, d.explain()
+
+
+# --- 3. two nodes, one broker --------------------------------------------------------------
+
+
+def test_two_daemons_share_a_broker_without_interference(tmp_path, mosquitto_broker, subscriber, daemon):
+    nodes = [node_id("a"), node_id("b")]
+    sub = subscriber(mosquitto_broker, *(f"edgepose/{n}/#" for n in nodes))
+    a, b = (daemon(demo_config(tmp_path, n, mosquitto_broker, source={"max_fps": 15.0},
+                               snapshots=COMMAND_ONLY)) for n in nodes)
+    for d in (a, b):
+        wait_msgs(sub, d, payload_is(f"{d.prefix}/availability", b"online"))
+    for d in (a, b):
+        for msg in wait_msgs(sub, d, f"{d.prefix}/poses", count=10):
+            check_poses(msg, d.node)
+
+    sub.publish(f"{a.prefix}/cmd/snapshot", b"1")
+    (snapshot,) = a.wait_snapshots(1)
+    assert "command" in snapshot.name
+    seen = len(sub.matching(f"{b.prefix}/poses"))
+    wait_msgs(sub, b, f"{b.prefix}/poses", count=seen + 10)
+    assert b.snapshots() == [], "node b took a snapshot commanded to node a"
+
+    sub.publish(f"{b.prefix}/cmd/snapshot", b"1")
+    b.wait_snapshots(1)
+    seen = len(sub.matching(f"{a.prefix}/poses"))
+    wait_msgs(sub, a, f"{a.prefix}/poses", count=seen + 10)
+    assert len(a.snapshots()) == 1 and len(b.snapshots()) == 1
+
+    for d in (a, b):
+        code, _ = d.terminate()
+        assert code == 0, d.explain()
+        # Same client id or a shared session would show as connections taken over.
+        assert "lost connection" not in d.log_text(), d.explain()
+    for msg in sub.matching(lambda m: m.topic.endswith("/poses")):
+        check_poses(msg, msg.topic.split("/")[1])
+    for d in (a, b):
+        wait_msgs(sub, d, payload_is(f"{d.prefix}/availability", b"offline"))
+
+
+# --- 4. broker outages ---------------------------------------------------------------------
+
+
+def test_camera_runs_through_broker_outages_and_state_is_republished(tmp_path, broker_factory, subscriber, daemon):
+    broker = broker_factory(start=False)
+    # One photo: the person count never changes, so a retained person_count after a
+    # broker restart can only be the daemon re-sending its state on reconnect.
+    photos = tmp_path / "one-photo"
+    photos.mkdir()
+    shutil.copy(DEMO_PHOTOS[0], photos)
+    node = node_id("outage")
+    prefix = f"edgepose/{node}"
+    d = daemon(demo_config(
+        tmp_path, node, broker,
+        source={"uri": str(photos), "loop": True, "max_fps": 20.0},
+        mqtt={"stats_interval_s": 600.0},
+        snapshots={"interval_s": 0.2, "on_count_change": False, "cooldown_s": 0.0},
+    ))
+
+    d.wait_log("cannot reach broker")
+    d.wait_snapshots(3)  # frames keep flowing with no broker
+    counts = {p.stem.rsplit("_p", 1)[-1] for p in d.snapshots()}
+    assert len(counts) == 1, f"one photo should give one person count, got {counts}"
+
+    broker.start()
+    sub = subscriber(broker, f"{prefix}/#")
+    wait_msgs(sub, d, payload_is(f"{prefix}/availability", b"online"))
+    for msg in wait_msgs(sub, d, f"{prefix}/poses", count=5):
+        check_poses(msg, node)
+    # Stats and person_count were published while the broker was away.
+    fresh = subscriber(broker, f"{prefix}/#")
+    wait_msgs(fresh, d, payload_is(f"{prefix}/availability", b"online", retained=True))
+    (count,) = wait_msgs(fresh, d, lambda m: m.topic == f"{prefix}/person_count" and m.retain)
+    stats = check_stats(wait_msgs(fresh, d, lambda m: m.topic == f"{prefix}/stats" and m.retain)[0])
+    assert stats["mqtt_dropped"] >= 1, "poses are dropped (and counted) while the broker is away"
+
+    broker.restart()  # no persistence: the broker forgets every retained message
+    sub = subscriber(broker, f"{prefix}/#")
+    wait_msgs(sub, d, payload_is(f"{prefix}/availability", b"online"))
+    wait_msgs(sub, d, f"{prefix}/poses", count=5)
+    fresh = subscriber(broker, f"{prefix}/#")
+    wait_msgs(fresh, d, payload_is(f"{prefix}/availability", b"online", retained=True))
+    (again,) = wait_msgs(fresh, d, lambda m: m.topic == f"{prefix}/person_count" and m.retain)
+    assert again.payload == count.payload
+    check_stats(wait_msgs(fresh, d, lambda m: m.topic == f"{prefix}/stats" and m.retain)[0])
+
+    code, _ = d.terminate()
+    assert code == 0, d.explain()
+
+
+# --- 5. a corrupt frame ----------------------------------------------------------------------
+
+
+def test_corrupt_frame_is_counted_and_skipped(tmp_path, mosquitto_broker, subscriber, daemon):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for photo in DEMO_PHOTOS[:2]:
+        shutil.copy(photo, photos)
+    (photos / "000_random.jpg").write_bytes(np.random.default_rng(7).bytes(20_000))
+    whole = DEMO_PHOTOS[2].read_bytes()
+    (photos / "001_truncated.jpg").write_bytes(whole[: len(whole) // 3])
+    node = node_id("corrupt")
+    prefix = f"edgepose/{node}"
+    sub = subscriber(mosquitto_broker, f"{prefix}/poses", f"{prefix}/stats")
+    d = daemon(demo_config(tmp_path, node, mosquitto_broker,
+                           source={"uri": str(photos), "loop": True, "max_fps": 30.0},
+                           mqtt={"stats_interval_s": 0.2}))
+
+    stats = wait_msgs(sub, d, lambda m: m.topic == f"{prefix}/stats" and decode(m)["corrupt_frames"] >= 2)
+    body = check_stats(stats[0])
+    assert body["source_errors"] == 0, "a bad file is skipped, the folder is not reopened"
+    seen = len(sub.matching(f"{prefix}/poses"))
+    for msg in wait_msgs(sub, d, f"{prefix}/poses", count=seen + 10):
+        check_poses(msg, node)
+    later = wait_msgs(sub, d, lambda m: m.topic == f"{prefix}/stats" and decode(m)["frames"] > body["frames"] + 5)
+    assert decode(later[0])["corrupt_frames"] > body["corrupt_frames"], "every pass over the folder meets them"
+
+    code, _ = d.terminate()
+    assert code == 0, d.explain()
+
+
+# --- 6. systemd notifications -----------------------------------------------------------------
+
+
+def test_systemd_ready_watchdog_per_frame_and_stopping(tmp_path, mosquitto_broker, subscriber, daemon):
+    listener = NotifyListener(tmp_path)
+    try:
+        node = node_id("notify")
+        prefix = f"edgepose/{node}"
+        sub = subscriber(mosquitto_broker, f"{prefix}/poses")
+        d = daemon(demo_config(tmp_path, node, mosquitto_broker, source={"max_fps": 30.0}),
+                   env={"NOTIFY_SOCKET": str(listener.path)})
+        listener.wait_for("READY=1")
+        wait_msgs(sub, d, f"{prefix}/poses", count=15)
+        code, _ = d.terminate()
+        assert code == 0, d.explain()
+    finally:
+        listener.close()
+
+    lines = listener.lines()
+    poses = len(sub.matching(f"{prefix}/poses"))
+    ready = lines.index("READY=1")
+    watchdogs = [i for i, line in enumerate(lines) if line == "WATCHDOG=1"]
+    assert watchdogs, f"no WATCHDOG=1 at all: {lines[:10]}"
+    assert watchdogs[0] > ready, f"WATCHDOG=1 before READY=1: {lines[:10]}"
+    # One WATCHDOG per processed frame; every published poses message is a processed frame.
+    assert len(watchdogs) >= poses >= 15, f"{len(watchdogs)} WATCHDOG=1 for {poses} poses messages"
+    assert "STOPPING=1" in lines, lines[-5:]
+    assert lines.index("STOPPING=1") > watchdogs[-1], f"STOPPING=1 must come last: {lines[-5:]}"
+    assert any(line.startswith("STATUS=running") for line in lines[ready:]), lines[:10]
+
+
+def test_sigterm_before_the_first_frame_stops_promptly(tmp_path, daemon):
+    """A source with no frames (camera missing) must not hold a stop for the first-frame wait."""
+    empty = tmp_path / "no-photos"
+    empty.mkdir()
+    node = node_id("noframes")
+    d = daemon(demo_config(tmp_path, node, None, mqtt={"enabled": False},
+                           source={"uri": str(empty), "reopen_delay_s": 0.2}))
+    d.wait_log("source failed")
+    code, took = d.terminate()
+    assert code == 0, d.explain()
+    assert took < STOP_S
+
+
+def test_sigterm_with_the_broker_down_stops_promptly(tmp_path, broker_factory, daemon):
+    """Stopping must not wait for a broker that is not there (no offline to deliver)."""
+    broker = broker_factory(start=False)
+    d = daemon(demo_config(tmp_path, node_id("nobroker"), broker, source={"max_fps": 30.0}))
+    d.wait_log("cannot reach broker")
+    d.wait_snapshots(1)
+    code, took = d.terminate()
+    assert code == 0, d.explain()
+    assert took < STOP_S
+
+
+# --- 7. config errors --------------------------------------------------------------------------
+
+
+def run_cli(*args: str, timeout: float = WAIT_S, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgepose", *args], capture_output=True, text=True,
+                          timeout=timeout, env=child_env(), cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+def test_run_with_an_unknown_key_exits_78_naming_it(tmp_path):
+    config = demo_config(tmp_path, node_id("badkey"), None, mqtt={"hots": "broker.lan"},
+                         snapshots={"intervall_s": 5})
+    done = run_cli("run", "--config", str(write_config(tmp_path / "bad.toml", config)), cwd=tmp_path)
+    assert done.returncode == EXIT_CONFIG, done.stderr
+    assert "mqtt.hots: unknown key; did you mean mqtt.host?" in done.stderr, done.stderr
+    assert "snapshots.intervall_s: unknown key; did you mean snapshots.interval_s?" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_run_with_a_missing_model_exits_78_naming_the_file(tmp_path):
+    missing = tmp_path / "nonexistent.tflite"
+    config = demo_config(tmp_path, node_id("nomodel"), None, model={"path": str(missing)})
+    done = run_cli("run", "--config", str(write_config(tmp_path / "c.toml", config)), cwd=tmp_path)
+    assert done.returncode == EXIT_CONFIG, done.stderr
+    assert str(missing) in done.stderr and "does not exist" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
