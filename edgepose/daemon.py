@@ -21,9 +21,9 @@ from typing import Callable
 
 import numpy as np
 
-from .backend import load_model
+from .backend import PoseModel, load_model
 from .capture import CaptureLoop, LatestFrameSlot
-from .config import Config
+from .config import Config, ModelConfig
 from .core import Detection, Frame, Poses
 from .detector import PoseDetector
 from .errors import EdgePoseError, ExitCode
@@ -98,6 +98,12 @@ class StopFlag:
         self.event.set()
 
 
+def open_model(model: ModelConfig) -> PoseModel:
+    return load_model(model.path, stride=model.stride, input_size=model.input_size,
+                      accelerator=model.accelerator, device=model.edgetpu_device,
+                      threads=model.threads, quantized=model.quantized)
+
+
 def _make_publisher(config: Config, commands: "queue.Queue[str]"):
     """The MQTT sink; commands arrive on paho's thread and only go into the queue."""
     if not config.mqtt.enabled:
@@ -167,12 +173,7 @@ class Worker:
 
     def _snapshot(self, detection: Detection, now: float) -> None:
         reason = None
-        try:
-            while True:
-                if self.commands.get_nowait() == "snapshot":
-                    self.snapshot_policy.request()
-        except queue.Empty:
-            pass
+        self._take_commands()
         if self.snapshots is not None or (self.publisher is not None and self.config.mqtt.publish_snapshot):
             reason = self.snapshot_policy.due(now, len(detection.poses))
         if reason is None:
@@ -188,6 +189,15 @@ class Worker:
                 log.warning("snapshot not written: %s", exc)
         if self.publisher is not None and self.config.mqtt.publish_snapshot:
             self.publisher.publish(snapshot_message(jpeg))
+
+    def _take_commands(self) -> None:
+        """Commands queued by paho's thread; acted on here, between frames."""
+        try:
+            while True:
+                if self.commands.get_nowait() == "snapshot":
+                    self.snapshot_policy.request()
+        except queue.Empty:
+            pass
 
     def _publish_stats(self, now: float) -> None:
         self.next_stats_at = now + self.config.mqtt.stats_interval_s
@@ -229,15 +239,7 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
     notifier = Notifier.from_env()
     notifier.status("loading model")
 
-    model = load_model(
-        config.model.path,
-        stride=config.model.stride,
-        input_size=config.model.input_size,
-        accelerator=config.model.accelerator,
-        device=config.model.edgetpu_device,
-        threads=config.model.threads,
-        quantized=config.model.quantized,
-    )
+    model = open_model(config.model)
     detector = PoseDetector(model, **asdict(config.decode))
 
     snapshots = None
@@ -289,9 +291,7 @@ def check_installation(config: Config, report: Callable[[str], None]) -> bool:
     """Open the model, probe the source and the broker; one line each. True if all pass."""
     ok = True
     try:
-        model = load_model(config.model.path, stride=config.model.stride, input_size=config.model.input_size,
-                           accelerator=config.model.accelerator, device=config.model.edgetpu_device,
-                           threads=config.model.threads, quantized=config.model.quantized)
+        model = open_model(config.model)
         report(f"model: ok ({model.path}, {model.accelerator}, input {model.input_size[0]}x"
                f"{model.input_size[1]}, stride {model.output_stride})")
     except EdgePoseError as exc:
