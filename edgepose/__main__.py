@@ -31,7 +31,7 @@ from .constants import (
     PART_NAMES,
 )
 from .core import Poses
-from .errors import EdgePoseError, ExitCode
+from .errors import EdgePoseError, ExitCode, UsageError
 
 log = logging.getLogger("edgepose")
 
@@ -89,15 +89,18 @@ def _open_detector(args: argparse.Namespace):
         threads=args.threads,
         quantized=args.quantized,
     )
-    detector = PoseDetector(
-        model,
-        max_poses=args.max_poses,
-        min_pose_score=args.min_pose_score,
-        min_part_score=args.min_part_score,
-        nms_radius=args.nms_radius,
-        cleanup=args.cleanup,
-        min_keypoints=args.min_keypoints,
-    )
+    try:
+        detector = PoseDetector(
+            model,
+            max_poses=args.max_poses,
+            min_pose_score=args.min_pose_score,
+            min_part_score=args.min_part_score,
+            nms_radius=args.nms_radius,
+            cleanup=args.cleanup,
+            min_keypoints=args.min_keypoints,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     return model, detector
 
 

@@ -22,6 +22,12 @@ class EdgePoseError(Exception):
     exit_code = ExitCode.SOFTWARE
 
 
+class UsageError(EdgePoseError):
+    """A command-line value that argparse could not check by itself."""
+
+    exit_code = ExitCode.USAGE
+
+
 class ConfigError(EdgePoseError):
     """One or more config problems, each naming its dotted key path."""
 

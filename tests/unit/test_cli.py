@@ -1,0 +1,123 @@
+"""`edgepose detect / eval / bench` through main(), on the bundled demo photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from edgepose.__main__ import main
+from edgepose.constants import PART_NAMES
+from edgepose.errors import ExitCode
+
+DEMO = Path(__file__).resolve().parents[2] / "edgepose" / "demo"
+SKIER = DEMO / "000000000785.jpg"  # one person, 640x425
+
+
+def test_detect_prints_poses_in_original_image_pixels(capsys):
+    assert main(["detect", str(SKIER)]) == ExitCode.OK
+    result = json.loads(capsys.readouterr().out)
+    assert (result["image"], result["width"], result["height"]) == (SKIER.name, 640, 425)
+    assert len(result["poses"]) >= 1
+    person = result["poses"][0]
+    assert [k["part"] for k in person["keypoints"]] == list(PART_NAMES)
+    nose = person["keypoints"][0]
+    # The skier's nose is near (367, 81) in COCO's ground truth: original pixels, not model input.
+    assert abs(nose["x"] - 367) < 12 and abs(nose["y"] - 81) < 12 and nose["score"] > 0.5
+    assert all(0.0 <= k["score"] <= 1.0 for k in person["keypoints"])
+
+
+@pytest.mark.parametrize("stride", [8, 16, 32])
+def test_detect_runs_every_stride_and_precision(capsys, stride):
+    for precision in ("--quantized", "--no-quantized"):
+        assert main(["detect", str(SKIER), "--stride", str(stride), precision,
+                     "--input-size", "257x193"]) == ExitCode.OK
+        result = json.loads(capsys.readouterr().out)
+        assert result["width"] == 640
+
+
+def test_detect_keeps_going_past_unreadable_files_and_fails_at_the_end(tmp_path, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8not a jpeg")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    out = tmp_path / "poses.json"
+    code = main(["detect", str(broken), str(SKIER), str(text), str(tmp_path / "missing.jpg"),
+                 "--json", str(out), "--overlay", str(tmp_path / "overlays")])
+    assert code == ExitCode.FAILURE
+    err = capsys.readouterr().err
+    assert err.count("cannot read image") == 3 and "broken.jpg" in err and "missing.jpg" in err
+    results = json.loads(out.read_text())
+    assert [r["image"] for r in results] == [SKIER.name]
+    overlay = tmp_path / "overlays" / "000000000785_overlay.jpg"
+    with Image.open(overlay) as image:
+        assert image.size == (640, 425)
+
+
+def test_detect_seed_cleanup_single_person_gives_at_most_one_pose(capsys):
+    assert main(["detect", str(DEMO / "000000000790.jpg"), "--cleanup", "seed-single"]) == ExitCode.OK
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["poses"]) <= 1
+    assert all(k["score"] == 0 or k["score"] >= 0.5 for k in result["poses"][0]["keypoints"])
+
+
+def test_missing_model_names_the_file_and_exits_78(tmp_path, capsys):
+    missing = tmp_path / "nope.tflite"
+    assert main(["detect", str(SKIER), "--model", str(missing)]) == ExitCode.CONFIG
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_wrong_model_file_says_what_was_expected(tmp_path, capsys):
+    not_a_model = tmp_path / "model.tflite"
+    not_a_model.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    assert main(["detect", str(SKIER), "--model", str(not_a_model)]) == ExitCode.CONFIG
+    assert "not a TF Lite model" in capsys.readouterr().err
+
+
+def test_input_size_must_fit_the_stride(capsys):
+    assert main(["detect", str(SKIER), "--input-size", "300x200"]) == ExitCode.CONFIG
+    assert "does not fit output stride 16" in capsys.readouterr().err
+
+
+def test_bad_decoder_values_are_usage_errors(capsys):
+    assert main(["detect", str(SKIER), "--max-poses", "0"]) == ExitCode.USAGE
+    assert "max_poses" in capsys.readouterr().err
+
+
+def test_eval_scores_its_own_results_and_writes_coco_results(tmp_path, capsys):
+    """A tiny ground truth made from the skier: eval must run end to end and score it."""
+    gt = {
+        "images": [{"id": 785, "file_name": SKIER.name, "width": 640, "height": 425}],
+        "annotations": [{
+            "id": 1, "image_id": 785, "category_id": 1, "iscrowd": 0, "area": 27789.1,
+            "bbox": [280.79, 44.73, 218.7, 346.68], "num_keypoints": 17,
+            "keypoints": [367, 81, 2, 374, 73, 2, 360, 75, 2, 386, 78, 2, 356, 81, 2, 399, 108, 2,
+                          358, 129, 2, 433, 142, 2, 341, 159, 2, 449, 165, 2, 309, 178, 2, 424, 203, 2,
+                          393, 214, 2, 429, 294, 2, 367, 273, 2, 466, 362, 2, 396, 341, 2],
+        }],
+        "categories": [{"id": 1, "name": "person"}],
+    }
+    gt_file = tmp_path / "gt.json"
+    gt_file.write_text(json.dumps(gt))
+    results = tmp_path / "results.json"
+    assert main(["eval", "--gt", str(gt_file), "--images", str(DEMO), "--results", str(results),
+                 "--json-summary"]) == ExitCode.OK
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == 1 and summary["AP50"] > 0.5
+    written = json.loads(results.read_text())
+    assert written and len(written[0]["keypoints"]) == 51 and written[0]["image_id"] == 785
+
+
+def test_bench_model_only_reports_invoke_time(capsys):
+    assert main(["bench", "--model-only", "--runs", "3", "--warmup", "1", "--json-summary"]) == ExitCode.OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["stages"][0]["stage"] == "invoke" and report["stages"][0]["p50_ms"] > 0
+    assert report["peak_rss_mb"] > 0
+
+
+def test_bench_pipeline_reports_each_stage(capsys):
+    assert main(["bench", "--runs", "3", "--warmup", "1", "--json-summary"]) == ExitCode.OK
+    stages = {row["stage"] for row in json.loads(capsys.readouterr().out)["stages"]}
+    assert stages == {"preprocess", "invoke", "decode", "total"}
