@@ -629,7 +629,7 @@ EOF
 }
 
 do_demo() {
-	local config=config/demo.toml broker host port prefix snapdir cmd rc status
+	local config=config/demo.toml broker host port prefix node snapdir cmd rc status
 	dev_packages
 	dev_venv litert
 	cd "$REPO_DIR"
@@ -645,11 +645,12 @@ do_demo() {
 	host=${broker%:*}
 	port=${broker##*:}
 	prefix=$(toml_value "$config" mqtt topic_prefix edgepose)
+	node=$(toml_value "$config" node id "<hostname>")
 	snapdir=$(toml_value "$config" snapshots dir snapshots)
 	[[ $snapdir == /* ]] || snapdir=$REPO_DIR/$snapdir
 	info "broker:    $broker${BROKER:+ (yours)}${BROKER:- (private mosquitto, stopped on exit)}"
 	info "watch:     mosquitto_sub -h $host -p $port -t '$prefix/#' -v"
-	info "topics:    $prefix/<node>/poses, person_count, stats, availability (retained), snapshot"
+	info "topics:    $prefix/$node/poses, person_count, stats, availability (retained), snapshot"
 	info "snapshots: $snapdir"
 	info "stop:      Ctrl-C"
 	cmd=("$DEV_VENV/bin/edgepose" run --config "$config" --broker "$broker")
