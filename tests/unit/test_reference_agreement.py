@@ -34,7 +34,7 @@ def _detector() -> PoseDetector:
     from edgepose.backend import load_model
 
     try:
-        model = load_model("posenet-mnv1-075", stride=STRIDE, input_size=INPUT_SIZE, threads=2)
+        model = load_model("posenet-mnv1-075", stride=STRIDE, input_size=INPUT_SIZE, threads=2, quantized=False)
     except EdgePoseError as exc:  # no model file or no runtime here
         pytest.skip(str(exc))
     # Unclipped: TF.js returns keypoints past the border as they are.
