@@ -132,3 +132,137 @@ def test_rejects_frame_of_another_size():
 def test_rejects_non_positive_size():
     with pytest.raises(ValueError):
         letterbox.plan(0, 480, 353, 257)
+
+
+# Sizes for the exactness checks: the usual cases plus every shortcut (all rows
+# needed or not, an axis at scale 1 with an integer offset, an axis copied at
+# scale 2, same size, one-pixel frames, upscaling).
+EXACT_SIZES = [
+    ((640, 425), (481, 353)),
+    ((640, 480), (353, 257)),
+    ((1920, 1080), (481, 353)),
+    ((470, 352), (481, 353)),  # picamera2 lores, scale ~1
+    ((481, 300), (481, 353)),  # x copied as is, y padded by half pixels
+    ((470, 353), (481, 353)),  # y copied as is, x padded
+    ((10, 100), (10, 50)),  # x at scale 2, integer coordinates: copied, not identity
+    ((33, 25), (33, 25)),
+    ((1, 1), (33, 25)),
+    ((1, 50), (33, 25)),
+    ((50, 1), (33, 25)),
+    ((1000, 37), (33, 25)),
+    ((20, 15), (97, 65)),
+]
+
+
+def four_tap_sample(rgb: np.ndarray, box: letterbox.Letterbox) -> np.ndarray:
+    """The kernel's formula, sample by sample: four taps, x then y, in float32."""
+    sx, ox, sy, oy = letterbox._coefficients(box.frame_width, box.frame_height, box.input_width, box.input_height)
+    ax = letterbox._axis(box.input_width, box.frame_width, sx, ox)
+    ay = letterbox._axis(box.input_height, box.frame_height, sy, oy)
+    p = rgb.astype(np.float32)
+    y0, y1, x0, x1 = ay.i0[:, None], ay.i1[:, None], ax.i0[None, :], ax.i1[None, :]
+    wx0, wx1 = ax.w0[None, :, None], ax.w1[None, :, None]
+    top = p[y0, x0] * wx0 + p[y0, x1] * wx1
+    bottom = p[y1, x0] * wx0 + p[y1, x1] * wx1
+    return top * ay.w0[:, None, None] + bottom * ay.w1[:, None, None]
+
+
+def quantized_lut(dtype, scale: float, zero_point: int) -> np.ndarray:
+    from edgepose.backend import input_lut
+
+    return input_lut({"dtype": dtype, "quantization": (scale, zero_point)})
+
+
+LUTS = {
+    "identity": IDENTITY_LUT,
+    "posenet int8 model (uint8 input)": (np.arange(256) - (np.arange(256) >= 128)).astype(np.uint8),
+    "uint8 scale 1/128 zero 128": quantized_lut(np.uint8, 1 / 128, 128),
+    "int8 scale 1/128 zero 0": quantized_lut(np.int8, 1 / 128, 0),
+    "int8 scale 2/254 zero -1": quantized_lut(np.int8, 2 / 254, -1),
+    "int8 four flat steps": quantized_lut(np.int8, 2 / 252, -3),
+    "int8 five flat steps": quantized_lut(np.int8, 2 / 250, -3),
+    "inversion (a real lookup)": (255 - np.arange(256)).astype(np.uint8),
+    "int16": quantized_lut(np.int16, 1 / 4096, 0),
+}
+
+
+@pytest.mark.parametrize("frame, size", EXACT_SIZES)
+def test_samples_are_the_kernels_float32_arithmetic_bit_for_bit(frame, size):
+    rgb = random_frame(*frame, seed=3)
+    box = letterbox.plan(*frame, *size)
+    np.testing.assert_array_equal(letterbox.sample(rgb, box), four_tap_sample(rgb, box))
+
+
+@pytest.mark.parametrize("frame, size", EXACT_SIZES)
+@pytest.mark.parametrize("lut_name", LUTS)
+def test_integer_input_is_the_float_samples_rounded_then_looked_up(frame, size, lut_name):
+    lut = LUTS[lut_name]
+    rgb = random_frame(*frame, seed=4)
+    box = letterbox.plan(*frame, *size)
+    out = np.empty((size[1], size[0], 3), lut.dtype)
+    letterbox.letterbox_into(rgb, box, out, lut)
+    want = lut[np.floor(four_tap_sample(rgb, box) + np.float32(0.5)).astype(int)]
+    np.testing.assert_array_equal(out, want)
+
+
+def test_staircase_tables_are_recognised():
+    def stairs(lut):
+        return letterbox._staircase(lut.tobytes(), lut.dtype.str)
+
+    assert stairs(IDENTITY_LUT) == (0, ())
+    assert stairs(LUTS["posenet int8 model (uint8 input)"]) == (0, (128,))
+    assert stairs(LUTS["int8 scale 2/254 zero -1"]) == (-128, (128,))
+    assert stairs(LUTS["int8 four flat steps"]) == (-128, (1, 43, 128, 213))
+    assert stairs(LUTS["int8 five flat steps"]) is None  # more passes than a lookup is worth
+    assert stairs(LUTS["int8 scale 1/128 zero 0"]) is None  # steps of 2: a real lookup
+    assert stairs(LUTS["inversion (a real lookup)"]) is None
+    assert stairs(LUTS["int16"]) is None
+
+
+@pytest.mark.parametrize("frame, size", [((640, 425), (481, 353)), ((481, 353), (481, 353))])
+def test_float_input_is_the_same_in_any_layout(frame, size):
+    rgb = random_frame(*frame, seed=5)
+    box = letterbox.plan(*frame, *size)
+    want = np.empty((size[1], size[0], 3), np.float32)
+    letterbox.letterbox_into(rgb, box, want, FLOAT_LUT)
+    np.testing.assert_array_equal(want, four_tap_sample(rgb, box) * np.float32(2 / 255) - np.float32(1))
+    # A strided frame and a strided input view (written through, not into a copy).
+    wide = np.zeros((frame[1], frame[0] + 3, 4), np.uint8)
+    wide[:, 1 : frame[0] + 1, :3] = rgb
+    strided = np.zeros((size[1], size[0], 4), np.float32)
+    letterbox.letterbox_into(wide[:, 1 : frame[0] + 1, :3], box, strided[..., :3], FLOAT_LUT)
+    np.testing.assert_array_equal(strided[..., :3], want)
+    assert not strided[..., 3].any()
+
+
+def test_sample_returns_its_own_array():
+    box = letterbox.plan(64, 48, 33, 33)
+    first = letterbox.sample(random_frame(64, 48, seed=6), box)
+    kept = first.copy()
+    letterbox.sample(random_frame(64, 48, seed=7), box)
+    np.testing.assert_array_equal(first, kept)
+
+
+def test_threads_sharing_a_letterbox_do_not_share_work_arrays():
+    from concurrent.futures import ThreadPoolExecutor
+
+    box = letterbox.plan(320, 240, 161, 129)
+    frames = [random_frame(320, 240, seed=s) for s in range(4)]
+    want = [four_tap_sample(f, box) for f in frames]
+
+    def run(i: int) -> bool:
+        out = np.empty((129, 161, 3), np.float32)
+        for _ in range(30):
+            letterbox.letterbox_into(frames[i], box, out, FLOAT_LUT)
+            if not np.array_equal(out, want[i] * np.float32(2 / 255) - np.float32(1)):
+                return False
+        return True
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(run, range(4)))
+
+
+def test_rejects_frame_that_is_not_uint8():
+    box = letterbox.plan(64, 48, 33, 33)
+    with pytest.raises(ValueError):
+        letterbox.sample(random_frame(64, 48).astype(np.float32), box)
