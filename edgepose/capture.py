@@ -137,8 +137,7 @@ class CaptureLoop:
         self._counts = dict.fromkeys(CaptureStats.__dataclass_fields__, 0)
         self._seq = 0
         self._thread: threading.Thread | None = None
-        self._source: FrameSource | None = None
-        #: Set once a source has opened (the daemon sends READY=1 after it).
+        #: Set once a source has opened.
         self.opened = threading.Event()
         #: Set when the loop has returned (stopped, or the stream ended with stop_at_end).
         self.finished = threading.Event()
@@ -163,10 +162,6 @@ class CaptureLoop:
             self._thread.join(timeout)
             return not self._thread.is_alive()
         return True
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop_event.is_set()
 
     @property
     def stats(self) -> CaptureStats:

@@ -21,10 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from PIL import Image
-
-from .overlay import encode_jpeg
-
 log = logging.getLogger(__name__)
 
 #: Snapshot reasons (the tag in file names and in MQTT payloads).
@@ -98,6 +94,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 class SnapshotWriter:
     """Writes JPEG snapshots into one folder and keeps it within bounds.
 
+    Takes ready JPEG bytes: the caller encodes once for files and MQTT alike.
     Raises OSError when the disk refuses (full, read-only, gone); the folder is
     then left as it was before the call.
     """
@@ -108,7 +105,6 @@ class SnapshotWriter:
         *,
         keep: int,
         max_bytes: int,
-        jpeg_quality: int | None = None,  # only write_image needs it
         latest: bool = True,
     ):
         if keep < 1:
@@ -118,7 +114,6 @@ class SnapshotWriter:
         self.directory = Path(directory)
         self.keep = keep
         self.max_bytes = max_bytes
-        self.jpeg_quality = jpeg_quality
         self.latest = latest
         self._seq = 0
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -133,12 +128,6 @@ class SnapshotWriter:
             write_atomic(self.directory / LATEST_NAME, jpeg)
         self._apply_retention(newest=path)
         return path
-
-    def write_image(self, image: Image.Image, when: datetime | float, tag: str) -> Path:
-        """Encode with this writer's JPEG quality, then `write`."""
-        if self.jpeg_quality is None:
-            raise ValueError("write_image needs the writer's jpeg_quality")
-        return self.write(encode_jpeg(image, self.jpeg_quality), when, tag)
 
     def snapshots(self) -> list[Path]:
         """Snapshot files in the folder, oldest first (user files excluded)."""

@@ -6,7 +6,6 @@ import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from PIL import Image
 
 from edgepose import snapshots
 from edgepose.snapshots import (
@@ -23,7 +22,7 @@ T0 = datetime(2026, 11, 21, 5, 1, 2, 123456, tzinfo=timezone.utc)
 
 
 def writer(tmp_path, **kw) -> SnapshotWriter:
-    args = {"keep": 100, "max_bytes": 10_000_000, "jpeg_quality": 85} | kw
+    args = {"keep": 100, "max_bytes": 10_000_000} | kw
     return SnapshotWriter(tmp_path / "snaps", **args)
 
 
@@ -176,19 +175,6 @@ def test_snapshots_from_an_earlier_run_count_towards_retention(tmp_path):
     new = [second.write(b"y", T0 + timedelta(seconds=i + 1), "interval") for i in range(2)]
     assert not old.exists()
     assert second.snapshots() == new
-
-
-def test_write_image_encodes_jpeg(tmp_path):
-    path = writer(tmp_path).write_image(Image.new("RGB", (32, 24), (10, 20, 30)), T0, "command")
-    with Image.open(path) as im:
-        assert im.format == "JPEG" and im.size == (32, 24)
-
-
-def test_writer_without_jpeg_quality_takes_ready_jpeg_bytes_only(tmp_path):
-    w = SnapshotWriter(tmp_path / "snaps", keep=2, max_bytes=1000)
-    assert w.write(b"jpeg", T0, "interval").read_bytes() == b"jpeg"
-    with pytest.raises(ValueError):
-        w.write_image(Image.new("RGB", (8, 8)), T0, "interval")
 
 
 @pytest.mark.parametrize("kw", [{"keep": 0}, {"max_bytes": 0}])

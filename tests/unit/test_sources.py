@@ -460,6 +460,7 @@ def test_yuv420_with_padded_stride_matches_the_reference_formula(full_range: boo
         buf.reshape(height * 3 // 2, stride), width, height, stride, full_range=full_range
     )
     assert rgb.shape == (height, width, 3) and rgb.dtype == np.uint8
+    assert rgb.flags.c_contiguous  # interleaved R, G, B like every other frame
     for row in range(height):
         for col in range(width):
             want = reference_yuv_to_rgb(
