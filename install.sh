@@ -183,16 +183,20 @@ systemd_running() {
 	[[ -d /run/systemd/system ]]
 }
 
-python_version() { # PYTHON -> "3.11"
-	if [[ -n $PYTHON_VERSION_OVERRIDE ]]; then
-		printf '%s\n' "$PYTHON_VERSION_OVERRIDE"
-		return 0
-	fi
+version_of() { # PYTHON -> "3.11"; fails when it does not run
 	"$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null
 }
 
+python_version() { # PYTHON -> "3.11" (the test override stands in for the system's)
+	if [[ -n $PYTHON_VERSION_OVERRIDE ]]; then
+		printf '%s\n' "$PYTHON_VERSION_OVERRIDE"
+	else
+		version_of "$1"
+	fi
+}
+
 venv_python_version() { # VENV -> "3.11", or nothing when it has no working python
-	"$1/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true
+	version_of "$1/bin/python" || true
 }
 
 python_minor() { # "3.11" -> 11
@@ -214,7 +218,7 @@ apt_install() { # PACKAGE...: nothing (not even apt-get update) when the list is
 	(($#)) || return 0
 	command -v apt-get >/dev/null || ((DRY_RUN)) ||
 		die "apt-get is not available; install these yourself: $*"
-	if ((EUID != 0)) && ((${#AS_ROOT[@]})) && ! command -v sudo >/dev/null && ((!DRY_RUN)); then
+	if ((${#AS_ROOT[@]})) && ! command -v sudo >/dev/null && ((!DRY_RUN)); then
 		die "need root to install: $* (run as root, or install sudo)"
 	fi
 	info "installing with apt: $*"
@@ -305,10 +309,11 @@ coral_repository() {
 	put_file "$CORAL_LIST" 0644 root:root <<<"$CORAL_REPO_LINE"
 	if [[ $CORAL == max ]]; then
 		# libedgetpu1-max asks to confirm it may run hot; answer yes for a non-interactive install.
+		local eula='libedgetpu1-max libedgetpu/accepted-eula boolean true'
 		if ((DRY_RUN)); then
-			printf '+ %s\n' "echo 'libedgetpu1-max libedgetpu/accepted-eula boolean true' | debconf-set-selections"
+			printf '+ %s\n' "echo '$eula' | debconf-set-selections"
 		else
-			echo 'libedgetpu1-max libedgetpu/accepted-eula boolean true' | debconf-set-selections
+			debconf-set-selections <<<"$eula"
 		fi
 	fi
 	# Always: the source may be new, and a newer libedgetpu is picked up (std and max conflict, so apt swaps them).
@@ -446,9 +451,11 @@ start_service() {
   sudo -u $SERVICE_USER EDGEPOSE_MODELS_DIR=$SYS_MODELS $SYS_VENV/bin/edgepose check --config $CONF_FILE
 then: sudo systemctl restart $UNIT_NAME"
 		fi
-	else
+	elif command -v systemctl >/dev/null || ((DRY_RUN)); then
 		warn "systemd is not running (a chroot or container?): enabling $UNIT_NAME for the next boot only"
 		run systemctl enable "$UNIT_NAME"
+	else
+		warn "no systemctl here: $UNIT_FILE is installed but not enabled"
 	fi
 }
 
@@ -497,12 +504,16 @@ do_uninstall() {
 # Demo and test environments in the checkout
 # ==============================================================================
 
+mosquitto_bin() { # the broker's path; fails when it is not installed
+	command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; }
+}
+
 dev_packages() {
 	local missing=()
 	if assumed_missing python3-venv || ! "$DEV_PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
 		missing+=(python3-venv)
 	fi
-	if assumed_missing mosquitto || ! { command -v mosquitto || [[ -x /usr/sbin/mosquitto ]]; } >/dev/null; then
+	if assumed_missing mosquitto || ! mosquitto_bin >/dev/null; then
 		missing+=(mosquitto)
 	fi
 	if assumed_missing mosquitto-clients || ! command -v mosquitto_sub >/dev/null; then
@@ -594,7 +605,7 @@ demo_forward_signal() {
 
 start_private_broker() {
 	local port=$1 mosquitto
-	mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+	mosquitto=$(mosquitto_bin) || mosquitto=/usr/sbin/mosquitto # where apt will put it
 	if ((DRY_RUN)); then
 		printf '+ %s\n' "$mosquitto -c <tmp>/mosquitto.conf &   # listener $port 127.0.0.1, anonymous, no persistence; stopped on exit"
 		return 0
@@ -755,16 +766,19 @@ if is_raspberry_pi; then
 	PI_MODEL=$(tr -d '\0' <"$DEVICE_MODEL")
 fi
 
+SUDO=(sudo)
+[[ -z ${CI:-} ]] || SUDO+=(-n) # in CI nobody can type a password: fail instead of prompting
+
 case $MODE in
 install | uninstall)
 	# The plan is printed as root would run it; a real run needs root.
 	if ((EUID != 0)) && ((!DRY_RUN)); then
 		command -v sudo >/dev/null || die "run as root (sudo is not installed)"
-		exec sudo -- bash "$0" "${ORIG_ARGS[@]}"
+		exec "${SUDO[@]}" -- bash "$0" "${ORIG_ARGS[@]}"
 	fi
 	;;
 *)
-	((EUID == 0)) || AS_ROOT=(sudo)
+	((EUID == 0)) || AS_ROOT=("${SUDO[@]}")
 	;;
 esac
 

@@ -62,10 +62,8 @@ Exits non-zero when a check fails.
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -97,14 +95,6 @@ DEFAULT_PHOTOS = (
 SIZES = ((385, 385), (257, 353))
 
 
-def _s(node: dict, key: str) -> str:
-    return base64.b64decode(node["attr"][key]["s"]).decode()
-
-
-def _ints(node: dict, key: str) -> list[int]:
-    return [int(v) for v in node["attr"][key]["list"]["i"]]
-
-
 def depthwise_block(node_name: str) -> int | None:
     prefix = "MobilenetV1/MobilenetV1/Conv2d_"
     if node_name.startswith(prefix) and "_depthwise/" in node_name:
@@ -122,7 +112,6 @@ class TfjsGraph:
         self.nodes = graph["modelTopology"]["node"]
         self.weights = {k: tf.constant(v.astype(dtype)) for k, v in weights.items()}
         self.edits = edits
-        self.outputs = {name: node for name, node in cp.HEAD_NODES.items()}
         seen = set()
         for node in self.nodes:
             block = depthwise_block(node["name"])
@@ -132,9 +121,8 @@ class TfjsGraph:
             raise SystemExit(f"graph edits name blocks the graph lacks: {sorted(set(edits) - seen)}")
 
     def _fused(self, x, node, inputs):
-        ops = [base64.b64decode(s).decode() for s in node["attr"]["fused_ops"]["list"]["s"]]
         extra = iter(inputs[2:])
-        for op in ops:
+        for op in cp.fused_ops(node):
             if op == "BiasAdd":
                 x = self.tf.nn.bias_add(x, next(extra))
             elif op == "Relu6":
@@ -157,10 +145,10 @@ class TfjsGraph:
                 values[name] = tf.constant(image.astype(self.dtype))
                 continue
             inputs = [values[i.split(":")[0]] for i in node["input"]]
-            if _s(node, "data_format") != "NHWC":
+            if cp.attr_str(node, "data_format") != "NHWC":
                 raise SystemExit(f"{name}: not NHWC")
-            strides, dilations = _ints(node, "strides"), _ints(node, "dilations")
-            padding = _s(node, "padding")
+            strides, dilations = cp.attr_ints(node, "strides"), cp.attr_ints(node, "dilations")
+            padding = cp.attr_str(node, "padding")
             block = depthwise_block(name)
             if block in self.edits:
                 s, d = self.edits[block]
@@ -176,7 +164,7 @@ class TfjsGraph:
             else:
                 raise SystemExit(f"{name}: unsupported op {op}")
             values[name] = self._fused(x, node, inputs)
-        return {out: values[node].numpy() for out, node in self.outputs.items()}
+        return {out: values[node].numpy() for out, node in cp.HEAD_NODES.items()}
 
 
 #: --kernels / --info-kernels: TF Lite op resolver per name.
@@ -204,10 +192,7 @@ def run_tflite(interp, pixels_u8: np.ndarray) -> dict[str, np.ndarray]:
     h, w, _ = pixels_u8.shape
     interp.resize_tensor_input(inp["index"], [1, h, w, 3])
     interp.allocate_tensors()
-    if inp["dtype"] == np.uint8:
-        x = pixels_u8[None]
-    else:
-        x = (pixels_u8.astype(np.float32) / 127.5 - 1.0)[None]
+    x = pixels_u8[None] if inp["dtype"] == np.uint8 else cp.to_float_input(pixels_u8)[None]
     interp.set_tensor(inp["index"], x)
     interp.invoke()
     outs = {}
@@ -306,10 +291,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    tmp = None
-    if args.npm_cache is None:
-        tmp = tempfile.TemporaryDirectory(prefix="posenet-npm-")
-        args.npm_cache = Path(tmp.name)
     graph, weights_bin, _ = cp.load_package(args.npm_cache)
     weights = cp.load_weights(graph, weights_bin)
     photos = [args.images / p for p in args.photos]
@@ -322,9 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         if stride == 8 and args.stride8_variant == "tfjs":
             edits = GRAPH_EDITS_STRIDE8_TFJS
         ref_graph = TfjsGraph(tf, graph, weights, edits, dtype=np.dtype(args.reference_dtype))
-        refs = {}
-        for key, px in inputs.items():
-            refs[key] = ref_graph((px.astype(np.float32) / 127.5 - 1.0)[None])
+        refs = {key: ref_graph(cp.to_float_input(px)[None]) for key, px in inputs.items()}
         for kind in ("float32", "int8"):
             path = args.models / cp.model_name(stride, kind)
             if not path.exists():

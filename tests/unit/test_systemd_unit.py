@@ -57,9 +57,10 @@ def one(service: dict[str, list[str]], key: str) -> str:
 
 
 def install_sh_value(name: str) -> str:
+    """install.sh's `readonly NAME=value`, with the $NAMEs in it expanded."""
     match = re.search(rf"^readonly {name}=(\S+)$", INSTALL_SH.read_text(), re.MULTILINE)
     assert match, f"install.sh has no readonly {name}="
-    return match.group(1)
+    return re.sub(r"\$(\w+)", lambda m: install_sh_value(m.group(1)), match.group(1))
 
 
 def test_is_a_notify_service_with_a_frame_fed_watchdog(service):
@@ -74,6 +75,9 @@ def test_runs_the_venv_entry_point_with_the_etc_config(service):
     assert one(service, "ExecStart") == (
         "/opt/edgepose/venv/bin/edgepose run --config /etc/edgepose/edgepose.toml"
     )
+    assert one(service, "ExecStart") == (
+        f"{install_sh_value('SYS_VENV')}/bin/edgepose run --config {install_sh_value('CONF_FILE')}"
+    )
 
 
 def test_restart_prevent_exit_status_matches_exit_codes(service):
@@ -86,7 +90,7 @@ def test_restart_prevent_exit_status_matches_exit_codes(service):
 
 def test_models_dir_matches_install_sh(service):
     env = dict(value.split("=", 1) for value in service["Environment"])
-    assert env["EDGEPOSE_MODELS_DIR"] == install_sh_value("SYS_MODELS").replace("$PREFIX", "/opt/edgepose")
+    assert env["EDGEPOSE_MODELS_DIR"] == install_sh_value("SYS_MODELS") == "/opt/edgepose/models"
     assert env["PYTHONUNBUFFERED"] == "1"
 
 
@@ -100,6 +104,10 @@ def test_runs_as_the_user_install_sh_creates(service):
 def test_state_and_config_directories(service):
     assert one(service, "StateDirectory") == "edgepose"
     assert one(service, "ConfigurationDirectory") == "edgepose"
+    # The folders install.sh fills and --purge removes are the ones systemd sets up.
+    assert install_sh_value("STATE_DIR") == "/var/lib/edgepose"
+    assert install_sh_value("CONF_DIR") == "/etc/edgepose"
+    assert install_sh_value("UNIT_FILE").endswith("/" + UNIT_PATH.name)
 
 
 def test_hardening_that_keeps_the_camera_visible(service):
