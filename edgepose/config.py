@@ -58,6 +58,7 @@ __all__ = [
 MAX_POSES_LIMIT = 20  # the decoder's NMS is quadratic in candidates; more is noise
 PORT_MAX = 65535
 KEEPALIVE_MAX_S = 65535  # MQTT's two-byte keepalive field
+MESSAGE_EXPIRY_MAX_S = 2**32 - 1  # MQTT 5's four-byte message expiry interval
 JPEG_QUALITY_MAX = 100
 
 #: systemd credential (LoadCredential=mqtt_password:...) read when no password is configured.
@@ -165,7 +166,7 @@ class TlsConfig:
     ca_file: str = ""  # "" = the system CA store
     cert_file: str = ""  # client certificate, for brokers that require one
     key_file: str = ""
-    insecure: bool = False  # skip hostname and certificate verification
+    insecure: bool = False  # skip the hostname check; with no ca_file, the certificate check too
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +192,7 @@ class MqttConfig:
     )
     poses_mode: Literal["every_frame", "on_change", "interval", "off"] = "every_frame"
     poses_interval_s: float = _key(1.0, gt=0)
-    poses_expiry_s: int = _key(5, ge=0)  # MQTT 5 message expiry; 0 = never expires
+    poses_expiry_s: int = _key(5, ge=0, le=MESSAGE_EXPIRY_MAX_S)  # MQTT 5 message expiry; 0 = never expires
     stats_interval_s: float = _key(60.0, gt=0)
     publish_snapshot: bool = False
     max_queued: int = _key(100, ge=1)
@@ -435,13 +436,13 @@ def _check_value(dotted: str, value: Any, hint: Any, rule: _Rule, problems: list
         return fail(f"{rule.pattern_help}, got {_show(value)}")
     if rule.ge is not None and rule.le is not None:
         if not rule.ge <= value <= rule.le:
-            return fail(f"must be {rule.ge:g}-{rule.le:g}, got {_show(value)}")
+            return fail(f"must be {_show(rule.ge)}-{_show(rule.le)}, got {_show(value)}")
     elif rule.ge is not None and not value >= rule.ge:
-        return fail(f"must be >= {rule.ge:g}, got {_show(value)}")
+        return fail(f"must be >= {_show(rule.ge)}, got {_show(value)}")
     elif rule.le is not None and not value <= rule.le:
-        return fail(f"must be <= {rule.le:g}, got {_show(value)}")
+        return fail(f"must be <= {_show(rule.le)}, got {_show(value)}")
     if rule.gt is not None and not value > rule.gt:
-        return fail(f"must be > {rule.gt:g}, got {_show(value)}")
+        return fail(f"must be > {_show(rule.gt)}, got {_show(value)}")
     if rule.parse is not None:
         try:
             value = rule.parse(value)
@@ -573,12 +574,12 @@ def _resolve_password(mqtt: MqttConfig, bad: set[str], problems: list[str]) -> s
             path = Path(credentials) / path
         return _read_secret("mqtt.password_file", path, problems)
     if mqtt.password_env:
-        if mqtt.password_env not in os.environ:
-            problems.append(
-                f"mqtt.password_env: environment variable {mqtt.password_env} is not set"
-            )
+        secret = os.environ.get(mqtt.password_env)
+        if not secret:
+            state = "is not set" if secret is None else "is empty"
+            problems.append(f"mqtt.password_env: environment variable {mqtt.password_env} {state}")
             return None
-        return os.environ[mqtt.password_env]
+        return secret
     credential = Path(credentials) / CREDENTIAL_MQTT_PASSWORD if credentials else None
     if credential is not None and credential.is_file():
         return _read_secret("mqtt.username", credential, problems)

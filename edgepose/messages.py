@@ -14,7 +14,6 @@ keyed by keypoint name so a Home Assistant template reads
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,10 +39,13 @@ from .constants import (
 )
 from .core import Detection, Message, Poses
 
-#: Decimal places in payloads: normalised coordinates, scores, milliseconds.
+#: Decimal places in payloads: normalised coordinates, scores, milliseconds,
+#: frame rate, degrees Celsius.
 XY_DECIMALS = 4
 SCORE_DECIMALS = 3
 MS_DECIMALS = 1
+FPS_DECIMALS = 2
+TEMP_DECIMALS = 1
 
 #: Retained node state is QoS 1 so it survives a lossy link; poses and the
 #: (large) snapshot are QoS 0: a newer one is always on its way.
@@ -88,12 +90,11 @@ def iso_utc(t: float) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
-def _unit(v: float) -> float:
-    """Clamp to 0..1; NaN (never expected) becomes 0 so the payload stays valid JSON."""
-    v = float(v)
-    if not math.isfinite(v):
-        return 0.0
-    return min(1.0, max(0.0, v))
+def _unit(a: np.ndarray) -> list:
+    """Clamped to 0..1 as (nested) Python floats; NaN and inf (never expected)
+    become 0 so the payload stays valid JSON."""
+    a = np.asarray(a, dtype=np.float64)
+    return np.where(np.isfinite(a), np.clip(a, 0.0, 1.0), 0.0).tolist()
 
 
 # --- poses ---------------------------------------------------------------------
@@ -117,22 +118,20 @@ def poses_message(
     frame = detection.frame
     width, height = frame.width, frame.height
     poses = detection.poses
-    xy = np.asarray(poses.xy, dtype=np.float64)
-    norm = xy / np.array([width, height], dtype=np.float64)  # (N, 17, 2), 0..1
-    scores = np.asarray(poses.scores, dtype=np.float64)  # (N, 17)
-    pose_list = []
-    for i in range(len(poses)):
-        keypoints = {
-            name: {
-                "x": round(_unit(norm[i, k, 0]), XY_DECIMALS),
-                "y": round(_unit(norm[i, k, 1]), XY_DECIMALS),
-                "score": round(_unit(scores[i, k]), SCORE_DECIMALS),
-            }
-            for k, name in enumerate(PART_NAMES)
+    # Clamp whole arrays at once (this runs every frame on a Pi); only the
+    # rounding stays per value, as Python's round is the correctly rounded one.
+    # norm: (N, 17, 2) nested lists, 0..1 of the frame.
+    norm = _unit(np.asarray(poses.xy, dtype=np.float64) / np.array([width, height], dtype=np.float64))
+    pose_list = [
+        {
+            "score": round(pose_score, SCORE_DECIMALS),
+            "keypoints": {
+                name: {"x": round(x, XY_DECIMALS), "y": round(y, XY_DECIMALS), "score": round(s, SCORE_DECIMALS)}
+                for name, (x, y), s in zip(PART_NAMES, part_xy, part_scores)
+            },
         }
-        pose_list.append(
-            {"score": round(_unit(poses.pose_scores[i]), SCORE_DECIMALS), "keypoints": keypoints}
-        )
+        for pose_score, part_xy, part_scores in zip(_unit(poses.pose_scores), norm, _unit(poses.scores))
+    ]
     payload = {
         "v": SCHEMA_VERSION,
         "node": node_id,
@@ -185,11 +184,11 @@ def stats_message(stats: Mapping[str, Any], *, now: float | None = None) -> Mess
         if key == "accelerator":
             payload[key] = str(value)
         elif key == "cpu_temp_c":
-            payload[key] = None if value is None else round(float(value), MS_DECIMALS)
+            payload[key] = None if value is None else round(float(value), TEMP_DECIMALS)
         elif key in _STATS_INT_FIELDS:
             payload[key] = int(value)
         elif key == "fps":
-            payload[key] = round(float(value), 2)
+            payload[key] = round(float(value), FPS_DECIMALS)
         else:
             payload[key] = round(float(value), MS_DECIMALS)
     return Message(TOPIC_STATS, _dumps(payload), qos=QOS_STATE, retain=True)
@@ -228,16 +227,17 @@ class PosesPolicy:
       is reported once it adds up.
     - ``off``: never.
 
-    Pure: the caller passes `now`; the policy keeps only what it last published.
+    Pure: the caller passes `now`; the policy keeps only what its mode
+    compares with (the time, or the poses, it last published).
     """
 
     mode: str = "every_frame"
     interval_s: float = 1.0
     move_fraction: float = DEFAULT_MOVE_FRACTION
     min_part_score: float = DEFAULT_MIN_PART_SCORE
-    _last_at: float | None = field(default=None, init=False, repr=False)
-    _last_xy: np.ndarray | None = field(default=None, init=False, repr=False)  # (N, 17, 2), 0..1
-    _last_ok: np.ndarray | None = field(default=None, init=False, repr=False)  # (N, 17) bool
+    _last_at: float | None = field(default=None, init=False, repr=False)  # interval
+    _last_xy: np.ndarray | None = field(default=None, init=False, repr=False)  # on_change: (N, 17, 2), 0..1
+    _last_ok: np.ndarray | None = field(default=None, init=False, repr=False)  # on_change: (N, 17) bool
 
     def __post_init__(self) -> None:
         if self.mode not in POSES_MODES:
@@ -247,20 +247,23 @@ class PosesPolicy:
 
     def should_publish(self, now: float, poses: Poses, width: int, height: int) -> bool:
         """True when these poses (frame pixels of a `width` x `height` frame) should
-        be published at `now` (seconds, any monotonic clock); remembers them if so."""
+        be published at `now` (seconds, any monotonic clock); remembers them if so.
+        Only ``on_change`` looks at the poses: the other modes cost nothing per frame."""
+        if self.mode == "every_frame":
+            return True
         if self.mode == "off":
             return False
+        if self.mode == "interval":
+            if self._last_at is not None and now - self._last_at < self.interval_s:
+                return False
+            self._last_at = now
+            return True
         xy = np.asarray(poses.xy, dtype=np.float64) / np.array([width, height], dtype=np.float64)
         ok = np.asarray(poses.scores) >= self.min_part_score
-        if self.mode == "every_frame" or self._last_at is None:
-            decision = True
-        elif self.mode == "interval":
-            decision = now - self._last_at >= self.interval_s
-        else:
-            decision = self._changed(xy, ok)
-        if decision:
-            self._last_at, self._last_xy, self._last_ok = now, xy, ok
-        return decision
+        if self._last_xy is not None and not self._changed(xy, ok):
+            return False
+        self._last_xy, self._last_ok = xy, ok
+        return True
 
     def _changed(self, xy: np.ndarray, ok: np.ndarray) -> bool:
         assert self._last_xy is not None and self._last_ok is not None
@@ -353,8 +356,8 @@ def node_topic(prefix: str, node_id: str, suffix: str) -> str:
 def discovery_messages(
     node_id: str,
     prefix: str,
-    discovery_prefix: str = "homeassistant",
-    publish_snapshot: bool = False,
+    discovery_prefix: str,
+    publish_snapshot: bool,
 ) -> list[Message]:
     """Home Assistant device-based discovery for this node, as whole topics.
 

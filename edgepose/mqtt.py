@@ -14,12 +14,8 @@ messages still waiting for the socket) are dropped and counted in
 `MqttPublisher.dropped`; QoS > 0 messages wait in paho's queue, bounded by
 ``max_queued_messages_set`` (a full queue drops and counts too).
 
-The config object is duck-typed: it needs the ``[mqtt]`` fields of the design
-(host, port, protocol, client_id, keepalive_s, username, password (already
-resolved, or None), topic_prefix, max_queued, publish_snapshot,
-home_assistant, discovery_prefix) and ``tls`` with the ``[mqtt.tls]`` fields
-(enabled, ca_file, cert_file, key_file, insecure). Missing optional fields
-take the design's defaults.
+Both entry points take the `config.MqttConfig` that ``load_config`` validated
+and resolved (password read, ``client_id`` filled in): defaults live there only.
 """
 
 from __future__ import annotations
@@ -40,6 +36,7 @@ from paho.mqtt.properties import Properties
 from . import messages
 from .constants import PAYLOAD_OFFLINE, PAYLOAD_ONLINE, TOPIC_AVAILABILITY
 from .core import Message
+from .config import MqttConfig, TlsConfig
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -60,11 +57,6 @@ CMD_SUFFIX = "cmd"
 OnCommand = Callable[[str], None]
 
 
-def _opt(cfg: Any, name: str, default: Any) -> Any:
-    value = getattr(cfg, name, default)
-    return default if value is None else value
-
-
 def _preview(payload: bytes) -> str:
     """A payload for a log line: truncated, never trusted to be text."""
     head = bytes(payload[:LOG_PAYLOAD_BYTES])
@@ -72,23 +64,17 @@ def _preview(payload: bytes) -> str:
     return f"{head!r}{more}"
 
 
-def _client_id(cfg: Any, node_id: str) -> str:
-    return _opt(cfg, "client_id", "") or f"edgepose-{node_id}"
-
-
-def _tls_context(tls: Any) -> ssl.SSLContext:
+def _tls_context(tls: TlsConfig) -> ssl.SSLContext:
     """Verifying by default; ``insecure`` skips the hostname check, and with no
     ca_file also the certificate chain (a self-signed broker)."""
-    ca_file = _opt(tls, "ca_file", "") or None
-    cert_file = _opt(tls, "cert_file", "") or None
-    key_file = _opt(tls, "key_file", "") or None
+    ca_file = tls.ca_file or None
     try:
         ctx = ssl.create_default_context(cafile=ca_file)
-        if cert_file:
-            ctx.load_cert_chain(cert_file, key_file)
+        if tls.cert_file:
+            ctx.load_cert_chain(tls.cert_file, tls.key_file or None)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"mqtt.tls: cannot load certificates ({exc})") from exc
-    if _opt(tls, "insecure", False):
+    if tls.insecure:
         ctx.check_hostname = False
         if ca_file is None:
             ctx.verify_mode = ssl.CERT_NONE
@@ -100,14 +86,9 @@ def _tls_context(tls: Any) -> ssl.SSLContext:
     return ctx
 
 
-def _new_client(cfg: Any, client_id: str) -> paho.Client:
+def _new_client(cfg: MqttConfig, client_id: str) -> paho.Client:
     """A paho client with protocol, credentials and TLS set; not connected."""
-    protocol_name = str(_opt(cfg, "protocol", "3.1.1"))
-    if protocol_name not in PROTOCOLS:
-        raise ConfigError(
-            f"mqtt.protocol: must be one of {', '.join(PROTOCOLS)}, got {protocol_name!r}"
-        )
-    protocol = PROTOCOLS[protocol_name]
+    protocol = PROTOCOLS[cfg.protocol]  # config.py allows only these keys
     client = paho.Client(
         callback_api_version=paho.CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -115,14 +96,11 @@ def _new_client(cfg: Any, client_id: str) -> paho.Client:
         clean_session=True if protocol != paho.MQTTv5 else None,
     )
     client.enable_logger(log.getChild("paho"))
-    username = _opt(cfg, "username", "")
-    if username:
-        client.username_pw_set(username, getattr(cfg, "password", None))
-    tls = getattr(cfg, "tls", None)
-    if tls is not None and _opt(tls, "enabled", False):
-        client.tls_set_context(_tls_context(tls))
-        if _opt(tls, "insecure", False):
-            client.tls_insecure_set(True)
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.password)
+    if cfg.tls.enabled:
+        # paho takes its hostname check from the context's check_hostname.
+        client.tls_set_context(_tls_context(cfg.tls))
     return client
 
 
@@ -143,24 +121,22 @@ class MqttPublisher:
 
     def __init__(
         self,
-        mqtt_cfg: Any,
+        mqtt_cfg: MqttConfig,
         node_id: str,
         *,
         on_command: OnCommand | None = None,
         reconnect_min_s: int = RECONNECT_MIN_S,
         reconnect_max_s: int = RECONNECT_MAX_S,
     ) -> None:
-        self._cfg = mqtt_cfg
         self.node_id = node_id
-        self.host = str(mqtt_cfg.host)
-        self.port = int(mqtt_cfg.port)
+        self.host = mqtt_cfg.host
+        self.port = mqtt_cfg.port
         if not node_id or any(c in node_id for c in "/+#"):
             raise ConfigError(f"node.id: {node_id!r} cannot be part of an MQTT topic")
-        self._prefix = f"{_opt(mqtt_cfg, 'topic_prefix', 'edgepose')}/{node_id}"
-        self._protocol = PROTOCOLS.get(str(_opt(mqtt_cfg, "protocol", "3.1.1")))
+        self._topic_prefix = mqtt_cfg.topic_prefix
         self._on_command = on_command
-        self._max_queued = int(_opt(mqtt_cfg, "max_queued", 100))
-        self._keepalive = int(_opt(mqtt_cfg, "keepalive_s", 30))
+        self._max_queued = mqtt_cfg.max_queued
+        self._keepalive = mqtt_cfg.keepalive_s
 
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -178,17 +154,13 @@ class MqttPublisher:
         self.command_topic = self.topic(f"{CMD_SUFFIX}/#")
         self._discovery: list[Message] = []
         self._ha_status_topic: str | None = None
-        if _opt(mqtt_cfg, "home_assistant", False):
-            discovery_prefix = _opt(mqtt_cfg, "discovery_prefix", "homeassistant")
+        if mqtt_cfg.home_assistant:
             self._discovery = messages.discovery_messages(
-                node_id,
-                _opt(mqtt_cfg, "topic_prefix", "edgepose"),
-                discovery_prefix,
-                bool(_opt(mqtt_cfg, "publish_snapshot", False)),
+                node_id, mqtt_cfg.topic_prefix, mqtt_cfg.discovery_prefix, mqtt_cfg.publish_snapshot
             )
-            self._ha_status_topic = messages.ha_status_topic(discovery_prefix)
+            self._ha_status_topic = messages.ha_status_topic(mqtt_cfg.discovery_prefix)
 
-        client = _new_client(mqtt_cfg, _client_id(mqtt_cfg, node_id))
+        client = _new_client(mqtt_cfg, mqtt_cfg.client_id)
         client.will_set(self.availability_topic, PAYLOAD_OFFLINE, qos=1, retain=True)
         client.max_queued_messages_set(self._max_queued)
         client.max_inflight_messages_set(min(MAX_INFLIGHT, self._max_queued))
@@ -212,11 +184,11 @@ class MqttPublisher:
             return self
         self._started = True
         kwargs: dict[str, Any] = {}
-        if self._protocol == paho.MQTTv5:
+        if self._client.protocol == paho.MQTTv5:
             kwargs["clean_start"] = True
         self._client.connect_async(self.host, self.port, keepalive=self._keepalive, **kwargs)
         self._client.loop_start()
-        log.info("MQTT: connecting to %s:%d as %s", self.host, self.port, self._prefix)
+        log.info("MQTT: connecting to %s:%d as %s", self.host, self.port, self.topic(""))
         return self
 
     def stop(self, timeout: float = 3.0) -> None:
@@ -260,7 +232,7 @@ class MqttPublisher:
             return self._dropped
 
     def topic(self, suffix: str) -> str:
-        return f"{self._prefix}/{suffix}"
+        return messages.node_topic(self._topic_prefix, self.node_id, suffix)
 
     # --- publishing ------------------------------------------------------------------
 
@@ -286,7 +258,7 @@ class MqttPublisher:
         return self._send(topic, msg.payload, msg.qos, False, msg.expiry_s)
 
     def _properties(self, expiry_s: int | None) -> Properties | None:
-        if self._protocol != paho.MQTTv5 or not expiry_s:
+        if self._client.protocol != paho.MQTTv5 or not expiry_s:
             return None
         props = Properties(PacketTypes.PUBLISH)
         props.MessageExpiryInterval = int(expiry_s)
@@ -371,9 +343,9 @@ class MqttPublisher:
                 self._early.add(mid)
             elif qos == 0:
                 self._qos0_pending -= 1
-            if reason_code is not None and getattr(reason_code, "is_failure", False):
+            if reason_code.is_failure:
                 self._dropped += 1
-        if reason_code is not None and getattr(reason_code, "is_failure", False):
+        if reason_code.is_failure:
             log.warning("MQTT: broker rejected message %d: %s", mid, reason_code)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
@@ -392,7 +364,7 @@ class MqttPublisher:
                 "MQTT: ignoring retained command on %s (clear it with an empty retained message)", topic
             )
             return
-        suffix = topic[len(self._prefix) + 1 :]
+        suffix = topic[len(self.topic("")) :]
         try:
             command = messages.parse_command(suffix, msg.payload)
         except ValueError as exc:
@@ -413,16 +385,18 @@ class MqttPublisher:
 # --- edgepose check ----------------------------------------------------------------------
 
 
-def probe(mqtt_cfg: Any, timeout: float = 5.0) -> tuple[bool, str]:
+def probe(mqtt_cfg: MqttConfig, timeout: float = 5.0) -> tuple[bool, str]:
     """Try one real connection; (True, "connected to ...") or (False, why not).
 
     For ``edgepose check``: the reason names the host and port and says what
     went wrong (refused, unresolvable, timed out, TLS, credentials).
     """
-    host, port = str(mqtt_cfg.host), int(mqtt_cfg.port)
+    host, port = mqtt_cfg.host, mqtt_cfg.port
     where = f"{host}:{port}"
+    # Not the daemon's own id: the broker would drop a running daemon to let us in.
+    client_id = f"{mqtt_cfg.client_id}-check" if mqtt_cfg.client_id else ""
     try:
-        client = _new_client(mqtt_cfg, _client_id(mqtt_cfg, "check") + "-check")
+        client = _new_client(mqtt_cfg, client_id)
     except ConfigError as exc:
         return False, str(exc)
     client.connect_timeout = timeout
@@ -440,7 +414,7 @@ def probe(mqtt_cfg: Any, timeout: float = 5.0) -> tuple[bool, str]:
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
     try:
-        client.connect(host, port, keepalive=int(_opt(mqtt_cfg, "keepalive_s", 30)))
+        client.connect(host, port, keepalive=mqtt_cfg.keepalive_s)
     except ConnectionRefusedError:
         return False, f"cannot reach broker {where} (connection refused)"
     except socket.gaierror as exc:
@@ -468,10 +442,8 @@ def probe(mqtt_cfg: Any, timeout: float = 5.0) -> tuple[bool, str]:
         reason = result["connack"]
         if reason.is_failure:
             return False, f"broker {where} refused the connection ({reason})"
-        protocol = _opt(mqtt_cfg, "protocol", "3.1.1")
-        tls = getattr(mqtt_cfg, "tls", None)
-        secure = ", TLS" if tls is not None and _opt(tls, "enabled", False) else ""
-        return True, f"connected to {where} (MQTT {protocol}{secure})"
+        secure = ", TLS" if mqtt_cfg.tls.enabled else ""
+        return True, f"connected to {where} (MQTT {mqtt_cfg.protocol}{secure})"
     finally:
         client.disconnect()
 

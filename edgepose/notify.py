@@ -58,10 +58,7 @@ class Notifier:
 
     def ready(self, status: str | None = None) -> bool:
         """Start-up finished (model and source open): systemd stops the start timeout."""
-        fields = ["READY=1"]
-        if status is not None:
-            fields.append(_status_field(status))
-        return self.send(*fields)
+        return self._send_with_status("READY=1", status)
 
     def watchdog(self) -> bool:
         """One more frame completed: resets WatchdogSec=."""
@@ -69,10 +66,7 @@ class Notifier:
 
     def stopping(self, status: str | None = None) -> bool:
         """Clean shutdown has begun: TimeoutStopSec= now applies."""
-        fields = ["STOPPING=1"]
-        if status is not None:
-            fields.append(_status_field(status))
-        return self.send(*fields)
+        return self._send_with_status("STOPPING=1", status)
 
     def status(self, text: str) -> bool:
         """Free text shown by `systemctl status`."""
@@ -81,6 +75,9 @@ class Notifier:
     def extend_timeout(self, seconds: float) -> bool:
         """Ask for more time in the current start or stop phase (slow model load)."""
         return self.send(f"EXTEND_TIMEOUT_USEC={max(0, int(seconds * 1_000_000))}")
+
+    def _send_with_status(self, state: str, status: str | None) -> bool:
+        return self.send(state) if status is None else self.send(state, _status_field(status))
 
     def send(self, *fields: str) -> bool:
         """Send KEY=value fields in one datagram; True when it was delivered."""

@@ -11,7 +11,6 @@ import sys
 import textwrap
 import threading
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema
@@ -20,6 +19,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from edgepose import messages
+from edgepose.config import MqttConfig, TlsConfig
 from edgepose.constants import NUM_PARTS
 from edgepose.core import Detection, Frame, Message, Poses
 from edgepose.mqtt import MqttPublisher, probe
@@ -32,37 +32,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 10.0
 
 
-@dataclass
-class Tls:
-    enabled: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    insecure: bool = False
-
-
-@dataclass
-class Cfg:
-    """The [mqtt] fields MqttPublisher reads (config.MqttConfig stands in for it in the daemon)."""
-
-    host: str
-    port: int
-    protocol: str = "3.1.1"
-    client_id: str = ""
-    keepalive_s: int = 30
-    username: str = ""
-    password: str | None = field(default=None, repr=False)
-    topic_prefix: str = "edgepose"
-    poses_expiry_s: int = 5
-    publish_snapshot: bool = False
-    max_queued: int = 100
-    home_assistant: bool = False
-    discovery_prefix: str = "homeassistant"
-    tls: Tls = field(default_factory=Tls)
-
-
-def cfg_for(broker, **kw) -> Cfg:
-    return Cfg(host=broker.host, port=broker.port, **kw)
+def cfg_for(broker, **kw) -> MqttConfig:
+    """The daemon's own [mqtt] config (password already resolved), pointed at `broker`."""
+    return MqttConfig(host=broker.host, port=broker.port, **kw)
 
 
 def node() -> str:
@@ -136,10 +108,9 @@ def test_will_says_offline_when_the_process_dies(mosquitto_broker, subscriber):
     child_code = textwrap.dedent(
         f"""
         import sys, threading
-        from types import SimpleNamespace
+        from edgepose.config import MqttConfig
         from edgepose.mqtt import MqttPublisher
-        cfg = SimpleNamespace(host={mosquitto_broker.host!r}, port={mosquitto_broker.port},
-                              topic_prefix="edgepose", protocol="3.1.1")
+        cfg = MqttConfig(host={mosquitto_broker.host!r}, port={mosquitto_broker.port})
         pub = MqttPublisher(cfg, {n!r}).start()
         assert pub.wait_connected(10)
         print("ready", flush=True)
@@ -355,22 +326,22 @@ def test_password_never_logged(auth_broker, publishers, caplog):
 
 def test_tls_verifies_the_broker(tls_broker, publishers):
     broker, files = tls_broker
-    tls = Tls(enabled=True, ca_file=str(files.ca_file))
-    ok, detail = probe(Cfg(host="localhost", port=broker.port, tls=tls), timeout=WAIT_S)
+    tls = TlsConfig(enabled=True, ca_file=str(files.ca_file))
+    ok, detail = probe(MqttConfig(host="localhost", port=broker.port, tls=tls), timeout=WAIT_S)
     assert ok, detail
     assert "TLS" in detail
     # The certificate names localhost, not 127.0.0.1: verification refuses it...
-    ok, detail = probe(Cfg(host="127.0.0.1", port=broker.port, tls=tls), timeout=WAIT_S)
+    ok, detail = probe(MqttConfig(host="127.0.0.1", port=broker.port, tls=tls), timeout=WAIT_S)
     assert not ok and "TLS" in detail
     # ...unless the user opted out of the hostname check.
-    insecure = Tls(enabled=True, ca_file=str(files.ca_file), insecure=True)
-    pub = publishers(Cfg(host="127.0.0.1", port=broker.port, tls=insecure), node())
+    insecure = TlsConfig(enabled=True, ca_file=str(files.ca_file), insecure=True)
+    pub = publishers(MqttConfig(host="127.0.0.1", port=broker.port, tls=insecure), node())
     assert pub.wait_connected(WAIT_S)
 
 
 def test_probe_reports_a_refused_port():
     port = free_port()
-    ok, detail = probe(Cfg(host="127.0.0.1", port=port), timeout=2.0)
+    ok, detail = probe(MqttConfig(host="127.0.0.1", port=port), timeout=2.0)
     assert not ok
     assert detail == f"cannot reach broker 127.0.0.1:{port} (connection refused)"
 

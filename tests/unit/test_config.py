@@ -231,6 +231,12 @@ def test_rejects_port_outside_1_to_65535(tmp_path, port):
     )
 
 
+def test_rejects_poses_expiry_beyond_mqtt5_four_bytes(tmp_path):
+    assert only_problem(tmp_path, "[mqtt]\nposes_expiry_s = 4294967296\n") == (
+        "mqtt.poses_expiry_s: must be 0-4294967295, got 4294967296"
+    )
+
+
 @pytest.mark.parametrize("key", ["min_pose_score", "min_part_score"])
 @pytest.mark.parametrize("value", [-0.1, 1.5])
 def test_rejects_scores_outside_0_to_1(tmp_path, key, value):
@@ -445,6 +451,13 @@ def test_password_env_must_be_set(tmp_path):
     assert only_problem(
         tmp_path, '[mqtt]\nusername = "u"\npassword_env = "MQTT_PASSWORD"\n'
     ) == "mqtt.password_env: environment variable MQTT_PASSWORD is not set"
+
+
+def test_password_env_must_not_be_empty(tmp_path, monkeypatch):
+    monkeypatch.setenv("MQTT_PASSWORD", "")
+    assert only_problem(
+        tmp_path, '[mqtt]\nusername = "u"\npassword_env = "MQTT_PASSWORD"\n'
+    ) == "mqtt.password_env: environment variable MQTT_PASSWORD is empty"
 
 
 def test_password_read_from_systemd_credential(tmp_path, monkeypatch):

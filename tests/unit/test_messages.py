@@ -305,7 +305,7 @@ def test_discovery_has_no_image_without_snapshots():
 
 def test_discovery_refuses_ids_home_assistant_cannot_take():
     with pytest.raises(ValueError, match="A-Za-z0-9_-"):
-        messages.discovery_messages("hall 1", "edgepose")
+        messages.discovery_messages("hall 1", "edgepose", "homeassistant", False)
 
 
 def test_every_schema_is_valid_draft_2020_12():
