@@ -127,7 +127,8 @@ class Worker:
         self.capture = capture
         self.started = time.monotonic()
         self.stats = RollingStats(self.started)
-        self.poses_policy = PosesPolicy(config.mqtt.poses_mode, config.mqtt.poses_interval_s)
+        self.poses_policy = PosesPolicy(config.mqtt.poses_mode, config.mqtt.poses_interval_s,
+                                        min_part_score=config.decode.min_part_score)
         self.snapshot_policy = SnapshotPolicy(config.snapshots.interval_s, config.snapshots.on_count_change,
                                               config.snapshots.cooldown_s)
         self.commands = commands

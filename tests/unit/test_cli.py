@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,17 @@ from edgepose.constants import PART_NAMES
 from edgepose.errors import ExitCode
 
 DEMO = Path(__file__).resolve().parents[2] / "edgepose" / "demo"
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """main() configures the root logger on pytest's captured stderr; undo it so a
+    later log line from another thread does not write to a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 SKIER = DEMO / "000000000785.jpg"  # one person, 640x425
 
 
