@@ -184,15 +184,19 @@ def load_posenet_decoder_delegate(load_delegate: Callable[..., Any]) -> Any:
         ) from exc
 
 
+def _needs_edgetpu_error(path: Path) -> ModelError:
+    return ModelError(
+        f"{path.name} is compiled for the Edge TPU and cannot run on the CPU: set "
+        "model.accelerator = \"edgetpu\" (with libedgetpu installed and a Coral attached), "
+        "or use a CPU model such as edgepose's posenet-mnv1-075 or Coral's "
+        f"{CORAL_RAW_MODEL_HINT}"
+    )
+
+
 def _translate_allocate_error(exc: Exception, info: ModelFileInfo, accelerator: str) -> EdgePoseError:
     text = str(exc)
     if "edgetpu-custom-op" in text:
-        return ModelError(
-            f"{info.path.name} is compiled for the Edge TPU and cannot run without it: set "
-            "model.accelerator = \"edgetpu\" (with libedgetpu installed and a Coral attached), "
-            "or use a CPU model such as edgepose's posenet-mnv1-075 or Coral's "
-            f"{CORAL_RAW_MODEL_HINT}"
-        )
+        return _needs_edgetpu_error(info.path)
     if "PosenetDecoderOp" in text:
         return ModelError(
             f"{info.path.name} carries Coral's PosenetDecoderOp, whose library "
@@ -407,11 +411,7 @@ def load_model(
                 raise
             log.warning("Edge TPU unavailable, running on the CPU: %s", exc)
     if info.edgetpu_compiled and used != "edgetpu":
-        raise ModelError(
-            f"{path.name} is compiled for the Edge TPU and cannot run on the CPU: set "
-            "model.accelerator = \"edgetpu\" with a Coral attached, or use a CPU model "
-            f"(edgepose's posenet-mnv1-075, or Coral's {CORAL_RAW_MODEL_HINT})"
-        )
+        raise _needs_edgetpu_error(path)
     if info.has_posenet_decoder:
         delegates.append(load_posenet_decoder_delegate(load_delegate))
 
