@@ -265,7 +265,7 @@ class CaptureLoop:
                 # Slots on a fixed grid keep the average rate exact despite jitter;
                 # after a stall, start from now rather than catching up in a burst.
                 next_due = max(next_due + self._period, now)
-            frame = Frame(rgb=rgb, seq=self._seq, captured_at=self._wall_clock(),
+            frame = Frame(rgb=rgb, seq=self._seq, captured_at=self._wall_clock(), captured_mono=now,
                           inference_rgb=getattr(source, "last_lores", None))
             self._seq += 1
             outcome.good_frames += 1

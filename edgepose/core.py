@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +16,10 @@ class Frame:
 
     rgb: np.ndarray  # (H, W, 3) uint8
     seq: int  # frame number from the source, counting from 0
-    captured_at: float  # time.time() at capture
+    captured_at: float  # time.time() at capture: for messages and file names only
+    #: time.monotonic() at capture: for every duration (tracking, debouncing,
+    #: rates). Wall-clock time jumps when a Pi without a real-time clock syncs NTP.
+    captured_mono: float = 0.0
     #: A smaller copy of the same picture to run the model on (picamera2's lores
     #: stream, same aspect ratio), or None to use `rgb`. Poses are still reported
     #: in `rgb`'s pixels.
@@ -32,22 +36,34 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class Poses:
-    """Every person found in one frame, as parallel arrays.
+    """Every person found in one frame, as parallel arrays, in frame pixels.
 
     A keypoint that was not found has score 0; its position is still a number
-    (never NaN) so arrays stay plain float32.
+    (never NaN) so arrays stay plain float32. `boxes` is set by models that
+    find people as boxes (MoveNet MultiPose) and None otherwise (`bounding_boxes`
+    derives one from the keypoints); `track_ids` is None until a tracker has
+    given every pose an id that stays with the person across frames.
     """
 
     xy: np.ndarray  # (N, 17, 2) float32, frame pixels, x first
     scores: np.ndarray  # (N, 17) float32, 0..1
     pose_scores: np.ndarray  # (N,) float32, 0..1
+    boxes: np.ndarray | None = None  # (N, 4) float32 x0, y0, x1, y1 frame pixels
+    track_ids: np.ndarray | None = None  # (N,) int64, >= 1
 
     def __post_init__(self) -> None:
         n = self.pose_scores.shape[0]
-        if self.xy.shape != (n, NUM_PARTS, 2) or self.scores.shape != (n, NUM_PARTS):
+        if (
+            self.xy.shape != (n, NUM_PARTS, 2)
+            or self.scores.shape != (n, NUM_PARTS)
+            or (self.boxes is not None and self.boxes.shape != (n, 4))
+            or (self.track_ids is not None and self.track_ids.shape != (n,))
+        ):
             raise ValueError(
                 f"Poses shapes disagree: xy {self.xy.shape}, scores {self.scores.shape}, "
-                f"pose_scores {self.pose_scores.shape}"
+                f"pose_scores {self.pose_scores.shape}, "
+                f"boxes {None if self.boxes is None else self.boxes.shape}, "
+                f"track_ids {None if self.track_ids is None else self.track_ids.shape}"
             )
 
     def __len__(self) -> int:
@@ -61,9 +77,40 @@ class Poses:
             pose_scores=np.zeros((0,), np.float32),
         )
 
-    def select(self, keep: np.ndarray) -> "Poses":
-        """A new Poses with only the poses where `keep` (bool or index array) says so."""
-        return Poses(self.xy[keep], self.scores[keep], self.pose_scores[keep])
+    def select(self, keep: np.ndarray | slice) -> "Poses":
+        """A new Poses with only the poses where `keep` (bool, index array or slice) says so."""
+        return Poses(
+            self.xy[keep],
+            self.scores[keep],
+            self.pose_scores[keep],
+            None if self.boxes is None else self.boxes[keep],
+            None if self.track_ids is None else self.track_ids[keep],
+        )
+
+    def replace(self, **changes: np.ndarray | None) -> "Poses":
+        """A copy with some arrays replaced (shapes are checked again)."""
+        return dataclasses.replace(self, **changes)
+
+    def bounding_boxes(self, min_score: float = 0.0) -> np.ndarray:
+        """(N, 4) x0, y0, x1, y1: `boxes` where the model gave them, else the
+        extent of each pose's keypoints scoring >= min_score (all 17 when none does)."""
+        if self.boxes is not None:
+            return self.boxes
+        n = len(self)
+        if n == 0:
+            return np.zeros((0, 4), np.float32)
+        ok = self.scores >= min_score
+        ok[~ok.any(axis=1)] = True
+        x, y = self.xy[..., 0], self.xy[..., 1]
+        return np.stack(
+            [
+                np.where(ok, x, np.inf).min(axis=1),
+                np.where(ok, y, np.inf).min(axis=1),
+                np.where(ok, x, -np.inf).max(axis=1),
+                np.where(ok, y, -np.inf).max(axis=1),
+            ],
+            axis=1,
+        ).astype(np.float32)
 
 
 @dataclass(frozen=True, slots=True)
