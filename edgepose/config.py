@@ -23,22 +23,12 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
+from urllib.parse import urlsplit
 
-from .constants import (
-    DEFAULT_INPUT_SIZE,
-    DEFAULT_QUANTIZED,
-    DEFAULT_MAX_POSES,
-    DEFAULT_MIN_PART_SCORE,
-    DEFAULT_MIN_POSE_SCORE,
-    DEFAULT_MODEL,
-    DEFAULT_NMS_RADIUS,
-    DEFAULT_STRIDE,
-    DEFAULT_THREADS,
-    DEFAULT_TOPIC_PREFIX,
-    NUM_PARTS,
-    OUTPUT_STRIDES,
-)
+from .constants import DEFAULT_MIN_PART_SCORE, DEFAULT_TOPIC_PREFIX, NODE_ID_PATTERN, NUM_PARTS
 from .errors import ConfigError
+from .estimators import DEFAULT_MODEL, MODELS
+from .estimators.posenet import constants as posenet
 
 __all__ = [
     "Config",
@@ -50,12 +40,15 @@ __all__ = [
     "SnapshotConfig",
     "SourceConfig",
     "TlsConfig",
+    "broker_overrides",
     "load_config",
     "redacted",
 ]
 
 # Validation bounds (facts about the protocols and libraries, not tunables).
 MAX_POSES_LIMIT = 20  # the decoder's NMS is quadratic in candidates; more is noise
+MAX_THREADS = 64  # interpreter threads; more than any Pi has cores
+MAX_NMS_RADIUS = 10_000.0  # model-input pixels; larger keeps one pose per frame anyway
 PORT_MAX = 65535
 KEEPALIVE_MAX_S = 65535  # MQTT's two-byte keepalive field
 MESSAGE_EXPIRY_MAX_S = 2**32 - 1  # MQTT 5's four-byte message expiry interval
@@ -66,7 +59,6 @@ CREDENTIAL_MQTT_PASSWORD = "mqtt_password"
 #: Shown instead of the MQTT password by ``redacted``.
 REDACTED = "***"
 
-_NODE_ID_CHARS = r"[A-Za-z0-9_-]"
 _TOPIC_LEVEL = r"[^+#/\x00]+"
 
 
@@ -96,10 +88,12 @@ def _key(default: Any, **rule: Any) -> Any:
     return field(default=default, metadata={_RULE: _Rule(**rule)})
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def _parse_size(text: str) -> tuple[int, int] | None:
+    if text.strip().lower() == "auto":
+        return None
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
     if not match:
-        raise ValueError(f'expected "WxH" such as "353x257", got {_show(text)}')
+        raise ValueError(f'expected "WxH" such as "481x353", or "auto", got {_show(text)}')
     width, height = int(match[1]), int(match[2])
     if width < 2 or height < 2:
         raise ValueError(f"width and height must be at least 2, got {_show(text)}")
@@ -119,41 +113,47 @@ class NodeConfig:
 
     id: str = _key(  # "" -> the host name, sanitised
         "",
-        pattern=f"{_NODE_ID_CHARS}*",
-        pattern_help="may contain only letters, digits, '_' and '-'",
+        pattern=f"({NODE_ID_PATTERN})?",
+        pattern_help="must be 1-64 letters, digits, '_' or '-'",
     )
 
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
-    path: str = _key(DEFAULT_MODEL, nonempty=True)  # a known model name or a .tflite path
-    stride: int = _key(DEFAULT_STRIDE, choices=OUTPUT_STRIDES)
-    input_size: tuple[int, int] = _key(DEFAULT_INPUT_SIZE, toml=str, parse=_parse_size)  # (w, h)
-    quantized: bool = DEFAULT_QUANTIZED  # use the int8 build of a named model
+    """Which model runs where. `name` picks the family; the other keys refine it."""
+
+    name: str = _key(DEFAULT_MODEL, choices=tuple(MODELS))
+    path: str = ""  # a .tflite file of that model's family instead of the bundled build
+    stride: int = _key(posenet.DEFAULT_STRIDE, choices=posenet.OUTPUT_STRIDES)  # PoseNet
+    #: (w, h); None ("auto"): the family's default for a resizable file, else the file's own size.
+    input_size: tuple[int, int] | None = _key(None, toml=str, parse=_parse_size)
+    #: int8 builds: 2-4x faster on ai-edge-litert than float at about the same AP (README).
+    quantized: bool = True
     accelerator: Literal["cpu", "edgetpu", "auto"] = "cpu"
     edgetpu_device: str = _key(  # "" = first Edge TPU found
         "",
         pattern=r"((usb|pci)(:\d+)?)?",
         pattern_help='must be "", "usb", "usb:N", "pci" or "pci:N"',
     )
-    threads: int = _key(DEFAULT_THREADS, ge=1)
+    threads: int = _key(2, ge=1, le=MAX_THREADS)
 
 
 @dataclass(frozen=True, slots=True)
 class DecodeConfig:
-    max_poses: int = _key(DEFAULT_MAX_POSES, ge=1, le=MAX_POSES_LIMIT)
-    min_pose_score: float = _key(DEFAULT_MIN_POSE_SCORE, ge=0, le=1)
+    max_poses: int = _key(posenet.DEFAULT_MAX_POSES, ge=1, le=MAX_POSES_LIMIT)
+    min_pose_score: float = _key(posenet.DEFAULT_MIN_POSE_SCORE, ge=0, le=1)
     min_part_score: float = _key(DEFAULT_MIN_PART_SCORE, ge=0, le=1)
-    nms_radius: float = _key(DEFAULT_NMS_RADIUS, gt=0)  # model-input pixels
+    nms_radius: float = _key(posenet.DEFAULT_NMS_RADIUS, gt=0, le=MAX_NMS_RADIUS)  # model-input pixels
     cleanup: Literal["none", "seed", "seed-single"] = "none"
     min_keypoints: int = _key(0, ge=0, le=NUM_PARTS)  # keypoints >= min_part_score a pose needs
 
 
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
-    uri: str = _key("demo", nonempty=True)
+    #: The Pi camera; "demo" (the bundled photos) only when asked for by name.
+    uri: str = _key("picamera2", nonempty=True)
     max_fps: float = _key(10.0, ge=0)  # 0 = no cap
-    loop: bool = False  # restart files at their end (the demo always loops)
+    loop: bool = False  # restart files and folders at their end; false: stop there (the demo always loops)
     width: int = _key(640, ge=1)  # camera capture size
     height: int = _key(480, ge=1)
     reopen_delay_s: float = _key(1.0, gt=0)  # first back-off after a failure
@@ -256,6 +256,7 @@ def load_config(
     raw = _read_toml(Path(path)) if path is not None else {}
     problems: list[str] = []
     _apply_overrides(raw, overrides or {}, problems)
+    _accept_model_name_in_path(raw)
     bad: set[str] = set()  # keys whose own check failed: cross-field rules skip them
     config = Config(**_check_table(Config, raw, "", problems, bad))
     _check_model(config.model, bad, problems)
@@ -294,6 +295,8 @@ def _as_dict(obj: Any) -> dict[str, Any]:
             out[f.name] = None if value is None else REDACTED
         elif isinstance(value, tuple):  # input_size
             out[f.name] = "x".join(str(v) for v in value)
+        elif value is None and f.name == "input_size":
+            out[f.name] = "auto"
         elif isinstance(value, Path):
             out[f.name] = str(value)
         else:
@@ -352,6 +355,59 @@ def _apply_overrides(
                 break
         else:
             table[parts[-1]] = value
+
+
+def _accept_model_name_in_path(raw: dict[str, Any]) -> None:
+    """Before model.name existed, model.path held the model's name: still read it so."""
+    model = raw.get("model")
+    if isinstance(model, dict) and model.get("path") in MODELS and "name" not in model:
+        model["name"] = model.pop("path")
+
+
+#: Broker URL schemes `broker_overrides` takes, and whether each turns TLS on.
+BROKER_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
+MQTT_PORT, MQTTS_PORT = 1883, 8883
+
+
+def broker_overrides(text: str) -> dict[str, object]:
+    """``--broker`` as config overrides: HOST, HOST:PORT, [IPv6]:PORT, or a URL
+    mqtt://HOST[:PORT] (port 1883) / mqtts://HOST[:PORT] (TLS on, port 8883).
+
+    Raises ConfigError naming the key a bad part would set.
+    """
+    text = text.strip()
+    scheme, has_scheme, _ = text.partition("://")
+    if has_scheme:
+        scheme = scheme.lower()
+        if scheme not in BROKER_SCHEMES:
+            raise ConfigError(
+                f"mqtt.host: --broker {_show(text)}: unknown scheme {_show(scheme)} "
+                f"(use {', '.join(s + '://' for s in BROKER_SCHEMES)} or HOST[:PORT])"
+            )
+        parts = urlsplit(text)
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(
+                "mqtt.username: --broker: credentials in the URL are not read; "
+                "use mqtt.username with mqtt.password_file or mqtt.password_env"
+            )
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ConfigError(f"mqtt.host: --broker {_show(text)}: a broker URL has no path or query")
+    else:
+        parts = urlsplit("//" + text)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"mqtt.port: --broker {_show(text)}: the port must be 1-{PORT_MAX}") from None
+    if not parts.hostname:
+        raise ConfigError(f"mqtt.host: --broker {_show(text)}: no host name")
+    overrides: dict[str, object] = {"mqtt.host": parts.hostname}
+    if has_scheme:
+        tls = BROKER_SCHEMES[scheme]
+        overrides["mqtt.tls.enabled"] = tls
+        port = port or (MQTTS_PORT if tls else MQTT_PORT)
+    if port is not None:
+        overrides["mqtt.port"] = port
+    return overrides
 
 
 # --- per-key checks -------------------------------------------------------------------
@@ -491,42 +547,23 @@ _ALL_KEYS: tuple[str, ...] = tuple(_all_keys(Config))
 
 
 def _check_model(model: ModelConfig, bad: set[str], problems: list[str]) -> None:
-    if not {"model.stride", "model.input_size"} & bad:
-        stride, (width, height) = model.stride, model.input_size
-        if not (_fits(width, stride) and _fits(height, stride)):
-            sizes = [f"{w}x{h}" for w in _nearest(width, stride) for h in _nearest(height, stride)]
-            problems.append(
-                f"model.input_size: {width}x{height} does not fit model.stride {stride} "
-                f"(width - 1 and height - 1 must be positive multiples of {stride}); "
-                f"nearest valid sizes: {', '.join(sizes)}"
-            )
+    family = MODELS[model.name].family if "model.name" not in bad else None
+    if family == "posenet" and model.input_size is not None and not {"model.stride", "model.input_size"} & bad:
+        if problem := posenet.input_size_problem(model.input_size, model.stride):
+            problems.append(f"model.input_size: {problem} (model.stride {model.stride})")
     if model.accelerator == "edgetpu" and not {"model.path", "model.quantized"} & bad:
         name = Path(model.path).name.lower()
-        if name.endswith(".tflite"):
-            if not (name.endswith("_edgetpu.tflite") or "int8" in name):
-                problems.append(
-                    "model.accelerator: the Edge TPU needs an int8 model compiled with "
-                    f"edgetpu_compiler (a *_edgetpu.tflite file); model.path {_show(model.path)} "
-                    "is a float model"
-                )
-        elif not model.quantized:
+        if model.path and not name.endswith("_edgetpu.tflite"):
             problems.append(
-                "model.accelerator: the Edge TPU needs an int8 model compiled with "
-                f"edgetpu_compiler; model.path {_show(model.path)} with model.quantized = false "
-                "is the float build: set model.quantized = true"
+                "model.accelerator: the Edge TPU runs only files compiled with edgetpu_compiler "
+                f"(*_edgetpu.tflite); model.path {_show(model.path)} is a CPU model"
             )
-
-
-def _fits(size: int, stride: int) -> bool:
-    return size - 1 >= stride and (size - 1) % stride == 0
-
-
-def _nearest(size: int, stride: int) -> list[int]:
-    """The valid sizes (k * stride + 1, k >= 1) either side of ``size``."""
-    if _fits(size, stride):
-        return [size]
-    below = (size - 1) // stride * stride + 1
-    return [s for s in (below, below + stride) if _fits(s, stride)]
+        elif not model.path:
+            problems.append(
+                "model.accelerator: the Edge TPU runs only files compiled with edgetpu_compiler: "
+                "compile the int8 build (README, \"Coral\") and set model.path to the "
+                "*_edgetpu.tflite file"
+            )
 
 
 def _check_source(source: SourceConfig, bad: set[str], problems: list[str]) -> None:
@@ -613,7 +650,7 @@ def _read_secret(key: str, path: Path, problems: list[str]) -> str | None:
 def _hostname_id() -> str:
     """The short host name with anything outside [A-Za-z0-9_-] replaced by '_'."""
     short = socket.gethostname().split(".")[0]
-    return re.sub(r"[^A-Za-z0-9_-]", "_", short) or "edgepose"
+    return re.sub(r"[^A-Za-z0-9_-]", "_", short)[:64] or "edgepose"
 
 
 def _resolve_state_path(path: Path) -> Path:

@@ -56,5 +56,10 @@ class SourceError(EdgePoseError):
     exit_code = ExitCode.UNAVAILABLE
 
 
+class SourceUnavailable(SourceError):
+    """The source can never work on this machine as configured (its library is
+    not installed): retrying is pointless, the daemon stops with a clear message."""
+
+
 class FrameError(EdgePoseError):
     """One frame could not be decoded; it is counted and skipped."""

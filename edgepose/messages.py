@@ -1,11 +1,15 @@
-"""Detections and node state as versioned MQTT messages (pure: no paho, no clock).
+"""Frame results and node state as versioned MQTT messages (pure: no paho, no clock).
 
 Every topic here is a suffix; mqtt.py adds ``<topic_prefix>/<node_id>/``. The
 one exception is Home Assistant discovery, whose topics live under the
 discovery prefix and are returned whole (see `discovery_messages`).
 
-JSON payloads are compact and versioned by ``"v"`` (constants.SCHEMA_VERSION);
-their JSON Schemas ship in ``edgepose/schemas/`` (`load_schema`). Poses are
+JSON payloads are compact and versioned by ``"v"`` (`SCHEMA_VERSIONS`). How
+a message grows: fields are only ever added; each addition increments that
+kind's ``"v"`` and ships a new schema, ``<kind>.schema.json`` for the current
+version and ``<kind>.v<N>.schema.json`` for every older one (`load_schema`),
+so recordings of any version can still be checked and replayed. Subscribers
+must ignore properties they do not know. Poses are
 keyed by keypoint name so a Home Assistant template reads
 ``value_json.poses[0].keypoints.nose.x`` and a Node-RED function
 ``msg.payload.poses[0].keypoints.nose.x``, without index tables.
@@ -26,10 +30,10 @@ import numpy as np
 from . import __version__
 from .constants import (
     DEFAULT_MIN_PART_SCORE,
+    NODE_ID_PATTERN,
     PART_NAMES,
     PAYLOAD_OFFLINE,
     PAYLOAD_ONLINE,
-    SCHEMA_VERSION,
     TOPIC_AVAILABILITY,
     TOPIC_CMD_SNAPSHOT,
     TOPIC_PERSON_COUNT,
@@ -37,7 +41,7 @@ from .constants import (
     TOPIC_SNAPSHOT,
     TOPIC_STATS,
 )
-from .core import Detection, Message, Poses
+from .core import FrameResult, Message, Poses
 
 #: Decimal places in payloads: normalised coordinates, scores, milliseconds,
 #: frame rate, degrees Celsius.
@@ -59,25 +63,41 @@ STATS_FIELDS: tuple[str, ...] = (
     "inference_ms_p95",
     "frames",
     "dropped_frames",
+    "skipped_frames",
     "corrupt_frames",
     "source_errors",
+    "source_reopens",
     "mqtt_dropped",
+    "snapshots_dropped",
     "accelerator",
+    "runtime",
+    "precision",
+    "threads",
+    "model",
     "cpu_temp_c",
     "uptime_s",
 )
 _STATS_INT_FIELDS = frozenset(
-    {"frames", "dropped_frames", "corrupt_frames", "source_errors", "mqtt_dropped", "uptime_s"}
+    {"frames", "dropped_frames", "skipped_frames", "corrupt_frames", "source_errors",
+     "source_reopens", "mqtt_dropped", "snapshots_dropped", "threads", "uptime_s"}
 )
+_STATS_TEXT_FIELDS = frozenset({"accelerator", "runtime", "precision", "model"})
 
-#: Message kinds with a schema file ``edgepose/schemas/<kind>.schema.json``.
-SCHEMA_KINDS: tuple[str, ...] = ("poses", "stats", "person_count", "availability")
+#: The current version of each JSON message kind, the ``"v"`` it carries; its
+#: schema is ``edgepose/schemas/<kind>.schema.json``.
+SCHEMA_VERSIONS: dict[str, int] = {"poses": 2, "stats": 2, "person_count": 1, "availability": 1}
+SCHEMA_KINDS: tuple[str, ...] = tuple(SCHEMA_VERSIONS)
 
 #: Longest command payload looked at; anything longer is refused unread.
 MAX_COMMAND_BYTES = 256
 
 _JSON_SEPARATORS = (",", ":")
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_NODE_ID = re.compile(NODE_ID_PATTERN)
+
+
+def is_node_id(text: str) -> bool:
+    """Whether `text` is a valid node id (constants.NODE_ID_PATTERN, the one rule)."""
+    return bool(_NODE_ID.fullmatch(text))
 
 
 def _dumps(obj: Any) -> bytes:
@@ -101,46 +121,53 @@ def _unit(a: np.ndarray) -> list:
 
 
 def poses_message(
-    detection: Detection,
+    result: FrameResult,
     *,
     node_id: str,
-    model_name: str | None = None,
     expiry_s: int | None = None,
 ) -> Message:
-    """One frame's poses as JSON on ``poses`` (QoS 0, not retained).
+    """One frame's poses as JSON on ``poses`` (QoS 0, not retained), version 2.
 
     Keypoints are normalised to the frame (x / width, y / height), clamped to
     0..1 (a decoder may place a part just outside the picture) and rounded to
     4 decimals; scores to 3. All 17 parts are always present, a part that was
-    not found has score 0. `model_name` defaults to ``detection.model``;
+    not found has score 0. Each pose has its track ``id`` (null untracked) and
+    ``box`` (the model's, else the extent of the keypoints found).
     `expiry_s` becomes the MQTT 5 message expiry (ignored on 3.1.1).
     """
-    frame = detection.frame
+    frame = result.frame
     width, height = frame.width, frame.height
-    poses = detection.poses
+    poses = result.poses
+    size = np.array([width, height], dtype=np.float64)
     # Clamp whole arrays at once (this runs every frame on a Pi); only the
     # rounding stays per value, as Python's round is the correctly rounded one.
     # norm: (N, 17, 2) nested lists, 0..1 of the frame.
-    norm = _unit(np.asarray(poses.xy, dtype=np.float64) / np.array([width, height], dtype=np.float64))
+    norm = _unit(np.asarray(poses.xy, dtype=np.float64) / size)
+    boxes = _unit(np.asarray(poses.bounding_boxes(DEFAULT_MIN_PART_SCORE), dtype=np.float64) / np.tile(size, 2))
+    ids = [None] * len(poses) if poses.track_ids is None else [int(i) for i in poses.track_ids]
     pose_list = [
         {
+            "id": track_id,
             "score": round(pose_score, SCORE_DECIMALS),
+            "box": [round(v, XY_DECIMALS) for v in box],
             "keypoints": {
                 name: {"x": round(x, XY_DECIMALS), "y": round(y, XY_DECIMALS), "score": round(s, SCORE_DECIMALS)}
                 for name, (x, y), s in zip(PART_NAMES, part_xy, part_scores)
             },
         }
-        for pose_score, part_xy, part_scores in zip(_unit(poses.pose_scores), norm, _unit(poses.scores))
+        for track_id, pose_score, box, part_xy, part_scores in zip(
+            ids, _unit(poses.pose_scores), boxes, norm, _unit(poses.scores)
+        )
     ]
     payload = {
-        "v": SCHEMA_VERSION,
+        "v": SCHEMA_VERSIONS["poses"],
         "node": node_id,
         "ts": iso_utc(frame.captured_at),
         "frame": int(frame.seq),
         "width": width,
         "height": height,
-        "model": model_name if model_name is not None else detection.model,
-        "inference_ms": round(float(detection.inference_ms), MS_DECIMALS),
+        "model": result.model,
+        "inference_ms": round(float(result.inference_ms), MS_DECIMALS),
         "person_count": len(poses),
         "poses": pose_list,
     }
@@ -148,12 +175,6 @@ def poses_message(
 
 
 # --- retained node state ---------------------------------------------------------
-
-
-def availability_message(online: bool) -> Message:
-    """``online`` / ``offline`` on ``availability``, retained (the will is the offline one)."""
-    payload = PAYLOAD_ONLINE if online else PAYLOAD_OFFLINE
-    return Message(TOPIC_AVAILABILITY, payload.encode("ascii"), qos=QOS_STATE, retain=True)
 
 
 def person_count_message(n: int) -> Message:
@@ -176,12 +197,12 @@ def stats_message(stats: Mapping[str, Any], *, now: float | None = None) -> Mess
     unknown = sorted(set(stats) - set(STATS_FIELDS))
     if missing or unknown:
         raise ValueError(f"stats: missing {missing}, unknown {unknown}")
-    payload: dict[str, Any] = {"v": SCHEMA_VERSION}
+    payload: dict[str, Any] = {"v": SCHEMA_VERSIONS["stats"]}
     if now is not None:
         payload["ts"] = iso_utc(now)
     for key in STATS_FIELDS:
         value = stats[key]
-        if key == "accelerator":
+        if key in _STATS_TEXT_FIELDS:
             payload[key] = str(value)
         elif key == "cpu_temp_c":
             payload[key] = None if value is None else round(float(value), TEMP_DECIMALS)
@@ -375,8 +396,8 @@ def discovery_messages(
     without the node prefix. An empty retained payload on the same topic
     removes the device from HA.
     """
-    if not _ID_RE.match(node_id):
-        raise ValueError(f"node id {node_id!r} must match [A-Za-z0-9_-]+ for Home Assistant")
+    if not is_node_id(node_id):
+        raise ValueError(f"node id {node_id!r} must be 1-64 letters, digits, '_' or '-'")
     device_id = f"edgepose_{node_id}"
 
     def topic(suffix: str) -> str:
@@ -446,11 +467,16 @@ def discovery_messages(
 # --- schemas ----------------------------------------------------------------------------
 
 
-def load_schema(kind: str) -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of one message kind (see `SCHEMA_KINDS`)."""
+def load_schema(kind: str, version: int | None = None) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one message kind (see `SCHEMA_KINDS`), the
+    current version unless `version` names an older one."""
     if kind not in SCHEMA_KINDS:
         raise ValueError(f"no schema for {kind!r} (known: {', '.join(SCHEMA_KINDS)})")
-    text = resources.files(__package__).joinpath("schemas", f"{kind}.schema.json").read_text("utf-8")
+    current = SCHEMA_VERSIONS[kind]
+    if version is not None and not 1 <= version <= current:
+        raise ValueError(f"{kind} has schema versions 1 to {current}, not {version}")
+    name = f"{kind}.schema.json" if version in (None, current) else f"{kind}.v{version}.schema.json"
+    text = resources.files(__package__).joinpath("schemas", name).read_text("utf-8")
     return json.loads(text)
 
 
@@ -459,8 +485,9 @@ __all__ = [
     "POSES_MODES",
     "PosesPolicy",
     "SCHEMA_KINDS",
+    "SCHEMA_VERSIONS",
+    "is_node_id",
     "STATS_FIELDS",
-    "availability_message",
     "discovery_messages",
     "ha_status_topic",
     "iso_utc",

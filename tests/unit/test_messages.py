@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from edgepose import messages
-from edgepose.constants import NUM_PARTS, PART_NAMES, SCHEMA_VERSION
-from edgepose.core import Detection, Frame, Poses
+from edgepose.constants import NUM_PARTS, PART_NAMES
+from edgepose.core import Frame, FrameResult, Poses
 
 W, H = 640, 480
 
 
-def make_detection(xy=None, scores=None, pose_scores=None, *, seq=3, t=1_714_564_800.1234) -> Detection:
+def make_detection(xy=None, scores=None, pose_scores=None, *, seq=3, t=1_714_564_800.1234) -> FrameResult:
     """Poses from (N, 17, 2) frame pixels; defaults to one person, all parts at the centre."""
     if xy is None:
         xy = np.full((1, NUM_PARTS, 2), [W / 2, H / 2], np.float32)
@@ -25,7 +25,7 @@ def make_detection(xy=None, scores=None, pose_scores=None, *, seq=3, t=1_714_564
     scores = np.full((n, NUM_PARTS), 0.9, np.float32) if scores is None else np.asarray(scores, np.float32)
     pose_scores = scores.mean(axis=1) if pose_scores is None else np.asarray(pose_scores, np.float32)
     frame = Frame(np.zeros((H, W, 3), np.uint8), seq=seq, captured_at=t)
-    return Detection(frame, Poses(xy, scores, pose_scores), inference_ms=12.345, model="posenet-mnv1-075")
+    return FrameResult(frame, Poses(xy, scores, pose_scores), inference_ms=12.345, model="mnv1")
 
 
 def validate(kind: str, instance) -> None:
@@ -36,15 +36,39 @@ def validate(kind: str, instance) -> None:
 
 
 def test_poses_payload_is_compact_versioned_json_keyed_by_part_name():
-    msg = messages.poses_message(make_detection(), node_id="hall", model_name="mnv1", expiry_s=5)
+    msg = messages.poses_message(make_detection(), node_id="hall", expiry_s=5)
     assert (msg.topic, msg.qos, msg.retain, msg.expiry_s) == ("poses", 0, False, 5)
     assert b" " not in msg.payload
     p = json.loads(msg.payload)
-    assert p["v"] == SCHEMA_VERSION and p["node"] == "hall" and p["model"] == "mnv1"
+    assert p["v"] == 2 and p["node"] == "hall" and p["model"] == "mnv1"
     assert (p["frame"], p["width"], p["height"], p["person_count"]) == (3, W, H, 1)
     assert list(p["poses"][0]["keypoints"]) == list(PART_NAMES)
     assert p["poses"][0]["keypoints"]["nose"] == {"x": 0.5, "y": 0.5, "score": 0.9}
     validate("poses", p)
+
+
+def test_poses_v2_carry_track_id_and_box():
+    xy = np.zeros((2, NUM_PARTS, 2), np.float32)
+    xy[0, :, 0], xy[0, :, 1] = np.linspace(64, 128, NUM_PARTS), np.linspace(48, 240, NUM_PARTS)
+    xy[1] = 320.0
+    untracked = json.loads(messages.poses_message(make_detection(xy), node_id="n").payload)
+    assert [pose["id"] for pose in untracked["poses"]] == [None, None]
+    # no model box: the extent of the keypoints found
+    assert untracked["poses"][0]["box"] == [0.1, 0.1, 0.2, 0.5]
+    validate("poses", untracked)
+    result = make_detection(xy)
+    tracked = result.poses.replace(track_ids=np.array([7, 9]), boxes=np.float32([[0, 0, 64, 48], [1, 2, 700, 500]]))
+    p = json.loads(messages.poses_message(FrameResult(result.frame, tracked, 1.0, "m"), node_id="n").payload)
+    assert [pose["id"] for pose in p["poses"]] == [7, 9]
+    assert p["poses"][0]["box"] == [0.0, 0.0, 0.1, 0.1] and p["poses"][1]["box"][2:] == [1.0, 1.0]
+    validate("poses", p)
+
+
+def test_every_schema_version_stays_loadable():
+    assert messages.load_schema("poses", 1)["$id"].endswith(":v1")
+    assert messages.load_schema("poses")["$id"].endswith(":v2")
+    with pytest.raises(ValueError, match="versions 1 to 2"):
+        messages.load_schema("poses", 3)
 
 
 def test_poses_timestamp_is_utc_with_milliseconds_and_z():
@@ -73,15 +97,15 @@ def test_poses_outside_the_frame_are_clamped_to_unit_range():
 
 
 def test_no_people_gives_an_empty_list_and_count_zero():
-    d = Detection(Frame(np.zeros((H, W, 3), np.uint8), 0, 0.0), Poses.empty(), 5.0, "m")
+    d = FrameResult(Frame(np.zeros((H, W, 3), np.uint8), 0, 0.0), Poses.empty(), 5.0, "m")
     p = json.loads(messages.poses_message(d, node_id="n").payload)
     assert p["person_count"] == 0 and p["poses"] == []
     validate("poses", p)
 
 
-def test_model_name_defaults_to_the_detection_model():
+def test_model_is_the_results_model_label():
     p = json.loads(messages.poses_message(make_detection(), node_id="n").payload)
-    assert p["model"] == "posenet-mnv1-075"
+    assert p["model"] == "mnv1"
 
 
 def test_poses_schema_rejects_a_missing_keypoint():
@@ -94,11 +118,9 @@ def test_poses_schema_rejects_a_missing_keypoint():
 # --- retained state ------------------------------------------------------------------------
 
 
-def test_availability_is_retained_qos1_plain_text():
-    on, off = messages.availability_message(True), messages.availability_message(False)
-    assert (on.topic, on.payload, on.qos, on.retain) == ("availability", b"online", 1, True)
-    assert off.payload == b"offline"
-    validate("availability", off.payload.decode())
+def test_availability_payloads_match_their_schema():
+    validate("availability", "online")
+    validate("availability", "offline")
 
 
 def test_person_count_is_plain_integer_text():
@@ -115,10 +137,17 @@ STATS = {
     "inference_ms_p95": 55.04,
     "frames": 1200,
     "dropped_frames": 3,
+    "skipped_frames": 40,
     "corrupt_frames": 0,
     "source_errors": 1,
+    "source_reopens": 1,
     "mqtt_dropped": 7,
+    "snapshots_dropped": 0,
     "accelerator": "edgetpu",
+    "runtime": "tflite-runtime",
+    "precision": "int8",
+    "threads": 1,
+    "model": "posenet_mnv1_075_stride16_int8_edgetpu 481x353",
     "cpu_temp_c": 51.234,
     "uptime_s": 130.7,
 }
@@ -304,7 +333,7 @@ def test_discovery_has_no_image_without_snapshots():
 
 
 def test_discovery_refuses_ids_home_assistant_cannot_take():
-    with pytest.raises(ValueError, match="A-Za-z0-9_-"):
+    with pytest.raises(ValueError, match="must be 1-64 letters, digits"):
         messages.discovery_messages("hall 1", "edgepose", "homeassistant", False)
 
 
