@@ -134,7 +134,7 @@ def test_shellcheck_is_clean():
 
 def test_help_names_every_mode(machine):
     out = install_sh("--help", env=machine).stdout
-    for flag in ("--demo", "--test", "--uninstall", "--coral", "--coral-max", "--with-mosquitto",
+    for flag in ("--demo", "--test", "--uninstall", "--coral", "--coral-max", "--coral-pcie", "--with-mosquitto",
                  "--purge", "--broker", "--duration", "--dry-run"):
         assert flag in out
 
@@ -148,6 +148,7 @@ def test_help_names_every_mode(machine):
         ["--demo", "--broker", "no-port"],
         ["--demo", "--duration", "soon"],
         ["--test", "--coral"],
+        ["--demo", "--coral-pcie"],
         ["--purge"],
         ["--", "-x"],
         ["--demo", "--duration"],
@@ -633,6 +634,7 @@ def test_venv_missing_an_extra_is_topped_up(machine, tmp_path):
         [],
         ["--coral", "--with-mosquitto"],
         ["--coral-max"],
+        ["--coral-pcie"],
         ["--uninstall", "--purge"],
         ["--demo", "--duration", "1"],
         ["--test", "--", "-q"],
