@@ -14,6 +14,13 @@ compared.
 ``MotionGate`` turns that into a decision per frame: every frame while someone was
 seen in the last ``hold_s``; otherwise only on motion, or every ``idle_interval_s``
 so that someone who appears without moving is still found within one interval.
+
+Cost per frame (thread CPU time, the lowest of 5 passes over 300 frames of a real
+768x576 clip, on the shared 2-core development machine under load): 1.5 ms from RGB,
+0.4 ms from a Y plane; the decision itself on the 64x48 grid is about 0.1-0.2 ms.
+Replaying that clip after 30 s of its own empty background (10 fps, sensor noise
+added): 15 of the 300 static frames were inferred (the first, then one every 2 s),
+and the first person was reported on the clip's first frame.
 """
 
 from __future__ import annotations
