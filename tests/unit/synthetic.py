@@ -361,3 +361,31 @@ def generated_set(skeletons: list[Skeleton], seed: int = 10, repeats: int = 1) -
             for kind in FALL_KINDS + NOT_FALL_KINDS:
                 out.append(scenario(kind, sk, rng))
     return out
+
+
+#: A hand-made standing person (no data needed): feet at 0, 0, height 1, y down.
+CANONICAL = Skeleton(
+    "canonical",
+    np.array(
+        [
+            [0.0, -0.94], [0.02, -0.96], [-0.02, -0.96], [0.05, -0.95], [-0.05, -0.95],
+            [0.11, -0.82], [-0.11, -0.82], [0.14, -0.64], [-0.14, -0.64], [0.15, -0.48],
+            [-0.15, -0.48], [0.07, -0.52], [-0.07, -0.52], [0.07, -0.27], [-0.07, -0.27],
+            [0.07, 0.0], [-0.07, 0.0],
+        ]
+    ),
+    np.ones(NUM_PARTS, bool),
+)
+
+
+def person(unit: np.ndarray, height: float, feet: tuple[float, float], score: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """(xy (17, 2) frame pixels, scores (17,)) of a unit skeleton placed in the frame."""
+    return unit * height + np.asarray(feet, np.float64), np.full(NUM_PARTS, score)
+
+
+def poses_of(*people: tuple[np.ndarray, np.ndarray]) -> Poses:
+    if not people:
+        return Poses.empty()
+    xy = np.asarray([p[0] for p in people], np.float32)
+    sc = np.asarray([p[1] for p in people], np.float32)
+    return Poses(xy, sc, sc.mean(axis=1))
