@@ -318,7 +318,7 @@ class FallConfig:
     window_s: float = _key(1.0, gt=0)
     #: The hips must drop by at least this fraction of their standing height above the feet
     #: within the window (1 = all the way to the floor).
-    min_drop: float = _key(0.4, ge=0)
+    min_drop: float = _key(0.5, ge=0)
     #: Seconds the person must stay down before a fall is raised.
     confirm_s: float = _key(2.0, ge=0)
     #: Seconds the person must be upright again before the fall clears.

@@ -45,7 +45,15 @@ from .smoothing import Smoother
 from .tracking import Tracker
 from .zones import Zone, ZoneFilter
 
-__all__ = ["RecordedFrame", "RecordingWriter", "ReplayPipeline", "parse_poses_message", "replay_lines"]
+__all__ = [
+    "RecordedFrame",
+    "RecordingWriter",
+    "ReplayPipeline",
+    "parse_poses_message",
+    "read_recording",
+    "replay_file",
+    "replay_lines",
+]
 
 #: Event ids in a replay: ``<node>-replay-<n>``.
 REPLAY_BOOT = "replay"
@@ -192,6 +200,36 @@ def replay_lines(lines: Iterable[str | bytes], config: Config) -> Iterator[str]:
         _, events = pipeline.process(frame)
         for event in events:
             yield event_message(event, node_id=pipeline.node_id or frame.node).payload.decode("utf-8")
+
+
+def replay_file(path: str, config: Config, out: IO[str]) -> int:
+    """``edgepose replay FILE``: the events of recording `path` ("-": standard input)
+    as JSON Lines on `out`, flushed per event; returns how many. For the CLI::
+
+        p = sub.add_parser("replay", help="events a config would raise on a recording of poses")
+        p.add_argument("file"); p.add_argument("--config")
+        ... return 0 after replay_file(args.file, load_config(args.config), sys.stdout)
+
+    RecordingError (exit 65) for an unreadable file or a bad line, naming it.
+    """
+    import sys
+
+    try:
+        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    count = 0
+    try:
+        for line in replay_lines(stream, config):
+            out.write(line + "\n")
+            out.flush()
+            count += 1
+    except OSError as exc:
+        raise RecordingError(f"{path}: read failed: {exc.strerror or exc}") from None
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    return count
 
 
 class RecordingWriter:

@@ -13,7 +13,7 @@ from edgepose import messages
 from edgepose.config import load_config
 from edgepose.core import Detection, Frame, Message
 from edgepose.errors import ExitCode, RecordingError
-from edgepose.replay import RecordingWriter, parse_poses_message, read_recording, replay_lines
+from edgepose.replay import RecordingWriter, parse_poses_message, read_recording, replay_file, replay_lines
 
 from .synthetic import CANONICAL, fallen, person, poses_of
 
@@ -149,3 +149,13 @@ def test_clock_steps_in_a_recording_do_not_break_replay():
     obj["ts"] = "2024-05-01T11:00:00.000Z"  # an NTP step back, mid-recording
     lines[10] = json.dumps(obj).encode()
     assert [e["type"] for e in events_of(lines)] == ["person_entered", "person_left"]
+
+
+def test_replay_file_writes_event_lines_and_names_an_unreadable_file(tmp_path):
+    path = tmp_path / "hall.jsonl"
+    path.write_bytes(b"\n".join(recording(visit())) + b"\n")
+    out = io.StringIO()
+    assert replay_file(str(path), load_config(None), out) == 2
+    assert [json.loads(line)["type"] for line in out.getvalue().splitlines()] == ["person_entered", "person_left"]
+    with pytest.raises(RecordingError, match="missing.jsonl: cannot read"):
+        replay_file(str(tmp_path / "missing.jsonl"), load_config(None), io.StringIO())
