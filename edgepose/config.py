@@ -33,6 +33,11 @@ from .estimators.posenet import constants as posenet
 __all__ = [
     "Config",
     "DecodeConfig",
+    "FallConfig",
+    "PresenceConfig",
+    "SmoothingConfig",
+    "TrackingConfig",
+    "ZoneConfig",
     "LoggingConfig",
     "ModelConfig",
     "MqttConfig",
@@ -53,6 +58,9 @@ PORT_MAX = 65535
 KEEPALIVE_MAX_S = 65535  # MQTT's two-byte keepalive field
 MESSAGE_EXPIRY_MAX_S = 2**32 - 1  # MQTT 5's four-byte message expiry interval
 JPEG_QUALITY_MAX = 100
+MAX_TRACKS_LIMIT = 100  # greedy matching is quadratic in tracks x poses
+MAX_ZONES = 32  # each zone is an entity in Home Assistant and a test per pose per frame
+MAX_ZONE_POINTS = 64
 
 #: systemd credential (LoadCredential=mqtt_password:...) read when no password is configured.
 CREDENTIAL_MQTT_PASSWORD = "mqtt_password"
@@ -102,6 +110,33 @@ def _parse_size(text: str) -> tuple[int, int] | None:
 
 def _parse_dir(text: str) -> Path:
     return Path(text).expanduser()
+
+
+def _parse_points(value: list) -> tuple[tuple[float, float], ...]:
+    """A polygon as [[x, y], ...] in 0..1 of the frame: at least 3 corners, some area."""
+    if not 3 <= len(value) <= MAX_ZONE_POINTS:
+        raise ValueError(f"expected 3-{MAX_ZONE_POINTS} points [[x, y], ...], got {len(value)}")
+    points = []
+    for i, point in enumerate(value):
+        if (
+            not isinstance(point, list)
+            or len(point) != 2
+            or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in point)
+        ):
+            raise ValueError(f"point {i}: expected [x, y] (two numbers), got {_show(point)}")
+        x, y = (float(c) for c in point)
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise ValueError(
+                f"point {i}: x and y are fractions of the frame (0-1), got [{x:g}, {y:g}]"
+            )
+        points.append((x, y))
+    # Shoelace area: a polygon whose corners are all on one line contains nothing.
+    twice_area = sum(
+        x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1])
+    )
+    if abs(twice_area) < 1e-9:
+        raise ValueError("the points enclose no area (all on one line?)")
+    return tuple(points)
 
 
 # --- the schema -----------------------------------------------------------------------
@@ -224,6 +259,96 @@ class SnapshotConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackingConfig:
+    """Stable person ids across frames (tracking.py), always on: presence, falls and
+    smoothing follow people by their ids. Figures after TF.js pose-detection's tracker."""
+
+    #: Keypoint similarity (OKS, COCO's per-part sigmas) a pose needs to continue a track.
+    min_similarity: float = _key(0.2, ge=0, le=1)
+    #: Keypoints scoring below this take no part in matching.
+    min_part_score: float = _key(0.3, ge=0, le=1)
+    #: Poses sharing fewer confident keypoints with a track are matched by box overlap instead.
+    min_keypoints: int = _key(4, ge=1, le=NUM_PARTS)
+    #: Box overlap (IoU) a pose needs to continue a track when keypoints cannot decide.
+    min_iou: float = _key(0.15, ge=0, le=1)
+    #: Seconds a track lives on unseen; a person seen again within it keeps their id.
+    max_age_s: float = _key(1.0, gt=0)
+    #: Most tracks alive at once; beyond it the longest unseen is dropped.
+    max_tracks: int = _key(18, ge=1, le=MAX_TRACKS_LIMIT)
+
+
+@dataclass(frozen=True, slots=True)
+class SmoothingConfig:
+    """One Euro filter on published keypoints (smoothing.py), in fractions of the frame.
+
+    On by default, with these settings, from a measurement: PoseNet int8 on a
+    still photo with camera noise jitters 8.4 px frame to frame (427x640),
+    4.3 px smoothed; a person walking 0.3 frame widths a second lags 6.7 px
+    (35 ms) behind (synthetic sequence, tests/unit/test_smoothing.py)."""
+
+    enabled: bool = True
+    #: Cut-off frequency (Hz) when still: lower removes more jitter and lags more.
+    min_cutoff_hz: float = _key(0.5, gt=0)
+    #: How fast the cut-off rises with speed (per frame-fraction per second): higher lags less when moving.
+    beta: float = _key(10.0, ge=0)
+    #: Cut-off frequency (Hz) for the speed estimate itself.
+    d_cutoff_hz: float = _key(1.0, gt=0)
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceConfig:
+    """Debounced presence (events.py): counts follow people, not single frames."""
+
+    #: Seconds a person must be seen before they count as entered.
+    enter_s: float = _key(0.5, ge=0)
+    #: Seconds a person may go unseen before they count as left.
+    hold_s: float = _key(3.0, ge=0)
+
+
+@dataclass(frozen=True, slots=True)
+class FallConfig:
+    """Fall detection from the tracked skeleton (events.py)."""
+
+    enabled: bool = True
+    #: Torso (hip mid-point to shoulder mid-point) at most this far from vertical: upright.
+    upright_deg: float = _key(30.0, ge=0, le=90)
+    #: Torso and whole body at least this far from vertical: down.
+    down_deg: float = _key(60.0, ge=0, le=90)
+    #: The change from upright to down must happen within this many seconds (slower: lying down).
+    window_s: float = _key(1.0, gt=0)
+    #: The hips must drop by at least this fraction of their standing height above the feet
+    #: within the window (1 = all the way to the floor).
+    min_drop: float = _key(0.5, ge=0)
+    #: Seconds the person must stay down before a fall is raised.
+    confirm_s: float = _key(2.0, ge=0)
+    #: Seconds the person must be upright again before the fall clears.
+    clear_s: float = _key(2.0, ge=0)
+    #: Keypoints scoring below this are not used for angles and heights.
+    min_part_score: float = _key(0.3, ge=0, le=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneConfig:
+    """A named polygon in fractions of the frame (zones.py)."""
+
+    name: str = _key(
+        "",
+        nonempty=True,
+        pattern=r"[A-Za-z0-9_-]{1,64}",
+        pattern_help="must be 1-64 letters, digits, '_' or '-' (a Home Assistant id part)",
+    )
+    #: "occupancy": counted per zone; "exclusion": people anchored inside are ignored (a poster, a TV).
+    kind: Literal["occupancy", "exclusion"] = "occupancy"
+    #: Lying down is normal here (a bed, a sofa): no fall is raised.
+    lying_ok: bool = False
+    #: Which point of a person decides whether they are inside: "feet" (bottom centre of the
+    #: body) or "centre" (mid-hips; better for beds and sofas).
+    anchor: Literal["feet", "centre"] = "feet"
+    #: Corners [[x, y], ...], x / width and y / height of the frame, 0-1.
+    points: tuple[tuple[float, float], ...] = _key((), toml=list, parse=_parse_points)
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -238,6 +363,12 @@ class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
+    falls: FallConfig = field(default_factory=FallConfig)
+    #: [[zones]] tables; none by default (the whole frame is the node's one area).
+    zones: tuple[ZoneConfig, ...] = ()
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
@@ -262,6 +393,14 @@ def load_config(
     _check_model(config.model, bad, problems)
     _check_source(config.source, bad, problems)
     _check_tls(config.mqtt.tls, bad, problems)
+    _check_falls(config.falls, bad, problems)
+    if not {"tracking.max_tracks", "decode.max_poses"} & bad:
+        if config.tracking.max_tracks < config.decode.max_poses:
+            problems.append(
+                f"tracking.max_tracks: must be >= decode.max_poses ({config.decode.max_poses}), "
+                f"got {config.tracking.max_tracks}: every person found needs a track"
+            )
+    _check_zones(config.zones, bad, problems)
     password = _resolve_password(config.mqtt, bad, problems)
     if problems:
         raise ConfigError(problems)
@@ -291,6 +430,10 @@ def _as_dict(obj: Any) -> dict[str, Any]:
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
             out[f.name] = _as_dict(value)
+        elif _table_array_of(typing.get_type_hints(type(obj))[f.name]) is not None:  # [[zones]]
+            out[f.name] = [_as_dict(item) for item in value]
+        elif f.name == "points":
+            out[f.name] = [list(p) for p in value]
         elif not f.repr:  # a secret
             out[f.name] = None if value is None else REDACTED
         elif isinstance(value, tuple):  # input_size
@@ -434,6 +577,19 @@ def _check_table(
         if name not in table:
             continue
         dotted, value, hint = prefix + name, table[name], hints[name]
+        item_cls = _table_array_of(hint)
+        if item_cls is not None:
+            if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+                kwargs[name] = tuple(
+                    item_cls(**_check_table(item_cls, item, f"{dotted}[{i}].", problems, bad))
+                    for i, item in enumerate(value)
+                )
+            else:
+                problems.append(
+                    f"{dotted}: expected tables [[{dotted}]], got {_describe(value)}"
+                )
+                bad.add(dotted)
+            continue
         if dataclasses.is_dataclass(hint):
             if isinstance(value, dict):
                 kwargs[name] = hint(**_check_table(hint, value, dotted + ".", problems, bad))
@@ -472,6 +628,9 @@ def _check_value(dotted: str, value: Any, hint: Any, rule: _Rule, problems: list
         value = float(value)
         if not math.isfinite(value):
             return fail(f"must be a finite number, got {_show(value)}")
+    elif expected is list:
+        if not isinstance(value, list):
+            return fail(f"expected an array, got {_describe(value)}")
     elif expected is str:
         if not isinstance(value, str):
             hint_text = f" (one of {_list(choices)}, in quotes)" if choices else ""
@@ -515,11 +674,12 @@ def _unknown_key(prefix: str, name: str) -> str:
             "use mqtt.password_file, mqtt.password_env or the systemd credential "
             f"{CREDENTIAL_MQTT_PASSWORD}"
         )
-    section = prefix.rstrip(".")
+    section = re.sub(r"\[\d+\]", "", prefix.rstrip("."))
     siblings = [k.rsplit(".", 1)[-1] for k in _ALL_KEYS if k.rpartition(".")[0] == section]
     near = difflib.get_close_matches(name, siblings, n=1)
     if near:
         return f"{dotted}: unknown key; did you mean {prefix + near[0]}?"
+    # (prefix keeps an array index such as zones[1]. so the message points at the table)
     elsewhere = [k for k in _ALL_KEYS if k.rsplit(".", 1)[-1] == name]
     if elsewhere:
         return f"{dotted}: unknown key; did you mean {' or '.join(elsewhere)}?"
@@ -537,7 +697,18 @@ def _all_keys(cls: type, prefix: str = "") -> list[str]:
         keys.append(prefix + f.name)
         if dataclasses.is_dataclass(hints[f.name]):
             keys.extend(_all_keys(hints[f.name], prefix + f.name + "."))
+        elif (item_cls := _table_array_of(hints[f.name])) is not None:
+            keys.extend(_all_keys(item_cls, prefix + f.name + "."))
     return keys
+
+
+def _table_array_of(hint: Any) -> type | None:
+    """The dataclass of a ``tuple[X, ...]`` field (a TOML array of tables), else None."""
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis and dataclasses.is_dataclass(args[0]):
+            return args[0]
+    return None
 
 
 _ALL_KEYS: tuple[str, ...] = tuple(_all_keys(Config))
@@ -574,6 +745,36 @@ def _check_source(source: SourceConfig, bad: set[str], problems: list[str]) -> N
             f"source.reopen_delay_max_s: must be >= source.reopen_delay_s "
             f"({source.reopen_delay_s:g}), got {source.reopen_delay_max_s:g}"
         )
+
+
+def _check_falls(falls: FallConfig, bad: set[str], problems: list[str]) -> None:
+    if {"falls.upright_deg", "falls.down_deg"} & bad:
+        return
+    if falls.down_deg <= falls.upright_deg:
+        problems.append(
+            f"falls.down_deg: must be > falls.upright_deg ({falls.upright_deg:g}), "
+            f"got {falls.down_deg:g}"
+        )
+
+
+def _check_zones(zones: tuple[ZoneConfig, ...], bad: set[str], problems: list[str]) -> None:
+    if len(zones) > MAX_ZONES:
+        problems.append(f"zones: at most {MAX_ZONES} zones, got {len(zones)}")
+    seen: dict[str, int] = {}
+    for i, zone in enumerate(zones):
+        # A key left out keeps its default, which for these two is no value at all.
+        if f"zones[{i}].name" in bad:
+            pass
+        elif not zone.name:
+            problems.append(f"zones[{i}].name: every zone needs a name")
+        elif zone.name in seen:
+            problems.append(
+                f"zones[{i}].name: {_show(zone.name)} is already the name of zones[{seen[zone.name]}]"
+            )
+        else:
+            seen[zone.name] = i
+        if not zone.points and f"zones[{i}].points" not in bad:
+            problems.append(f"zones[{i}].points: every zone needs points [[x, y], ...]")
 
 
 def _check_tls(tls: TlsConfig, bad: set[str], problems: list[str]) -> None:

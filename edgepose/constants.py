@@ -71,5 +71,10 @@ TOPIC_PERSON_COUNT = "person_count"
 TOPIC_STATS = "stats"
 TOPIC_SNAPSHOT = "snapshot"
 TOPIC_CMD_SNAPSHOT = "cmd/snapshot"
+TOPIC_CMD_ACK_FALL = "cmd/ack_fall"
+#: Presence and fall events, QoS 1, never retained (events.py).
+TOPIC_EVENTS = "events"
+#: The debounced scene (counts per zone, falls on), retained (events.py's SceneState).
+TOPIC_STATE = "state"
 PAYLOAD_ONLINE = "online"
 PAYLOAD_OFFLINE = "offline"

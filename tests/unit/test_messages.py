@@ -313,10 +313,11 @@ def test_discovery_is_one_device_message_with_shared_availability():
 def test_discovery_components_have_stable_ids_and_the_right_topics():
     _, cfg = discovery()
     comps = cfg["components"]
-    assert set(comps) == {"person_count", "person_detected", "inference_ms", "snapshot"}
+    assert {"person_count", "person_detected", "inference_ms", "snapshot", "take_snapshot"} <= set(comps)
     for key, comp in comps.items():
         assert re.fullmatch(r"[a-zA-Z0-9_-]+", key)
-        assert comp["unique_id"] == f"edgepose_hall-1_{key}"
+        if len(comp) > 1:  # not a removal
+            assert comp["unique_id"] == f"edgepose_hall-1_{key}"
     assert comps["person_count"]["platform"] == "sensor"
     assert comps["person_count"]["state_topic"] == "edgepose/hall-1/person_count"
     assert comps["person_detected"]["platform"] == "binary_sensor"
@@ -327,9 +328,10 @@ def test_discovery_components_have_stable_ids_and_the_right_topics():
     assert comps["snapshot"]["image_topic"] == "edgepose/hall-1/snapshot"
 
 
-def test_discovery_has_no_image_without_snapshots():
+def test_discovery_removes_the_image_without_snapshots():
+    # Leaving it out would keep the stale entity (Home Assistant 2025.4): only its platform removes it.
     _, cfg = discovery(publish_snapshot=False)
-    assert "snapshot" not in cfg["components"]
+    assert cfg["components"]["snapshot"] == {"platform": "image"}
 
 
 def test_discovery_refuses_ids_home_assistant_cannot_take():
@@ -342,3 +344,98 @@ def test_every_schema_is_valid_draft_2020_12():
         schema = messages.load_schema(kind)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         jsonschema.Draft202012Validator.check_schema(schema)
+
+
+# --- acknowledge-fall command and the discovery of presence, zones and falls ---------------
+
+
+@pytest.mark.parametrize("payload", [b"", b"ack", b"ACK ", b"press", b"1", b'{"ack": true}'])
+def test_ack_fall_command_accepts_button_and_plain_payloads(payload):
+    assert messages.parse_ack_fall_command(payload) is True
+    assert messages.parse_command("cmd/ack_fall", payload) == "ack_fall"
+
+
+@pytest.mark.parametrize("payload", [b"0", b"false", b'{"ack": false}'])
+def test_ack_fall_command_no_ops(payload):
+    assert messages.parse_command("cmd/ack_fall", payload) is None
+
+
+@pytest.mark.parametrize("payload", [b"maybe", b'{"snapshot": true}', b"x" * 300])
+def test_ack_fall_command_refuses_anything_else(payload):
+    with pytest.raises(ValueError):
+        messages.parse_command("cmd/ack_fall", payload)
+
+
+def full_discovery(**kwargs) -> dict:
+    args = dict(presence=True, falls=True, zones=("bed", "door"), stats_interval_s=60.0)
+    args.update(kwargs)
+    (m,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", True, **args)
+    return json.loads(m.payload)["components"]
+
+
+def test_discovery_of_presence_zones_and_falls():
+    comps = full_discovery()
+    assert comps["presence_event"]["platform"] == "event"
+    assert comps["presence_event"]["event_types"] == ["person_entered", "person_left"]
+    assert comps["presence_event"]["state_topic"] == "edgepose/hall-1/events"
+    assert comps["fall_event"]["event_types"] == ["fall_detected", "fall_cleared"]
+    assert comps["fall"]["platform"] == "binary_sensor" and comps["fall"]["device_class"] == "safety"
+    assert comps["fall"]["state_topic"] == "edgepose/hall-1/state"
+    assert comps["ack_fall"]["command_topic"] == "edgepose/hall-1/cmd/ack_fall"
+    assert messages.parse_command("cmd/ack_fall", comps["ack_fall"]["payload_press"].encode()) == "ack_fall"
+    assert comps["take_snapshot"]["command_topic"] == "edgepose/hall-1/cmd/snapshot"
+    assert messages.parse_command("cmd/snapshot", comps["take_snapshot"]["payload_press"].encode()) == "snapshot"
+    assert comps["zone_bed_occupied"]["device_class"] == "occupancy"
+    assert "zones['bed'].occupied" in comps["zone_bed_occupied"]["value_template"]
+    assert comps["zone_door_count"]["state_topic"] == "edgepose/hall-1/state"
+
+
+def test_discovery_diagnostics_come_from_stats_and_expire():
+    comps = full_discovery()
+    for key in ("inference_ms", "fps", "dropped_frames", "source_errors", "cpu_temp_c", "uptime_s"):
+        assert comps[key]["entity_category"] == "diagnostic"
+        assert comps[key]["state_topic"] == "edgepose/hall-1/stats"
+        assert comps[key]["expire_after"] == 180
+    assert comps["cpu_temp_c"]["device_class"] == "temperature"
+    assert comps["uptime_s"]["device_class"] == "duration"
+    assert "expire_after" not in full_discovery(stats_interval_s=None)["fps"]
+    for key in messages.STATS_SENSORS:
+        assert key in messages.STATS_FIELDS
+
+
+def test_discovery_removes_what_is_no_longer_configured():
+    (before,) = messages.discovery_messages(
+        "hall-1", "edgepose", "homeassistant", True, presence=True, falls=True, zones=("bed",)
+    )
+    (after,) = messages.discovery_messages(
+        "hall-1", "edgepose", "homeassistant", False, presence=True, zones=("sofa",), previous=before.payload
+    )
+    comps = json.loads(after.payload)["components"]
+    assert comps["zone_bed_occupied"] == {"platform": "binary_sensor"}
+    assert comps["zone_bed_count"] == {"platform": "sensor"}
+    assert comps["fall"] == {"platform": "binary_sensor"}
+    assert comps["fall_event"] == {"platform": "event"}
+    assert comps["ack_fall"] == {"platform": "button"}
+    assert comps["snapshot"] == {"platform": "image"}
+    assert comps["zone_sofa_occupied"]["platform"] == "binary_sensor"
+    # A removal is sent once: the next start does not carry it forward again.
+    (again,) = messages.discovery_messages(
+        "hall-1", "edgepose", "homeassistant", False, presence=True, zones=("sofa",), previous=after.payload
+    )
+    assert "zone_bed_occupied" not in json.loads(again.payload)["components"]
+
+
+@pytest.mark.parametrize("previous", [b"", b"not json", b"[]", b'{"components": 3}'])
+def test_discovery_ignores_a_previous_payload_it_cannot_read(previous):
+    (m,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", False, previous=previous)
+    assert json.loads(m.payload)["components"]["person_count"]["platform"] == "sensor"
+
+
+def test_discovery_refuses_zone_names_home_assistant_cannot_take():
+    with pytest.raises(ValueError, match="zone name"):
+        messages.discovery_messages("hall-1", "edgepose", "homeassistant", False, presence=True, zones=("a b",))
+
+
+def test_uninstall_is_an_empty_retained_payload_on_the_device_topic():
+    m = messages.discovery_removal_message("hall-1", "homeassistant")
+    assert (m.topic, m.payload, m.retain, m.qos) == ("homeassistant/device/edgepose_hall-1/config", b"", True, 1)
