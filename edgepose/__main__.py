@@ -1,4 +1,4 @@
-"""Command line: `edgepose detect | eval | bench | models | run | check`.
+"""Command line: `edgepose detect | eval | bench | models | replay | run | check`.
 
 The only module that exits: library code raises EdgePoseError subclasses,
 which carry the sysexits code this module returns (78 for a bad config, so
@@ -364,7 +364,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, _config_overrides(args))
     _setup_logging(args.log_level or config.logging.level)
-    return run_daemon(config, duration_s=args.duration)
+    return run_daemon(config, duration_s=args.duration, record=Path(args.record) if args.record else None)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .replay import replay_file
+
+    config = load_config(args.config)
+    count = replay_file(args.recording, config, sys.stdout)
+    print(f"edgepose: {count} events", file=sys.stderr)
+    return ExitCode.OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -425,6 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(bench)
     bench.set_defaults(func=cmd_bench)
 
+    replay = sub.add_parser("replay", help="the events a config would raise on a recording of poses messages")
+    replay.add_argument("recording", help="JSON Lines of poses messages (run --record, or mosquitto_sub), - for stdin")
+    replay.add_argument("--config", default=None, help="TOML config whose zones, presence and falls to use")
+    replay.set_defaults(func=cmd_replay)
+
     models = sub.add_parser("models", help="list the models edgepose can load")
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(func=cmd_models)
@@ -442,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("--duration", type=float, default=None, metavar="S",
                            help="stop by itself after S seconds (demo, tests)")
+            p.add_argument("--record", metavar="FILE",
+                           help="also append every poses message to FILE (JSON Lines; `edgepose replay` reads it)")
         p.set_defaults(func=func)
     return parser
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -126,9 +127,18 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class FrameResult:
-    """What one frame became. Stages after estimation return a new one; sinks take it."""
+    """What one frame became. Stages after estimation return a new one (`replace`); sinks take it."""
 
     frame: Frame
     poses: Poses
     inference_ms: float  # preprocess + invoke + decode
     model: str = ""  # EstimatorInfo.label of the model that found the poses
+    #: events.Event objects this frame raised (presence, falls), in order.
+    events: tuple[Any, ...] = ()
+    #: events.SceneState: the debounced state (None where no event stage runs).
+    state: Any = None
+    state_changed: bool = False  # publish the retained state again
+    snapshot: str | None = None  # file name of the snapshot taken of this frame, if any
+
+    def replace(self, **changes: Any) -> "FrameResult":
+        return dataclasses.replace(self, **changes)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import signal
 import threading
 import time
@@ -24,12 +25,14 @@ from .config import Config
 from .core import Frame
 from .errors import ConfigError, EdgePoseError, ExitCode
 from .estimators import Estimator, open_estimator
-from .messages import PosesPolicy
+from .messages import PosesPolicy, discovery_messages
 from .notify import Notifier
 from .pipeline import EstimateStage, Pipeline
-from .sinks import MqttSink, SnapshotSink, StatsSink, WatchdogSink
+from .scene import scene_stages
+from .sinks import MqttSink, Recorder, SnapshotStage, StatsSink, WatchdogSink
 from .snapshots import SnapshotPolicy, SnapshotWriter
 from .sources import open_source
+from .zones import Zone
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,17 @@ def _make_publisher(config: Config, commands: "queue.Queue[str]"):
         return None
     from .mqtt import MqttPublisher
 
-    return MqttPublisher(config.mqtt, config.node.id, on_command=commands.put)
+    discovery = None
+    if config.mqtt.home_assistant:
+        discovery = discovery_messages(
+            config.node.id, config.mqtt.topic_prefix, config.mqtt.discovery_prefix,
+            config.mqtt.publish_snapshot,
+            presence=True,
+            falls=config.falls.enabled,
+            zones=[z.name for z in config.zones if z.kind == "occupancy"],
+            stats_interval_s=config.mqtt.stats_interval_s,
+        )
+    return MqttPublisher(config.mqtt, config.node.id, on_command=commands.put, discovery=discovery)
 
 
 def _snapshot_writer(config: Config) -> SnapshotWriter | None:
@@ -74,23 +87,40 @@ def _snapshot_writer(config: Config) -> SnapshotWriter | None:
 
 
 def build_pipeline(config: Config, estimator: Estimator, *, publisher, notifier: Notifier,
-                   capture: CaptureLoop, started_at: float) -> Pipeline:
-    """The one place the stages and sinks are chosen and put in order."""
+                   capture: CaptureLoop, started_at: float, boot: str | None = None,
+                   record: Path | None = None) -> Pipeline:
+    """The one place the stages and sinks are chosen and put in order.
+
+    `boot` makes event ids unique per start (default: a random token);
+    `record` writes every poses message to that file (`edgepose replay` reads it)."""
     info = estimator.info
     sinks: list = []
+    stages: list = scene_stages(config, config.node.id, boot or secrets.token_hex(4))
     snapshot_sink = None
     writer = _snapshot_writer(config)
-    publish = publisher.publish if publisher is not None else None
-    if writer is not None or (publish is not None and config.mqtt.publish_snapshot):
+    outputs: list = [publisher.publish] if publisher is not None else []
+    if record is not None:
+        recorder = Recorder(record)
+        outputs.append(recorder)
+        sinks.append(recorder)
+
+    def publish_all(message):
+        for output in outputs:
+            output(message)
+
+    publish = publish_all if outputs else None
+    if writer is not None or (publisher is not None and config.mqtt.publish_snapshot):
         snap = config.snapshots
-        snapshot_sink = SnapshotSink(
+        snapshot_sink = SnapshotStage(
             SnapshotPolicy(snap.interval_s, snap.on_count_change, snap.cooldown_s),
             writer=writer,
-            publish=publish if config.mqtt.publish_snapshot else None,
+            publish=publisher.publish if publisher is not None and config.mqtt.publish_snapshot else None,
             labels=snap.labels,
             min_score=config.decode.min_part_score,
             jpeg_quality=snap.jpeg_quality,
+            zones=[Zone.from_config(z) for z in config.zones],
         )
+        stages.append(snapshot_sink)
     if publish is not None:
         sinks.append(MqttSink(
             publish,
@@ -99,6 +129,8 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, notifier:
                                      min_part_score=config.decode.min_part_score),
             expiry_s=config.mqtt.poses_expiry_s,
         ))
+
+    if publisher is not None:
 
         def figures() -> dict:
             counts = capture.stats
@@ -119,10 +151,8 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, notifier:
 
         sinks.append(StatsSink(publish, interval_s=config.mqtt.stats_interval_s, figures=figures,
                                started_at=started_at))
-    if snapshot_sink is not None:
-        sinks.append(snapshot_sink)
     sinks.append(WatchdogSink(notifier))
-    return Pipeline(EstimateStage(estimator), sinks=sinks)
+    return Pipeline(EstimateStage(estimator), stages=stages, sinks=sinks)
 
 
 def _wait_first_frame(slot: LatestFrameSlot, stop: threading.Event, timeout: float) -> Frame | None:
@@ -146,11 +176,11 @@ def _take_commands(commands: "queue.Queue[str]", pipeline: Pipeline) -> None:
             name = commands.get_nowait()
         except queue.Empty:
             return
-        pipeline.command(name)
+        pipeline.command(name, time.monotonic(), time.time())
 
 
 def run_daemon(config: Config, *, duration_s: float | None = None, stop: threading.Event | None = None,
-               estimator: Estimator | None = None) -> int:
+               estimator: Estimator | None = None, record: Path | None = None) -> int:
     """Run until SIGTERM/SIGINT, the end of a non-looping file (or `duration_s`);
     returns the process exit code. `estimator` replaces the one the config
     names (tests, and programs that embed edgepose with a model of their own)."""
@@ -180,7 +210,7 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
     commands: queue.Queue[str] = queue.Queue()
     publisher = _make_publisher(config, commands)
     pipeline = build_pipeline(config, estimator, publisher=publisher, notifier=notifier,
-                              capture=capture, started_at=started_at)
+                              capture=capture, started_at=started_at, record=record)
 
     if publisher is not None:
         publisher.start()

@@ -125,6 +125,7 @@ class MqttPublisher:
         node_id: str,
         *,
         on_command: OnCommand | None = None,
+        discovery: list[Message] | None = None,
         reconnect_min_s: int = RECONNECT_MIN_S,
         reconnect_max_s: int = RECONNECT_MAX_S,
     ) -> None:
@@ -155,7 +156,8 @@ class MqttPublisher:
         self._discovery: list[Message] = []
         self._ha_status_topic: str | None = None
         if mqtt_cfg.home_assistant:
-            self._discovery = messages.discovery_messages(
+            # The daemon passes the discovery of what it runs (presence, falls, zones).
+            self._discovery = discovery if discovery is not None else messages.discovery_messages(
                 node_id, mqtt_cfg.topic_prefix, mqtt_cfg.discovery_prefix, mqtt_cfg.publish_snapshot
             )
             self._ha_status_topic = messages.ha_status_topic(mqtt_cfg.discovery_prefix)

@@ -3,8 +3,9 @@
     source -> capture thread -> latest-frame slot          (capture.py, sources.py)
       -> gate          skip frames where nothing changed     (a `FrameGate`; none yet)
       -> estimate      Frame -> FrameResult                  (`EstimateStage`, any Estimator)
-      -> stages        FrameResult -> FrameResult            (track, smooth, zones, events)
-      -> sinks         FrameResult -> MQTT, snapshots, watchdog   (sinks.py)
+      -> stages        FrameResult -> FrameResult            (scene.py: exclusion zones, track,
+                                                               events, smooth; then the snapshot decision)
+      -> sinks         FrameResult -> MQTT, stats, watchdog  (sinks.py)
 
 Everything here runs on the inference thread, which must never wait on the
 disk or the network: sinks only decide and enqueue; writing and publishing
@@ -39,7 +40,9 @@ class FrameGate(Protocol):
 
 
 class ResultStage(Protocol):
-    """One step after estimation (tracking, smoothing, zones, events): pure over its own state."""
+    """One step after estimation (tracking, smoothing, zones, events, the snapshot
+    decision): pure over its own state. A stage may also have `command(name, now,
+    wall) -> bool` (commands from MQTT) and `close()`."""
 
     def process(self, result: FrameResult) -> FrameResult: ...
 
@@ -53,8 +56,8 @@ class Sink(Protocol):
         """Called between frames and while no frame comes (now: time.monotonic())."""
         ...
 
-    def command(self, name: str) -> bool:
-        """Act on a command (from MQTT); True when this sink handled it."""
+    def command(self, name: str, now: float, wall: float) -> bool:
+        """Act on a command (from MQTT) at monotonic `now`, wall-clock `wall`; True when handled."""
         ...
 
     def close(self) -> None: ...
@@ -117,14 +120,21 @@ class Pipeline:
         for sink in self.sinks:
             sink.tick(now)
 
-    def command(self, name: str) -> None:
-        if not any(sink.command(name) for sink in self.sinks):
-            log.info("command %r: nothing here acts on it", name)
+    def command(self, name: str, now: float, wall: float) -> None:
+        """A command from MQTT, between frames: the first stage or sink that knows it acts."""
+        for part in (*self.stages, *self.sinks):
+            handler = getattr(part, "command", None)
+            if handler is not None and handler(name, now, wall):
+                return
+        log.info("command %r: nothing here acts on it", name)
 
     def close(self) -> None:
-        """Close every sink (each finishes what it holds, within its own bound)."""
-        for sink in self.sinks:
+        """Close every stage and sink that holds something (each finishes within its own bound)."""
+        for part in (*self.stages, *self.sinks):
+            close = getattr(part, "close", None)
+            if close is None:
+                continue
             try:
-                sink.close()
-            except Exception:  # one sink's failure must not keep the others open
-                log.exception("closing %s failed", type(sink).__name__)
+                close()
+            except Exception:  # one part's failure must not keep the others open
+                log.exception("closing %s failed", type(part).__name__)

@@ -37,13 +37,11 @@ import numpy as np
 
 from .config import Config
 from .constants import NUM_PARTS, PART_NAMES, TOPIC_POSES
-from .core import Message, Poses
+from .core import Frame, FrameResult, Message, Poses
 from .errors import RecordingError
-from .events import Event, EventIds, EventStage
+from .events import Event
 from .messages import event_message
-from .smoothing import Smoother
-from .tracking import Tracker
-from .zones import Zone, ZoneFilter
+from .scene import TrackStage, scene_stages
 
 __all__ = [
     "RecordedFrame",
@@ -147,42 +145,38 @@ def read_recording(lines: Iterable[str | bytes]) -> Iterator[RecordedFrame]:
 
 
 class ReplayPipeline:
-    """The daemon's stages after estimation, for recorded frames (see the module doc).
-
-    The daemon wires the same objects in the same order: ZoneFilter.process ->
-    Tracker.process -> EventStage.process (unsmoothed: falls need the true
-    speed) and Smoother.process (what is published and drawn).
-    """
+    """The daemon's stages after estimation (`scene.scene_stages`, the same objects in
+    the same order), for recorded frames."""
 
     def __init__(self, config: Config, node_id: str | None = None):
         self.config = config
-        zones = [Zone.from_config(z) for z in config.zones]
-        self.exclusion = ZoneFilter(zones, config.tracking.min_part_score)
-        self.tracker = Tracker(config.tracking)
-        self.smoother = Smoother(config.smoothing, config.tracking.min_part_score)
-        self.zones = zones
         self.node_id = node_id
-        self.stage: EventStage | None = None
+        self.stages: list | None = None
         self._t0: float | None = None
         self._mono = 0.0
+        self._seq = 0
 
     def process(self, frame: RecordedFrame) -> tuple[Poses, list[Event]]:
         """(smoothed tracked poses, events) for one recorded frame."""
-        if self.stage is None:
+        if self.stages is None:
             self.node_id = self.node_id or frame.node
-            self.stage = EventStage(
-                self.config.presence, self.config.falls, self.zones, EventIds(self.node_id, REPLAY_BOOT)
-            )
+            self.stages = scene_stages(self.config, self.node_id, REPLAY_BOOT)
         if self._t0 is None:
             self._t0 = frame.wall_time
         self._mono = max(self._mono, frame.wall_time - self._t0)
-        now = self._mono
-        poses = self.exclusion.process(frame.poses, frame.width, frame.height)
-        if poses.track_ids is None or len(poses) == 0:
-            poses = self.tracker.process(poses.replace(track_ids=None), now)
-        result = self.stage.process(poses, frame.width, frame.height, now, frame.wall_time)
-        smoothed = self.smoother.process(poses, now, frame.width, frame.height)
-        return smoothed, list(result.events)
+        # Ids in the recording are used as they are; without them the tracker runs.
+        poses = frame.poses
+        recorded_ids = poses.track_ids is not None and len(poses) > 0
+        # A frame with no pixels: only its size is read downstream.
+        pixels = np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (frame.height, frame.width, 3))
+        result = FrameResult(Frame(pixels, self._seq, frame.wall_time, self._mono),
+                             poses if recorded_ids else poses.replace(track_ids=None), 0.0)
+        self._seq += 1
+        for stage in self.stages:
+            if recorded_ids and isinstance(stage, TrackStage):
+                continue
+            result = stage.process(result)
+        return result.poses, list(result.events)
 
 
 def replay_lines(lines: Iterable[str | bytes], config: Config) -> Iterator[str]:

@@ -1,29 +1,45 @@
-"""Sinks: where a frame's result goes (MQTT messages, stats, snapshots, the watchdog).
+"""Sinks: where a frame's result goes (MQTT messages, stats, the watchdog), and
+the snapshot stage, which hands its work to a thread of its own.
 
-Each sink's `consume` runs on the inference thread and only decides and
-hands over: MQTT publishing goes to paho's queue (mqtt.py), and snapshots are
-rendered, JPEG-encoded, written and published by `SnapshotSink`'s own thread
-through a small bounded queue, so a slow SD card costs snapshots, never frames.
+Everything here that runs on the inference thread only decides and hands
+over: MQTT publishing goes to the MQTT adapter's queue (mqtt.py), and
+snapshots are rendered, JPEG-encoded, written and published by
+`SnapshotStage`'s own thread through a small bounded queue, so a slow SD card
+costs snapshots, never frames.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .constants import TOPIC_POSES
 from .core import FrameResult, Message
-from .messages import PosesPolicy, person_count_message, poses_message, snapshot_message, stats_message
+from .errors import ConfigError
+from .events import FALL_DETECTED
+from .messages import (
+    PosesPolicy,
+    event_message,
+    person_count_message,
+    poses_message,
+    snapshot_message,
+    state_message,
+    stats_message,
+)
 from .notify import Notifier
 from .overlay import encode_jpeg, render_overlay
-from .snapshots import SnapshotPolicy, SnapshotWriter
+from .scene import FALL_SNAPSHOT
+from .snapshots import REASON_FALL, SnapshotPolicy, SnapshotWriter
+from .zones import Zone
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +47,8 @@ log = logging.getLogger(__name__)
 STATS_WINDOW = 300
 #: Snapshots waiting to be rendered and written; one more is dropped and counted.
 SNAPSHOT_QUEUE = 2
+#: Poses messages waiting to be written to a recording.
+RECORD_QUEUE = 256
 CPU_TEMPERATURE_FILE = Path("/sys/class/thermal/thermal_zone0/temp")
 
 Publish = Callable[[Message], bool]
@@ -52,7 +70,7 @@ class _BaseSink:
     def tick(self, now: float) -> None:
         pass
 
-    def command(self, name: str) -> bool:
+    def command(self, name: str, now: float, wall: float) -> bool:
         return False
 
     def close(self) -> None:
@@ -60,20 +78,30 @@ class _BaseSink:
 
 
 class MqttSink(_BaseSink):
-    """`poses` (per `mqtt.poses_mode`) and the retained `person_count` when it changes."""
+    """`poses` (per `mqtt.poses_mode`), `events`, and the retained `person_count` and
+    `state`: the debounced scene where the events stage runs, else the raw count."""
 
-    def __init__(self, publish: Publish, *, node_id: str, poses_policy: PosesPolicy, expiry_s: int | None):
+    def __init__(self, publish: Publish, *, node_id: str, poses_policy: PosesPolicy, expiry_s: int | None,
+                 wall_clock: Callable[[], float] = time.time):
         self._publish = publish
         self._node_id = node_id
         self._policy = poses_policy
         self._expiry_s = expiry_s
+        self._wall_clock = wall_clock
         self._last_count: int | None = None
 
     def consume(self, result: FrameResult) -> None:
         frame, poses = result.frame, result.poses
         if self._policy.should_publish(frame.captured_mono, poses, frame.width, frame.height):
             self._publish(poses_message(result, node_id=self._node_id, expiry_s=self._expiry_s))
-        count = len(poses)
+        for event in result.events:
+            self._publish(event_message(event, node_id=self._node_id))
+        if result.state is not None:
+            if result.state_changed or self._last_count is None:
+                self._publish(state_message(result.state, now=self._wall_clock()))
+            count = result.state.person_count
+        else:
+            count = len(poses)
         if count != self._last_count:
             self._publish(person_count_message(count))
             self._last_count = count
@@ -136,9 +164,15 @@ class StatsSink(_BaseSink):
         ))
 
 
-class SnapshotSink(_BaseSink):
-    """Overlay snapshots: the policy decides on the inference thread; a worker
-    thread renders, encodes, writes (`writer`) and publishes (`publish`)."""
+class SnapshotStage:
+    """Overlay snapshots. A stage, not a sink, so the result (and a fall event) can
+    carry the snapshot's file name: the decision and the name are made on the
+    inference thread; rendering, encoding, writing (`writer`) and publishing
+    (`publish`) happen on this stage's own thread, through a bounded queue.
+
+    Reasons: a fall raised by the events stage, a command, a change of the
+    (debounced, where presence runs) person count, the interval.
+    """
 
     def __init__(
         self,
@@ -149,6 +183,7 @@ class SnapshotSink(_BaseSink):
         labels: bool,
         min_score: float,
         jpeg_quality: int,
+        zones: Sequence[Zone] = (),
         queue_size: int = SNAPSHOT_QUEUE,
     ):
         self._policy = policy
@@ -157,7 +192,8 @@ class SnapshotSink(_BaseSink):
         self._labels = labels
         self._min_score = min_score
         self._jpeg_quality = jpeg_quality
-        self._queue: queue.Queue[tuple[FrameResult, str] | None] = queue.Queue(maxsize=queue_size)
+        self._zones = tuple(zones)
+        self._queue: queue.Queue[tuple[FrameResult, str, Path | None] | None] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._dropped = 0
         self._written = 0
@@ -175,18 +211,31 @@ class SnapshotSink(_BaseSink):
         with self._lock:
             return self._written
 
-    def consume(self, result: FrameResult) -> None:
-        reason = self._policy.due(result.frame.captured_mono, len(result.poses))
+    def process(self, result: FrameResult) -> FrameResult:
+        count = len(result.poses) if result.state is None else result.state.person_count
+        reason = self._policy.due(result.frame.captured_mono, count)
+        if result.snapshot == FALL_SNAPSHOT:
+            reason = REASON_FALL  # a fall is always taken, whatever the cooldown
         if reason is None:
-            return
+            return result.replace(snapshot=None)
+        tag = f"{reason}_p{len(result.poses)}"
+        path = self._writer.reserve(result.frame.captured_at, tag) if self._writer is not None else None
         try:
-            self._queue.put_nowait((result, reason))
+            self._queue.put_nowait((result, tag, path))
         except queue.Full:
             with self._lock:
                 self._dropped += 1
             log.warning("snapshot (%s) dropped: %d still being written", reason, self._queue.qsize())
+            return result.replace(snapshot=None)
+        name = path.name if path is not None else None
+        events = tuple(
+            dataclasses.replace(e, fields={**e.fields, "snapshot": name})
+            if e.type == FALL_DETECTED and name else e
+            for e in result.events
+        )
+        return result.replace(snapshot=name, events=events)
 
-    def command(self, name: str) -> bool:
+    def command(self, name: str, now: float, wall: float) -> bool:
         if name != "snapshot":
             return False
         self._policy.request()
@@ -198,8 +247,7 @@ class SnapshotSink(_BaseSink):
             try:
                 if item is None:
                     return
-                result, reason = item
-                self._take(result, reason)
+                self._take(*item)
             except Exception:  # a rendering or disk surprise must not end snapshots for good
                 with self._lock:
                     self._dropped += 1
@@ -207,13 +255,14 @@ class SnapshotSink(_BaseSink):
             finally:
                 self._queue.task_done()
 
-    def _take(self, result: FrameResult, reason: str) -> None:
-        image = render_overlay(result.frame.rgb, result.poses, labels=self._labels, min_score=self._min_score)
+    def _take(self, result: FrameResult, tag: str, path: Path | None) -> None:
+        image = render_overlay(result.frame.rgb, result.poses, labels=self._labels, min_score=self._min_score,
+                               zones=self._zones)
         jpeg = encode_jpeg(image, self._jpeg_quality)
         if self._writer is not None:
             try:
-                path = self._writer.write(jpeg, result.frame.captured_at, f"{reason}_p{len(result.poses)}")
-                log.info("snapshot %s (%s)", path, reason)
+                path = self._writer.write(jpeg, result.frame.captured_at, tag, path)
+                log.info("snapshot %s", path)
             except OSError as exc:
                 with self._lock:
                     self._dropped += 1
@@ -248,3 +297,44 @@ class WatchdogSink(_BaseSink):
     def consume(self, result: FrameResult) -> None:
         self._notifier.watchdog()
 
+
+
+class Recorder(_BaseSink):
+    """`edgepose run --record FILE`: every published ``poses`` message, one per line
+    (the format `edgepose replay` reads), written on a thread of its own."""
+
+    def __init__(self, path: Path, queue_size: int = RECORD_QUEUE):
+        from .replay import RecordingWriter
+
+        try:
+            self._stream = open(path, "ab")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise ConfigError(f"--record: cannot write {path}: {exc.strerror or exc}") from exc
+        self._writer = RecordingWriter(self._stream)
+        self._queue: queue.Queue[Message | None] = queue.Queue(maxsize=queue_size)
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="edgepose-recorder", daemon=True)
+        self._thread.start()
+
+    def __call__(self, message: Message) -> bool:
+        if message.topic != TOPIC_POSES:
+            return False
+        try:
+            self._queue.put_nowait(message)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        return True
+
+    def _run(self) -> None:
+        while (message := self._queue.get()) is not None:
+            try:
+                self._writer.write(message)
+            except OSError as exc:
+                self.dropped += 1
+                log.warning("recording: %s", exc)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._stream.close()

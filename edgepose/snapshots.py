@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 REASON_INTERVAL = "interval"
 REASON_COUNT_CHANGE = "count_change"
 REASON_COMMAND = "command"
+REASON_FALL = "fall"
 
 LATEST_NAME = "latest.jpg"
 SNAPSHOT_SUFFIX = ".jpg"
@@ -120,9 +121,14 @@ class SnapshotWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temp_files()
 
-    def write(self, jpeg: bytes, when: datetime | float, tag: str) -> Path:
-        """Store one snapshot; `when` is a datetime or time.time() seconds."""
-        path = self._next_path(when, tag)
+    def reserve(self, when: datetime | float, tag: str) -> Path:
+        """The name the next snapshot at `when` gets, decided now (before it is written),
+        so a message can carry it; pass it to `write`. Looks at the folder, writes nothing."""
+        return self._next_path(when, tag)
+
+    def write(self, jpeg: bytes, when: datetime | float, tag: str, path: Path | None = None) -> Path:
+        """Store one snapshot; `when` is a datetime or time.time() seconds; `path` from `reserve`."""
+        path = path or self._next_path(when, tag)
         write_atomic(path, jpeg)
         log.debug("snapshot %s (%d bytes)", path.name, len(jpeg))
         if self.latest:

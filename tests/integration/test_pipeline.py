@@ -4,14 +4,17 @@ broker URLs)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pytest
+from PIL import Image
 
 from edgepose.config import load_config
 from edgepose.constants import NUM_PARTS
@@ -97,8 +100,17 @@ def test_a_trivial_estimator_runs_through_the_whole_daemon(tmp_path, mosquitto_b
             assert body["poses"][0]["box"] == [0.1, 0.05, 0.5, 0.95]  # the model's own box
         stats = decode(sub.wait_for(lambda m: m.topic == f"{prefix}/stats", 1, WAIT_S)[0])
         assert stats["model"] == "fixed 64x48" and stats["runtime"] == "none"
-        counts = sub.wait_for(lambda m: m.topic == f"{prefix}/person_count", 2, WAIT_S)
-        assert {m.payload for m in counts} <= {b"1", b"2"}
+        # The second person shows every other frame: the debounced count settles on 2
+        # and the retained count does not flicker with the frames.
+        sub.wait_for(payload_is(f"{prefix}/person_count", b"2"), 1, WAIT_S)
+        seen = len(sub.matching(f"{prefix}/poses"))
+        sub.wait_for(f"{prefix}/poses", seen + 20, WAIT_S)
+        counts = [m.payload for m in sub.matching(f"{prefix}/person_count")]
+        assert counts in ([b"0", b"2"], [b"0", b"1", b"2"]), counts
+        entered = [decode(m) for m in sub.matching(f"{prefix}/events")]
+        assert [e["type"] for e in entered][:2] == ["person_entered", "person_entered"]
+        ids = {pose["id"] for m in sub.matching(f"{prefix}/poses") for pose in decode(m)["poses"]}
+        assert ids == {1, 2}, "the same two people keep their two ids"
     finally:
         stop.set()
         thread.join(WAIT_S)
@@ -127,7 +139,7 @@ def test_the_inference_thread_never_writes_a_file(tmp_path):
     sys.addaudithook(_audit)
     config = load_config(write_config(tmp_path / "c.toml", demo_config(
         tmp_path, node_id("nowrite"), None, mqtt={"enabled": False},
-        snapshots={"cooldown_s": 0.0, "interval_s": 0.0})))
+        snapshots={"cooldown_s": 0.0, "interval_s": 0.05})))
     estimator, stop = FixedPosesEstimator(), threading.Event()
     _WRITES.clear()
     _RECORDING.set()
@@ -136,7 +148,7 @@ def test_the_inference_thread_never_writes_a_file(tmp_path):
         deadline = threading.Event()
         snapshots = Path(config.snapshots.dir)
         for _ in range(int(WAIT_S / 0.05)):
-            if len(list(snapshots.glob("*_count_change_p*.jpg"))) >= 5:
+            if len(list(snapshots.glob("*_interval_p*.jpg"))) >= 5:
                 break
             deadline.wait(0.05)  # polling the disk with a deadline, not synchronising
         stop.set()
@@ -199,3 +211,61 @@ def test_broker_given_as_a_url_connects(tmp_path, mosquitto_broker, subscriber, 
     wait_msgs(sub, d, f"{prefix}/poses")
     code, _ = d.terminate()
     assert code == 0, d.explain()
+
+
+def test_people_entering_and_leaving_raise_events_in_order_after_the_hold_time(
+        tmp_path, mosquitto_broker, subscriber, daemon):
+    """Someone in view for 2 s, then an empty room: person_entered, then person_left only
+    after presence.hold_s; the retained count follows; one id for the one person."""
+    photos = tmp_path / "frames"
+    photos.mkdir()
+    skier = DEMO_PHOTOS[0]  # 000000000785: one skier
+    for i in range(20):
+        shutil.copy(skier, photos / f"{i:03d}.jpg")
+    for i in range(20, 40):
+        Image.new("RGB", (640, 425), (128, 128, 128)).save(photos / f"{i:03d}.jpg")
+    node = node_id("presence")
+    prefix = f"edgepose/{node}"
+    sub = subscriber(mosquitto_broker, f"{prefix}/#")
+    d = daemon(demo_config(tmp_path, node, mosquitto_broker,
+                           source={"uri": str(photos), "loop": False, "max_fps": 10.0},
+                           presence={"enter_s": 0.3, "hold_s": 1.0}))
+    assert d.proc.wait(WAIT_S * 2) == 0, d.explain()
+    wait_msgs(sub, d, payload_is(f"{prefix}/availability", b"offline"))
+
+    events = [decode(m) for m in sub.matching(f"{prefix}/events")]
+    node_events = [e for e in events if e["zone"] is None]
+    assert [e["type"] for e in node_events] == ["person_entered", "person_left"], events
+    assert len({e["id"] for e in events}) == len(events), "event ids are unique"
+    poses = [decode(m) for m in sub.matching(f"{prefix}/poses")]
+    seen = [p for p in poses if p["poses"]]
+    assert {pose["id"] for p in seen for pose in p["poses"]} == {node_events[0]["track_id"]}
+    last_seen = max(p["ts"] for p in seen)
+    left = node_events[1]
+    gap = (datetime.fromisoformat(left["ts"].replace("Z", "+00:00"))
+           - datetime.fromisoformat(last_seen.replace("Z", "+00:00"))).total_seconds()
+    assert gap >= 1.0 - 0.05, f"left {gap:.2f} s after last seen: before the hold time"
+    counts = [m.payload for m in sub.matching(f"{prefix}/person_count")]
+    assert counts == [b"0", b"1", b"0"], counts
+
+
+def test_replay_prints_the_events_of_a_recording(tmp_path, mosquitto_broker, daemon):
+    """run --record writes what replay reads; replay raises the same presence events."""
+    photos = tmp_path / "frames"
+    photos.mkdir()
+    for i in range(15):
+        shutil.copy(DEMO_PHOTOS[0], photos / f"{i:03d}.jpg")
+    recording = tmp_path / "poses.jsonl"
+    d = daemon(demo_config(tmp_path, node_id("rec"), mosquitto_broker,
+                           source={"uri": str(photos), "loop": False, "max_fps": 10.0}),
+               args=("--record", str(recording)))
+    assert d.proc.wait(WAIT_S) == 0, d.explain()
+    assert len(recording.read_text().splitlines()) == 15
+    done = run_cli("replay", str(recording), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["type"] for e in events] == ["person_entered"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"v": 2}\n')
+    done = run_cli("replay", str(bad), cwd=tmp_path)
+    assert done.returncode == 65 and "line 1" in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -1,0 +1,99 @@
+"""The stages between estimation and the sinks: who is where, and what happened.
+
+    exclusion zones -> tracker -> events (presence, falls) -> smoother
+
+Each is a `pipeline.ResultStage` around the pure logic of zones.py,
+tracking.py, events.py and smoothing.py. `scene_stages` is the one place
+that puts them in order, for the daemon and for `edgepose replay` alike.
+Events see the tracked but unsmoothed poses (a fall needs its true speed);
+what is published and drawn is smoothed.
+"""
+
+from __future__ import annotations
+
+from .config import Config
+from .core import FrameResult
+from .events import EventIds, EventStage
+from .smoothing import Smoother
+from .tracking import Tracker
+from .zones import Zone, ZoneFilter
+
+#: The command name (from cmd/ack_fall) that acknowledges a fall.
+ACK_FALL = "ack_fall"
+#: `FrameResult.snapshot` set by the events stage: a fall was raised, take this frame.
+FALL_SNAPSHOT = "fall"
+
+
+class ExclusionStage:
+    """Drops people anchored in an exclusion zone (a poster, a TV)."""
+
+    def __init__(self, zones: list[Zone], min_score: float):
+        self._filter = ZoneFilter(zones, min_score)
+
+    def process(self, result: FrameResult) -> FrameResult:
+        frame = result.frame
+        return result.replace(poses=self._filter.process(result.poses, frame.width, frame.height))
+
+
+class TrackStage:
+    """Gives every person an id that stays with them across frames (monotonic capture time)."""
+
+    def __init__(self, tracker: Tracker):
+        self.tracker = tracker
+
+    def process(self, result: FrameResult) -> FrameResult:
+        return result.replace(poses=self.tracker.process(result.poses, result.frame.captured_mono))
+
+
+class EventsStage:
+    """Debounced presence per node and zone, and falls; `ack_fall` clears an active fall.
+
+    What an acknowledgement raises between frames rides on the next frame's
+    result, so events leave in the order they happened, from one thread.
+    """
+
+    def __init__(self, stage: EventStage):
+        self.stage = stage
+        self._pending: tuple = ()
+        self._pending_state = False
+
+    def process(self, result: FrameResult) -> FrameResult:
+        frame = result.frame
+        out = self.stage.process(result.poses, frame.width, frame.height, frame.captured_mono, frame.captured_at)
+        events, changed = self._pending + out.events, self._pending_state or out.state_changed
+        self._pending, self._pending_state = (), False
+        return result.replace(events=events, state=out.state, state_changed=changed,
+                              snapshot=FALL_SNAPSHOT if out.snapshot else None)
+
+    def command(self, name: str, now: float, wall: float) -> bool:
+        if name != ACK_FALL:
+            return False
+        out = self.stage.acknowledge(now, wall)
+        self._pending += out.events
+        self._pending_state = self._pending_state or out.state_changed
+        return True
+
+
+class SmoothStage:
+    """One Euro filter per track and keypoint: published and drawn poses stop jittering."""
+
+    def __init__(self, smoother: Smoother):
+        self.smoother = smoother
+
+    def process(self, result: FrameResult) -> FrameResult:
+        frame = result.frame
+        return result.replace(
+            poses=self.smoother.process(result.poses, frame.captured_mono, frame.width, frame.height)
+        )
+
+
+def scene_stages(config: Config, node_id: str, boot: str) -> list:
+    """The stages after estimation, in order. `boot` makes event ids unique per start."""
+    zones = [Zone.from_config(z) for z in config.zones]
+    min_score = config.tracking.min_part_score
+    return [
+        ExclusionStage(zones, min_score),
+        TrackStage(Tracker(config.tracking)),
+        EventsStage(EventStage(config.presence, config.falls, zones, EventIds(node_id, boot))),
+        SmoothStage(Smoother(config.smoothing, min_score)),
+    ]
