@@ -25,7 +25,7 @@ Three paths, so telemetry can never starve what must get through:
   caller is told when the broker acknowledged (PUBACK) and removes the message
   only then. paho re-sends unacknowledged QoS 1 messages after a reconnect.
 
-Reconnects use bounded exponential back-off with jitter (cap a few seconds);
+Reconnects use bounded exponential back-off with jitter (cap 2 s);
 a failed connect names its cause (TLS verification, hostname mismatch,
 refused credentials, refused connection, unknown host, TLS to a plain port)
 at WARNING once, then at DEBUG while the cause stays the same. paho's own log
@@ -73,7 +73,7 @@ PROTOCOLS: dict[str, int] = {"3.1.1": paho.MQTTv311, "5": paho.MQTTv5}
 #: Reconnect back-off: the first retry after about the minimum, doubling up to the
 #: cap, each delay drawn from [d/2, d] (jitter, so nodes do not reconnect in step).
 RECONNECT_MIN_S = 0.5
-RECONNECT_MAX_S = 4.0
+RECONNECT_MAX_S = 2.0  # the first message after a broker restart goes out within ~3 s
 #: A connection that lasted this long resets the back-off; a shorter one (a client
 #: id taken over by another node, say) keeps backing off.
 STABLE_CONNECTION_S = 10.0

@@ -224,7 +224,8 @@ class Outbox:
     def stats(self) -> dict[str, int | float | bool]:
         with self._lock:
             out: dict[str, int | float | bool] = dict(self._counts)
-            out.update(queued=self._rows + self._backlog, bytes=self._bytes, inflight=len(self._inflight))
+            queued = self._rows + self._backlog + len(self._retry)
+            out.update(queued=queued, bytes=self._bytes, inflight=len(self._inflight))
         out["alive"] = self.alive
         return out
 
@@ -276,9 +277,7 @@ class Outbox:
                     self._more = True
                 elif item[0] == "stop":
                     stop = True
-            with self._lock:
-                self._backlog -= len(puts)
-            self._write(db, self._retry + puts)
+            self._write(db, self._retry + puts, taken=len(puts))
             if acks:
                 self._remove(db, acks)
             if not stop:
@@ -321,8 +320,10 @@ class Outbox:
             raise
         return db
 
-    def _write(self, db: sqlite3.Connection, batch: list[OutboxMessage]) -> None:
-        self._retry = []
+    def _write(self, db: sqlite3.Connection, batch: list[OutboxMessage], taken: int) -> None:
+        """Insert `batch` (retried messages first, then `taken` new ones) in one transaction."""
+        with self._lock:
+            self._retry = []
         if not batch:
             return
         try:
@@ -354,10 +355,12 @@ class Outbox:
                 pass
             with self._lock:
                 self._counts["write_errors"] += 1
-            self._retry = batch[-BACKLOG_MAX:]  # retried on the next tick, bounded
+                self._retry = batch[-BACKLOG_MAX:]  # retried on the next tick, bounded
+                self._backlog -= taken
             log.warning("outbox: cannot write %d messages to %s (%s); retrying", len(batch), self.path, exc)
             return
-        with self._lock:
+        with self._lock:  # one step, so stats() never sees a message in neither place
+            self._backlog -= taken
             self._rows += added - dropped[0]
             self._bytes += size - dropped[1]
             self._counts["duplicates"] += dup
