@@ -273,7 +273,7 @@ class MqttConfig:
     poses_mode: Literal["every_frame", "on_change", "interval", "off"] = "every_frame"
     poses_interval_s: float = _key(1.0, ge=0.01, le=DURATION_MAX_S)
     poses_expiry_s: int = _key(5, ge=0, le=MESSAGE_EXPIRY_MAX_S)  # MQTT 5 message expiry; 0 = never expires
-    stats_interval_s: float = _key(60.0, ge=1.0, le=DURATION_MAX_S)
+    stats_interval_s: float = _key(60.0, ge=0.1, le=DURATION_MAX_S)
     publish_snapshot: bool = False
     max_queued: int = _key(100, ge=1, le=QUEUE_MAX)  # QoS 0 poses waiting for the socket
     home_assistant: bool = False

@@ -462,3 +462,40 @@ def test_a_64_mb_command_leaves_rss_flat_on_mqtt5(mosquitto_broker, subscriber):
     finally:
         child.kill()
         child.wait()
+
+
+# --- a late will, commands -------------------------------------------------------------------
+
+
+def test_a_late_offline_is_answered_with_online(mosquitto_broker, publishers, subscriber):
+    """What a broker does when it notices a half-open link after we reconnected: it
+    publishes the old session's will. Here another client plays that will."""
+    n = node()
+    availability = f"edgepose/{n}/availability"
+    pub = publishers(cfg_for(mosquitto_broker), n)
+    assert pub.wait_connected(WAIT_S)
+    sub = subscriber(mosquitto_broker, availability)
+    sub.wait_for(lambda m: m.payload == b"online")
+    sub.publish(availability, b"offline", retain=True)
+    sub.wait_for(lambda m: m.payload == b"online", count=2)
+    assert retained_value(mosquitto_broker, availability, subscriber) == b"online"
+    assert pub.stats()["availability_corrections"] == 1
+
+
+def test_commands_obey_a_cooldown_and_invalid_ones_are_logged_at_a_bounded_rate(
+    mosquitto_broker, publishers, subscriber, mqtt_records
+):
+    n = node()
+    seen: list[str] = []
+    pub = publishers(cfg_for(mosquitto_broker), n, on_command=seen.append, command_cooldown_s=60.0)
+    assert pub.wait_connected(WAIT_S)
+    sender = subscriber(mosquitto_broker, "unused/#")
+    for _ in range(200):
+        sender.publish(f"edgepose/{n}/cmd/snapshot", b"not a command")
+    for _ in range(3):
+        sender.publish(f"edgepose/{n}/cmd/snapshot", b"1")
+    wait_until(lambda: pub.stats()["commands_throttled"] == 2, WAIT_S, "the last two snapshot commands throttled")
+    stats = pub.stats()
+    assert seen == ["snapshot"] and stats["commands"] == 1 and stats["commands_invalid"] == 200
+    logged = [m for m in mqtt_records.at(logging.WARNING) if "not a command" in m]
+    assert len(logged) <= 5 and stats["commands_log_suppressed"] >= 195

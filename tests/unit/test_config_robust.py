@@ -169,7 +169,7 @@ def test_tls_ca_file_that_is_a_device(tmp_path):
         ("source.reopen_delay_max_s", "1e300", "0.01-86400"),
         ("source.max_fps", "1e-10", "0.001-1000"),
         ("source.width", "100000", "1-8192"),
-        ("mqtt.stats_interval_s", "1e-300", "1-86400"),
+        ("mqtt.stats_interval_s", "1e-300", "0.1-86400"),
         ("mqtt.poses_interval_s", "1e20", "0.01-86400"),
         ("mqtt.keepalive_s", "0", "1-65535"),
         ("mqtt.max_queued", "9223372036854775807", "1-100000"),
