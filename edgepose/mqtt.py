@@ -197,15 +197,15 @@ def connect_error_cause(exc: BaseException, *, host: str, port: int, tls: bool) 
     if tls and isinstance(exc, (ConnectionResetError, BrokenPipeError)):
         return f"TLS handshake with {where} failed (connection reset): is port {port} a plain MQTT port, not TLS?"
     if isinstance(exc, ConnectionRefusedError):
-        return f"connection refused by {where} (is the broker running and listening on port {port}?)"
+        return f"cannot reach broker {where}: connection refused (is the broker running and listening on port {port}?)"
     if isinstance(exc, socket.gaierror):
-        return f"unknown host {host!r} ({exc.strerror or exc})"
+        return f"cannot reach broker {where}: unknown host {host!r} ({exc.strerror or exc})"
     if isinstance(exc, (TimeoutError, socket.timeout)):
-        return f"no answer from {where} within {CONNECT_TIMEOUT_S:g} s"
+        return f"cannot reach broker {where}: no answer within {CONNECT_TIMEOUT_S:g} s"
     if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-        return f"cannot reach {where} ({exc.strerror})"
+        return f"cannot reach broker {where}: {exc.strerror}"
     if isinstance(exc, OSError) and exc.strerror:
-        return f"cannot reach {where} ({exc.strerror})"
+        return f"cannot reach broker {where}: {exc.strerror}"
     return f"cannot connect to {where} ({type(exc).__name__}: {exc})"
 
 
