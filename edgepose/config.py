@@ -514,7 +514,7 @@ def _check_depth(raw: dict[str, Any], problems: list[str]) -> None:
             continue
         if isinstance(value, dict):
             for key, item in value.items():
-                name = str(key) if len(str(key)) <= 60 else str(key)[:57] + "..."
+                name = _key_text(str(key))
                 stack.append((item, f"{where}.{name}" if where else name, depth + 1))
         elif isinstance(value, list):
             for index, item in enumerate(value):
@@ -671,8 +671,16 @@ def _check_value(dotted: str, value: Any, hint: Any, rule: _Rule, problems: list
     return value
 
 
+def _key_text(name: str) -> str:
+    """One key as TOML would write it: bare when it can be, quoted otherwise (an empty
+    or odd key must still be visible in a message)."""
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,60}", name):
+        return name
+    return _show(name)
+
+
 def _unknown_key(prefix: str, name: str) -> str:
-    dotted = prefix + name
+    dotted = prefix + _key_text(name)
     if dotted == "mqtt.password":
         return (
             f"{dotted}: unknown key; passwords are never read from the config file: "
