@@ -57,6 +57,10 @@ TICK_S = 1.0
 #: Messages put but not yet taken by the writer, at most (memory bound if the disk
 #: stalls): telemetry past this is refused and counted; events get twice as much.
 BACKLOG_MAX = 5000
+#: Connected, but messages from before a reconnect still unacknowledged after this
+#: long: paho did not re-send them (never seen; a safety net). They are handed over
+#: again, which may duplicate them; subscribers dedupe by event id.
+STALE_RESEND_S = 60.0
 #: Event ids: 1-128 characters (they are SQLite keys and JSON strings).
 EVENT_ID_MAX = 128
 SCHEMA_VERSION = 1
@@ -144,6 +148,7 @@ class Outbox:
         self._epoch = 0  # bumped on every connection loss
         self._last_handed = 0  # highest row id handed over this run
         self._more = True  # rows may wait beyond _last_handed
+        self._stale_since: float | None = None
         self._retry: list[OutboxMessage] = []  # a batch whose write failed
         self._counts = dict.fromkeys(
             ("put", "delivered", "dropped_telemetry", "dropped_events", "dropped_critical",
@@ -434,8 +439,20 @@ class Outbox:
         deliverer = self._deliverer
         if deliverer is None or not deliverer.connected:
             return
-        if any(epoch != self._epoch for epoch in self._inflight.values()):
-            return  # paho is re-sending older ones: nothing newer may overtake them
+        stale = [row_id for row_id, epoch in self._inflight.items() if epoch != self._epoch]
+        if stale:  # paho is re-sending older ones: nothing newer may overtake them
+            now = time.monotonic()
+            if self._stale_since is None:
+                self._stale_since = now
+            if now - self._stale_since < STALE_RESEND_S:
+                return
+            log.warning("outbox: %d messages unacknowledged %.0f s after a reconnect; sending them again",
+                        len(stale), STALE_RESEND_S)
+            with self._lock:
+                self._inflight.clear()
+            self._last_handed = min(stale) - 1
+            self._more = True
+        self._stale_since = None
         room = self._window - len(self._inflight)
         if room <= 0 or not self._more:
             return
