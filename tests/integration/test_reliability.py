@@ -30,7 +30,6 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as paho
 import pytest
 
 from edgepose import messages

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from edgepose import config as config_module
 from edgepose import messages
-from edgepose.config import Config, ConfigError, check_writable, load_config
-from edgepose.errors import ExitCode
+from edgepose.config import Config, check_writable, load_config
+from edgepose.errors import ConfigError, ExitCode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Deterministic by default (the project's rule); EDGEPOSE_FUZZ=N explores N x more
