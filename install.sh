@@ -27,16 +27,50 @@ readonly UDEV_RULES=/etc/udev/rules.d/99-edgepose-coral.rules
 readonly SYS_PYTHON=/usr/bin/python3
 
 # --- Coral Edge TPU ------------------------------------------------------------
-readonly CORAL_KEYRING=/etc/apt/keyrings/coral-edgetpu.gpg
-readonly CORAL_KEY_URL=https://packages.cloud.google.com/apt/doc/apt-key.gpg
-readonly CORAL_LIST=/etc/apt/sources.list.d/coral-edgetpu.list
-readonly CORAL_REPO_LINE="deb [signed-by=$CORAL_KEYRING] https://packages.cloud.google.com/apt coral-edgetpu-stable main"
-# libedgetpu was built against TF Lite 2.5; tflite-runtime 2.14.0 (its last
-# release, numpy 1 only) is the newest runtime known to work with it.
-readonly CORAL_RUNTIME_PIN='tflite-runtime==2.14.0'
-readonly CORAL_NUMPY_PIN='numpy<2'
-readonly CORAL_MAX_PYTHON_MINOR=11
+# Downloads are checked against the pinned sha256 in CORAL_PINS (below) before use.
+readonly CORAL_CACHE=/var/cache/edgepose/coral
+# Coral's own apt repository, which older versions of this script added: its
+# libedgetpu (TF Lite 2.5) crashes under every runtime we can install, so a
+# --coral install removes it.
+readonly CORAL_LEGACY_LIST=/etc/apt/sources.list.d/coral-edgetpu.list
+readonly CORAL_LEGACY_KEYRING=/etc/apt/keyrings/coral-edgetpu.gpg
 readonly DEFAULT_RUNTIME='ai-edge-litert'
+# ==============================================================================
+# CORAL_PINS: the Coral runtime pairs, pinned (README: "Coral Edge TPU: which
+# runtime, and why", with the upstream sources)
+# ==============================================================================
+# libedgetpu (the Edge TPU delegate) and the TF Lite runtime must be built from
+# the same TensorFlow version: Google's last libedgetpu (16.0, TF 2.5) segfaults
+# under every runtime after 2.11 (google-coral/edgetpu#812). The rows of one OS
+# and Python form one pair; install.sh refuses a pair whose TF columns differ.
+#   evidence: "shipped" = the same pair is what a maintained project installs
+#             (Frigate, docker/main/install_deps.sh + requirements-wheels.txt);
+#             "unverified" = same TF version, but nobody is known to have run
+#             this wheel with an Edge TPU (the script says so when it uses it).
+#
+# sha256 "-" = not pinned yet: a real install refuses to download that file
+# (--dry-run shows the plan and warns). To pin one, on a trusted machine:
+#   curl -fLO URL && sha256sum FILE
+# compare the result with the "sha256:" digest GitHub shows beside the asset
+# on its release page (where shown), and paste it in place of the "-".
+#
+# codename python tf     kind            evidence   sha256 url
+CORAL_PINS='
+bookworm   3.11   2.17.1 libedgetpu1-std shipped    -      https://github.com/feranick/libedgetpu/releases/download/16.0TF2.17.1-1/libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb
+bookworm   3.11   2.17.1 libedgetpu1-max shipped    -      https://github.com/feranick/libedgetpu/releases/download/16.0TF2.17.1-1/libedgetpu1-max_16.0tf2.17.1-1.bookworm_arm64.deb
+bookworm   3.11   2.17.1 tflite-runtime  shipped    -      https://github.com/feranick/TFlite-builds/releases/download/v2.17.1/tflite_runtime-2.17.1-cp311-cp311-linux_aarch64.whl
+trixie     3.13   2.17.1 libedgetpu1-std unverified -      https://github.com/feranick/libedgetpu/releases/download/16.0TF2.17.1-1/libedgetpu1-std_16.0tf2.17.1-1.trixie_arm64.deb
+trixie     3.13   2.17.1 tflite-runtime  unverified -      https://github.com/Nachtzuster/BirdNET-Pi/releases/download/v0.1/tflite_runtime-2.17.1-cp313-cp313-linux_aarch64.whl
+any        any    any    gasket-dkms     shipped    -      https://github.com/feranick/gasket-driver/releases/download/1.0-18.2/gasket-dkms_1.0-18.2_all.deb
+'
+# numpy the runtime wheel was compiled against (per codename): feranick's
+# cp311 builds use numpy 1.24 (TFlite-builds README), so numpy 2 cannot load them.
+CORAL_NUMPY_BOOKWORM='numpy<2'
+CORAL_NUMPY_TRIXIE=''
+
+# --- Installed-node conveniences -------------------------------------------------
+readonly CLI_WRAPPER=/usr/local/bin/edgepose
+readonly CLI_MARKER='# edgepose CLI wrapper, written by install.sh'
 
 # --- Overrides ---------------------------------------------------------------
 # For the dev modes: which Python makes the venv, and where it lives.
@@ -46,11 +80,18 @@ DEV_VENV=${EDGEPOSE_VENV:-$REPO_DIR/.venv}
 # so they can never make a real run act on a made-up machine.
 OS_RELEASE=${EDGEPOSE_OS_RELEASE:-/etc/os-release}
 DEVICE_MODEL=${EDGEPOSE_DEVICE_MODEL:-/proc/device-tree/model}
+RPI_ISSUE=${EDGEPOSE_RPI_ISSUE:-/etc/rpi-issue}            # present on Raspberry Pi OS only
+APT_SOURCES_DIR=${EDGEPOSE_APT_SOURCES_DIR:-/etc/apt}       # searched for Raspberry Pi's archive
 GROUP_FILE=${EDGEPOSE_GROUP_FILE:-}              # look groups up here instead of getent
 PYTHON_VERSION_OVERRIDE=${EDGEPOSE_PYTHON_VERSION:-}
+ARCH_OVERRIDE=${EDGEPOSE_ARCH:-}                 # dpkg architecture: arm64, armhf, amd64...
+KERNEL_OVERRIDE=${EDGEPOSE_KERNEL_RELEASE:-}     # uname -r
+PAGE_SIZE_OVERRIDE=${EDGEPOSE_PAGE_SIZE:-}       # getconf PAGESIZE
 ASSUME_MISSING=" ${EDGEPOSE_ASSUME_MISSING:-} "  # apt package names treated as absent
 ASSUME_FRESH=${EDGEPOSE_ASSUME_FRESH:-0}         # 1: no packages, user, venv or config yet
 SYSTEMD_OVERRIDE=${EDGEPOSE_SYSTEMD:-}           # yes|no: is systemd running?
+BROKER_ENABLED_OVERRIDE=${EDGEPOSE_MOSQUITTO_ENABLED:-} # yes|no: is mosquitto.service enabled?
+POLICY_RC_D=${EDGEPOSE_POLICY_RC_D:-/usr/sbin/policy-rc.d}
 
 PROG=${0##*/}
 
@@ -70,13 +111,17 @@ Modes:
                     $CONF_DIR and $STATE_DIR unless --purge
 
 Options:
-  --coral           Coral Edge TPU: Coral's apt repository, libedgetpu1-std, udev rules,
-                    groups plugdev/apex, and $CORAL_RUNTIME_PIN with $CORAL_NUMPY_PIN in
-                    the venv instead of $DEFAULT_RUNTIME (Python <= 3.$CORAL_MAX_PYTHON_MINOR only)
+  --coral           Coral Edge TPU (USB): a community libedgetpu .deb and the tflite_runtime
+                    wheel built from the same TensorFlow version, pinned by version and
+                    sha256 (see CORAL_PINS in this script), udev rules, group plugdev;
+                    64-bit Raspberry Pi OS / Debian bookworm (Python 3.11) or trixie (3.13)
   --coral-max       as --coral with libedgetpu1-max (faster, runs hot)
+  --coral-pcie      with --coral/--coral-max (or alone: implies --coral): also the PCIe /
+                    M.2 driver (gasket-dkms, built by DKMS for the running kernel) and
+                    group apex
   --with-mosquitto  also install a local mosquitto broker
   --purge           with --uninstall: also remove $CONF_DIR, $STATE_DIR, the user
-                    and Coral's apt source
+                    and the downloaded Coral files
   --broker HOST:PORT  (--demo) use this broker instead of starting a private one
   --duration SECONDS  (--demo) stop after SECONDS (passed to 'edgepose run --duration')
   --dry-run         print every command ("+ ...") instead of running it
@@ -84,7 +129,8 @@ Options:
 
 Examples:
   sudo ./$PROG                   install or upgrade the service (idempotent)
-  sudo ./$PROG --coral           same, with a Coral USB/PCIe accelerator
+  sudo ./$PROG --coral           same, with a Coral USB accelerator
+  sudo ./$PROG --coral-pcie      same, with a Coral PCIe / M.2 accelerator
   ./$PROG --demo                 try it on a laptop, no camera or root needed
   ./$PROG --test -- -m 'not integration' tests/unit
 EOF
@@ -205,6 +251,49 @@ python_minor() { # "3.11" -> 11
 	printf '%s\n' "${BASH_REMATCH[1]}"
 }
 
+machine_arch() { # the userland's dpkg architecture: arm64, armhf, amd64, ...
+	# dpkg, not uname -m: a 32-bit Raspberry Pi OS often runs a 64-bit kernel.
+	local arch
+	if [[ -n $ARCH_OVERRIDE ]]; then
+		arch=$ARCH_OVERRIDE
+	else
+		arch=$(dpkg --print-architecture 2>/dev/null) || arch=$(uname -m)
+	fi
+	case $arch in
+	aarch64) arch=arm64 ;;
+	x86_64) arch=amd64 ;;
+	armv6l | armv7l) arch=armhf ;;
+	i?86) arch=i386 ;;
+	esac
+	printf '%s\n' "$arch"
+}
+
+kernel_release() { if [[ -n $KERNEL_OVERRIDE ]]; then echo "$KERNEL_OVERRIDE"; else uname -r; fi; }
+
+page_size() { if [[ -n $PAGE_SIZE_OVERRIDE ]]; then echo "$PAGE_SIZE_OVERRIDE"; else getconf PAGESIZE; fi; }
+
+# Raspberry Pi OS, not just a Raspberry Pi: Ubuntu or plain Debian on a Pi have no
+# python3-picamera2 (it comes from archive.raspberrypi.com).
+is_raspberry_pi_os() {
+	[[ -e $RPI_ISSUE ]] && return 0
+	grep -rqsE 'archive\.raspberrypi\.(com|org)' "$APT_SOURCES_DIR/sources.list" "$APT_SOURCES_DIR/sources.list.d" 2>/dev/null
+}
+
+# Neither ai-edge-litert nor tflite-runtime publishes wheels for 32-bit ARM or x86:
+# stop before anything is installed that could not run.
+check_arch() {
+	local arch
+	arch=$(machine_arch)
+	case $arch in
+	arm64 | amd64) ;;
+	armhf | armel | i386)
+		die "this is a 32-bit system ($arch): neither TF Lite runtime edgepose uses (ai-edge-litert,
+  tflite_runtime) publishes wheels for it, so edgepose cannot run here.
+  Install Raspberry Pi OS (64-bit) (Bookworm or Trixie) on a Pi 3, 4 or 5 and run this again." ;;
+	*) warn "untested architecture '$arch': edgepose is tested on arm64 and amd64" ;;
+	esac
+}
+
 # --- apt -----------------------------------------------------------------------
 APT_UPDATED=0
 
@@ -262,29 +351,11 @@ check_checkout() {
 	fi
 }
 
-# tflite-runtime 2.14.0 has wheels for CPython <= 3.11 only: refuse before changing anything.
-check_coral_python() {
-	local version minor
-	version=$(python_version "$SYS_PYTHON") || true
-	[[ -n $version ]] || {
-		warn "cannot tell the version of $SYS_PYTHON; assuming it suits $CORAL_RUNTIME_PIN"
-		return 0
-	}
-	minor=$(python_minor "$version") || die "unexpected Python version '$version'"
-	if ((minor > CORAL_MAX_PYTHON_MINOR)); then
-		die "--coral pins $CORAL_RUNTIME_PIN (the runtime known to work with Coral's libedgetpu), \
-which has wheels only for Python <= 3.$CORAL_MAX_PYTHON_MINOR; this system's Python is $version.
-  Either run Raspberry Pi OS / Debian Bookworm (Python 3.11) for the Coral,
-  or install without --coral (uses $DEFAULT_RUNTIME) and add a community libedgetpu
-  build made for TF Lite 2.16+ yourself."
-	fi
-}
-
 system_packages() {
 	local wanted=(python3-venv python3-pip) pkg missing=()
-	((IS_PI)) && wanted+=(python3-picamera2)
+	((PI_OS)) && wanted+=(python3-picamera2)
 	((WITH_MOSQUITTO)) && wanted+=(mosquitto mosquitto-clients)
-	[[ $CORAL ]] && wanted+=(ca-certificates curl gnupg)
+	[[ $CORAL ]] && wanted+=(ca-certificates curl)
 	for pkg in "${wanted[@]}"; do
 		deb_installed "$pkg" || missing+=("$pkg")
 	done
@@ -295,18 +366,162 @@ system_packages() {
 	fi
 }
 
-coral_repository() {
-	local lib=libedgetpu1-$CORAL
-	info "Coral apt repository: $CORAL_LIST"
-	run install -d -m 0755 /etc/apt/keyrings
-	# Fetched on every run: Google has rotated this key before, and a stale one
-	# fails every apt-get update. gpg --dearmor turns an ASCII-armoured key into
-	# a keyring and passes a binary one through unchanged.
-	run curl -fsSL -o "$CORAL_KEYRING.download" "$CORAL_KEY_URL"
-	run gpg --dearmor --yes -o "$CORAL_KEYRING" "$CORAL_KEYRING.download"
-	run rm -f "$CORAL_KEYRING.download"
-	run chmod 0644 "$CORAL_KEYRING"
-	put_file "$CORAL_LIST" 0644 root:root <<<"$CORAL_REPO_LINE"
+# --- Coral: choose the pair, before anything changes --------------------------------
+
+CORAL_TF=""           # TensorFlow version of the chosen pair
+CORAL_LIB_URL=""      # libedgetpu1-std or -max .deb
+CORAL_LIB_SHA=""
+CORAL_WHEEL_URL=""    # tflite_runtime wheel
+CORAL_WHEEL_SHA=""
+CORAL_GASKET_URL=""   # gasket-dkms .deb (--coral-pcie)
+CORAL_GASKET_SHA=""
+CORAL_NUMPY=""        # numpy pin the wheel needs ("" = none)
+
+coral_pin() { # CODENAME PYTHON KIND -> "tf evidence sha256 url" of the one matching row
+	local codename python tf kind evidence sha url found=""
+	while read -r codename python tf kind evidence sha url; do
+		[[ -z $codename || $codename == \#* ]] && continue
+		[[ $codename == "$1" || $codename == any ]] || continue
+		[[ $python == "$2" || $python == any ]] || continue
+		[[ $kind == "$3" ]] || continue
+		[[ -z $found ]] || die "CORAL_PINS has two rows for $1 / Python $2 / $3"
+		found="$tf $evidence $sha $url"
+	done <<<"$CORAL_PINS"
+	[[ -n $found ]] && printf '%s\n' "$found"
+}
+
+pinned_name() { local url=$1; printf '%s\n' "${url##*/}"; }
+
+coral_pairs_known() { # "bookworm/3.11, trixie/3.13": what the table offers, for messages
+	local codename python tf kind rest list=()
+	while read -r codename python tf kind rest; do
+		[[ -z $codename || $codename == \#* || $codename == any ]] && continue
+		[[ $kind == tflite-runtime ]] && list+=("$codename (Python $python)")
+	done <<<"$CORAL_PINS"
+	local IFS=,
+	printf '%s\n' "${list[*]}" | sed 's/,/, /g'
+}
+
+# Every check that can stop a --coral install runs here, before any change.
+coral_preflight() {
+	local arch codename version lib row_lib row_wheel row_gasket
+	local lib_tf lib_ev wheel_tf wheel_ev ev unpinned=() page kernel
+	arch=$(machine_arch)
+	codename=$(os_field VERSION_CODENAME)
+	version=$(python_version "$SYS_PYTHON") || version=""
+	lib=libedgetpu1-$CORAL
+	[[ $arch == arm64 ]] ||
+		die "--coral: the pinned Coral files are for 64-bit ARM (arm64); this system is '$arch'.
+  Nothing was changed. Install without --coral, or on 64-bit Raspberry Pi OS."
+	[[ -n $version ]] || die "--coral: cannot tell the version of $SYS_PYTHON. Nothing was changed."
+	row_lib=$(coral_pin "$codename" "$version" "$lib") || row_lib=""
+	row_wheel=$(coral_pin "$codename" "$version" tflite-runtime) || row_wheel=""
+	if [[ -z $row_lib || -z $row_wheel ]]; then
+		die "--coral: no pinned libedgetpu + TF Lite runtime pair for '${codename:-unknown}' with Python $version${row_wheel:+ and $lib}.
+  Pairs known to this script: $(coral_pairs_known).
+  A runtime and a libedgetpu from different TensorFlow versions crash (google-coral/edgetpu#812),
+  so it stops here. Nothing was changed.
+  Without a Coral: install without --coral (uses $DEFAULT_RUNTIME on the CPU)."
+	fi
+	read -r lib_tf lib_ev CORAL_LIB_SHA CORAL_LIB_URL <<<"$row_lib"
+	read -r wheel_tf wheel_ev CORAL_WHEEL_SHA CORAL_WHEEL_URL <<<"$row_wheel"
+	[[ $lib_tf == "$wheel_tf" ]] ||
+		die "CORAL_PINS pairs $lib (TF $lib_tf) with tflite_runtime (TF $wheel_tf): they must come from the same TensorFlow version"
+	CORAL_TF=$lib_tf
+	case $codename in
+	bookworm) CORAL_NUMPY=$CORAL_NUMPY_BOOKWORM ;;
+	trixie) CORAL_NUMPY=$CORAL_NUMPY_TRIXIE ;;
+	*) CORAL_NUMPY="" ;;
+	esac
+	if ((CORAL_PCIE)); then
+		row_gasket=$(coral_pin "$codename" "$version" gasket-dkms) || die "CORAL_PINS has no gasket-dkms row"
+		read -r _ _ CORAL_GASKET_SHA CORAL_GASKET_URL <<<"$row_gasket"
+		page=$(page_size)
+		kernel=$(kernel_release)
+		if [[ $page != 4096 ]]; then
+			die "--coral-pcie: the Coral PCIe driver (gasket/apex) needs a kernel with 4 KB pages; this one ($kernel) uses $page-byte pages.
+  On a Raspberry Pi 5 add 'kernel=kernel8.img' to /boot/firmware/config.txt (and
+  'dtparam=pciex1' for the PCIe connector), reboot, and run this again
+  (geerlingguy/raspberry-pi-pcie-devices#44). Nothing was changed."
+		fi
+	fi
+	info "Coral: TensorFlow $CORAL_TF on both sides: $(pinned_name "$CORAL_LIB_URL") + $(pinned_name "$CORAL_WHEEL_URL")${CORAL_NUMPY:+ with $CORAL_NUMPY}"
+	((CORAL_PCIE)) && info "Coral PCIe: $(pinned_name "$CORAL_GASKET_URL") for kernel $(kernel_release)"
+	for ev in "$lib_ev" "$wheel_ev"; do
+		if [[ $ev == unverified ]]; then
+			warn "the $codename pair is built from one TensorFlow version, but nobody is known to have run
+  it with an Edge TPU yet (see CORAL_PINS). Check it with: sudo -u $SERVICE_USER $CLI_WRAPPER check --config $CONF_FILE"
+			break
+		fi
+	done
+	[[ $CORAL_LIB_SHA == - ]] && unpinned+=("$(pinned_name "$CORAL_LIB_URL")")
+	[[ $CORAL_WHEEL_SHA == - ]] && unpinned+=("$(pinned_name "$CORAL_WHEEL_URL")")
+	((CORAL_PCIE)) && [[ $CORAL_GASKET_SHA == - ]] && unpinned+=("$(pinned_name "$CORAL_GASKET_URL")")
+	if ((${#unpinned[@]})); then
+		local msg="no sha256 pinned in CORAL_PINS for: ${unpinned[*]}.
+  Pin them (how: the comment above CORAL_PINS in this script) before installing;
+  edgepose will not install unverified binaries."
+		if ((DRY_RUN)); then
+			warn "$msg
+  (dry run: the plan goes on; a real run stops here, before changing anything)"
+		else
+			die "$msg Nothing was changed."
+		fi
+	fi
+	return 0
+}
+
+# --- Coral: fetch, verify, install ------------------------------------------------------
+
+verify_sha256() { # FILE SHA256: dies (and removes FILE) on a mismatch
+	if ((DRY_RUN)); then
+		if [[ $2 == - ]]; then
+			printf '+ %s\n' "verify sha256 $1 = NOT PINNED (a real run stops before downloading)"
+		else
+			printf '+ %s\n' "verify sha256 $1 = $2"
+		fi
+		return 0
+	fi
+	[[ $2 =~ ^[0-9a-f]{64}$ ]] || die "no sha256 pinned for $1"
+	local actual
+	actual=$(sha256sum "$1" | cut -d' ' -f1)
+	if [[ $actual != "$2" ]]; then
+		rm -f "$1"
+		die "sha256 mismatch for $1: got $actual, pinned $2 (file removed). The upload may have changed: check it before re-pinning."
+	fi
+}
+
+FETCHED=""
+
+fetch_pinned() { # URL SHA256 -> FETCHED: the verified local path (a verified copy is reused)
+	local url=$1 sha=$2 file
+	file=$CORAL_CACHE/$(pinned_name "$url")
+	FETCHED=$file
+	if ((!DRY_RUN)) && [[ -f $file ]] && [[ $(sha256sum "$file" | cut -d' ' -f1) == "$sha" ]]; then
+		info "have $file (sha256 ok)"
+		return 0
+	fi
+	run install -d -m 0755 "$CORAL_CACHE"
+	run curl -fsSL --proto '=https' --retry 3 -o "$file.part" "$url"
+	verify_sha256 "$file.part" "$sha"
+	run mv -f "$file.part" "$file"
+}
+
+apt_install_files() { # local .deb files (apt resolves their dependencies from the archive)
+	info "installing with apt: ${*##*/}"
+	apt_update
+	run_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+
+coral_runtime() {
+	local lib=libedgetpu1-$CORAL deb gasket headers
+	if present "$CORAL_LEGACY_LIST"; then
+		info "removing Coral's old apt repository (its libedgetpu is built for TF Lite 2.5)"
+		run rm -f "$CORAL_LEGACY_LIST" "$CORAL_LEGACY_KEYRING"
+		APT_UPDATED=0
+	fi
+	fetch_pinned "$CORAL_LIB_URL" "$CORAL_LIB_SHA"
+	deb=$FETCHED
 	if [[ $CORAL == max ]]; then
 		# libedgetpu1-max asks to confirm it may run hot; answer yes for a non-interactive install.
 		local eula='libedgetpu1-max libedgetpu/accepted-eula boolean true'
@@ -316,9 +531,19 @@ coral_repository() {
 			debconf-set-selections <<<"$eula"
 		fi
 	fi
-	# Always: the source may be new, and a newer libedgetpu is picked up (std and max conflict, so apt swaps them).
-	APT_UPDATED=0
-	apt_install "$lib"
+	# std and max conflict: apt swaps one for the other.
+	apt_install_files "$deb"
+	((CORAL_PCIE)) || return 0
+	headers=linux-headers-$(kernel_release)
+	local wanted=() pkg
+	for pkg in dkms "$headers"; do
+		deb_installed "$pkg" || wanted+=("$pkg")
+	done
+	# DKMS builds the apex module for the running kernel (and again on kernel upgrades).
+	apt_install "${wanted[@]}"
+	fetch_pinned "$CORAL_GASKET_URL" "$CORAL_GASKET_SHA"
+	gasket=$FETCHED
+	apt_install_files "$gasket"
 }
 
 service_user() {
@@ -329,8 +554,8 @@ service_user() {
 		run useradd --system --user-group --home-dir "$STATE_DIR" --no-create-home \
 			--shell /usr/sbin/nologin --comment 'edgepose service' "$SERVICE_USER"
 	fi
-	if [[ $CORAL ]] && ! group_exists apex; then
-		# The PCIe Coral's udev rule hands /dev/apex_* to group apex (Coral's own set-up creates it too).
+	if ((CORAL_PCIE)) && ! group_exists apex; then
+		# gasket-dkms's udev rule (and ours) hands /dev/apex_* to group apex.
 		run groupadd --system apex
 		groups+=(apex)
 	fi
@@ -347,6 +572,14 @@ service_user() {
 			echo "${groups[*]}"
 		)" "$SERVICE_USER"
 	fi
+	# The config is root:edgepose 0640 (it may name the MQTT user): the admin who ran
+	# the install joins group edgepose so 'edgepose check --config $CONF_FILE' reads
+	# it without sudo (after logging in again). Device checks as the service sees
+	# them: sudo -u $SERVICE_USER edgepose check ...
+	if [[ -n ${SUDO_USER:-} && ${SUDO_USER:-} != root ]]; then
+		run usermod --append --groups "$SERVICE_USER" "$SUDO_USER"
+		ADDED_ADMIN=$SUDO_USER
+	fi
 }
 
 # Pin numpy to the apt one when picamera2 (apt) is visible through
@@ -357,7 +590,7 @@ write_constraints() {
 	if ((IS_PI)) && [[ -n $system_numpy ]]; then
 		lines+=("numpy==$system_numpy")
 	fi
-	[[ $CORAL ]] && lines+=("$CORAL_NUMPY_PIN")
+	[[ -n $CORAL_NUMPY ]] && lines+=("$CORAL_NUMPY")
 	printf '%s\n' "# written by install.sh: numpy pins for the venv (see install.sh)" "${lines[@]}" |
 		put_file "$SYS_CONSTRAINTS" 0644 root:root
 }
@@ -375,17 +608,41 @@ system_venv() {
 	fi
 	write_constraints
 	if [[ $CORAL ]]; then
-		runtime=("$CORAL_RUNTIME_PIN" "$CORAL_NUMPY_PIN")
+		# The wheel verified against CORAL_PINS, never an index lookup.
+		fetch_pinned "$CORAL_WHEEL_URL" "$CORAL_WHEEL_SHA"
+		runtime=("$FETCHED")
+		[[ -n $CORAL_NUMPY ]] && runtime+=("$CORAL_NUMPY")
 		remove=ai-edge-litert
 	else
 		runtime=("$DEFAULT_RUNTIME")
 		remove=tflite-runtime
 	fi
-	info "installing edgepose and ${runtime[*]} into $SYS_VENV"
+	info "installing edgepose and ${runtime[*]##*/} into $SYS_VENV"
 	run "$SYS_VENV/bin/python" -m pip install --disable-pip-version-check -q \
 		--constraint "$SYS_CONSTRAINTS" "$REPO_DIR" "${runtime[@]}"
 	# One TF Lite runtime only, so the backend cannot pick the one that does not match libedgetpu.
 	run "$SYS_VENV/bin/python" -m pip uninstall --disable-pip-version-check -q -y "$remove"
+	if [[ $CORAL ]]; then
+		# A wheel built against another numpy fails only at import: find out now, not in the service.
+		run "$SYS_VENV/bin/python" -c 'import tflite_runtime, tflite_runtime.interpreter; print("tflite_runtime", tflite_runtime.__version__)'
+	fi
+}
+
+# edgepose on PATH. A small wrapper rather than a symlink: the CLI must find the
+# installed models (EDGEPOSE_MODELS_DIR, as the unit sets it). A file there that
+# install.sh did not write (a pip --user install, say) is left alone.
+install_cli() {
+	if present "$CLI_WRAPPER" && ! grep -qF "$CLI_MARKER" "$CLI_WRAPPER"; then
+		warn "$CLI_WRAPPER exists and is not ours: leaving it; the installed CLI is $SYS_VENV/bin/edgepose"
+		return 0
+	fi
+	put_file "$CLI_WRAPPER" 0755 root:root <<EOF
+#!/bin/sh
+$CLI_MARKER
+: "\${EDGEPOSE_MODELS_DIR:=$SYS_MODELS}"
+export EDGEPOSE_MODELS_DIR
+exec $SYS_VENV/bin/edgepose "\$@"
+EOF
 }
 
 install_models() {
@@ -460,21 +717,32 @@ then: sudo systemctl restart $UNIT_NAME"
 }
 
 do_install() {
+	# Checks first: every reason to stop is found before anything changes.
+	check_arch
 	check_os
 	check_checkout
-	[[ $CORAL ]] && check_coral_python
-	((IS_PI)) || info "not a Raspberry Pi: no picamera2 (file, URL and V4L2 sources still work)"
+	[[ $CORAL ]] && coral_preflight
+	if ((!IS_PI)); then
+		info "not a Raspberry Pi: no picamera2 (file, URL and V4L2 sources still work)"
+	elif ((!PI_OS)); then
+		warn "a Raspberry Pi, but not Raspberry Pi OS: python3-picamera2 is packaged only there, so the
+  Pi camera source will not work (file, URL and V4L2 USB-camera sources do)"
+	fi
 	system_packages
-	[[ $CORAL ]] && coral_repository
+	[[ $CORAL ]] && coral_runtime
 	service_user
 	system_venv
+	install_cli
 	install_models
 	install_config
 	install_unit
 	start_service
 	info "done. Follow it with:  journalctl -u $UNIT_NAME -f"
 	info "config: $CONF_FILE   snapshots: $STATE_DIR   status: systemctl status $UNIT_NAME"
+	info "check:  sudo -u $SERVICE_USER edgepose check --config $CONF_FILE   (as the service sees devices)"
+	[[ -n $ADDED_ADMIN ]] && info "$ADDED_ADMIN joined group $SERVICE_USER (reads $CONF_FILE): log in again for it to apply"
 	[[ $CORAL ]] && info "unplug and replug a USB Coral once so the new udev rules apply"
+	((CORAL_PCIE)) && info "PCIe Coral: reboot so the apex driver loads, then: ls -l /dev/apex_0"
 	return 0
 }
 
@@ -486,14 +754,18 @@ do_uninstall() {
 	fi
 	run rm -f "$UNIT_FILE" "$UDEV_RULES"
 	run rm -rf "$DROPIN_DIR" "$PREFIX"
+	if ((DRY_RUN)) || { [[ -e $CLI_WRAPPER ]] && grep -qF "$CLI_MARKER" "$CLI_WRAPPER"; }; then
+		run rm -f "$CLI_WRAPPER"
+	fi
 	systemd_running && run systemctl daemon-reload
 	if ((PURGE)); then
 		run rm -rf "$CONF_DIR" "$STATE_DIR"
-		run rm -f "$CORAL_LIST" "$CORAL_KEYRING"
+		run rm -rf "$CORAL_CACHE"
+		run rm -f "$CORAL_LEGACY_LIST" "$CORAL_LEGACY_KEYRING"
 		if user_exists "$SERVICE_USER" || ((DRY_RUN)); then
 			run userdel "$SERVICE_USER"
 		fi
-		info "purged; apt packages (python3-picamera2, libedgetpu1-*, mosquitto) are left installed"
+		info "purged; apt packages (python3-picamera2, libedgetpu1-*, gasket-dkms, mosquitto) are left installed"
 	else
 		info "kept $CONF_DIR (config), $STATE_DIR (snapshots) and user $SERVICE_USER: --purge removes them"
 	fi
@@ -508,18 +780,68 @@ mosquitto_bin() { # the broker's path; fails when it is not installed
 	command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; }
 }
 
+broker_enabled() { # is the system mosquitto.service enabled (before this run touches it)?
+	case $BROKER_ENABLED_OVERRIDE in
+	yes) return 0 ;;
+	no) return 1 ;;
+	esac
+	((ASSUME_FRESH)) && return 1
+	command -v systemctl >/dev/null && systemctl is-enabled --quiet mosquitto.service 2>/dev/null
+}
+
+POLICY_WRITTEN=0
+
+remove_policy_rc_d() {
+	((POLICY_WRITTEN)) || return 0
+	run_root rm -f "$POLICY_RC_D"
+	POLICY_WRITTEN=0
+}
+
+# Debian's mosquitto package enables and starts a system broker on port 1883 as
+# it installs. The demo and the tests start their own on free loopback ports, so
+# when this run is the one installing it, the system broker is kept from
+# starting (a policy-rc.d that forbids service starts, for that apt call only)
+# and left disabled, as it was before. A broker the user already had is untouched.
+install_without_system_broker() { # PACKAGES... (mosquitto among them)
+	local was_enabled=0
+	broker_enabled && was_enabled=1
+	if [[ -e $POLICY_RC_D ]] && ((!ASSUME_FRESH)); then
+		info "$POLICY_RC_D exists: leaving it as it is"
+	else
+		info "keeping Debian's mosquitto.service from starting while it installs (the demo and tests run their own)"
+		if ((DRY_RUN)); then
+			printf '+ write %s (mode 0755, root:root): exit 101 (no service starts)\n' "$POLICY_RC_D"
+		else
+			local tmp
+			tmp=$(mktemp)
+			printf '%s\n' '#!/bin/sh' '# written by edgepose install.sh for one apt call; removed right after' 'exit 101' >"$tmp"
+			run_root install -m 0755 "$tmp" "$POLICY_RC_D"
+			rm -f "$tmp"
+		fi
+		POLICY_WRITTEN=1
+		trap remove_policy_rc_d EXIT
+	fi
+	apt_install "$@"
+	remove_policy_rc_d
+	trap - EXIT
+	if ((!was_enabled)) && { command -v systemctl >/dev/null || ((DRY_RUN)); }; then
+		run_root systemctl disable --quiet mosquitto.service || warn "could not disable mosquitto.service"
+	fi
+}
+
 dev_packages() {
 	local missing=()
 	if assumed_missing python3-venv || ! "$DEV_PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
 		missing+=(python3-venv)
 	fi
-	if assumed_missing mosquitto || ! mosquitto_bin >/dev/null; then
-		missing+=(mosquitto)
-	fi
 	if assumed_missing mosquitto-clients || ! command -v mosquitto_sub >/dev/null; then
 		missing+=(mosquitto-clients)
 	fi
-	apt_install "${missing[@]}"
+	if assumed_missing mosquitto || ! mosquitto_bin >/dev/null; then
+		install_without_system_broker "${missing[@]}" mosquitto
+	else
+		apt_install "${missing[@]}"
+	fi
 }
 
 extras_cover() { # HAVE WANT (comma-separated): every wanted extra is installed
@@ -533,9 +855,9 @@ extras_cover() { # HAVE WANT (comma-separated): every wanted extra is installed
 # the package is editable, so source edits need no reinstall.
 dev_venv() { # EXTRAS (comma-separated)
 	local want=$1 version stamp="$DEV_VENV/.edgepose-stamp" hash have="" extras
-	command -v "$DEV_PYTHON" >/dev/null || die "$DEV_PYTHON not found: install Python 3.10 or newer"
+	command -v "$DEV_PYTHON" >/dev/null || die "$DEV_PYTHON not found: install Python 3.11 or newer"
 	version=$(python_version "$DEV_PYTHON") || die "cannot run $DEV_PYTHON"
-	(($(python_minor "$version" || echo 0) >= 10)) || die "edgepose needs Python >= 3.10, $DEV_PYTHON is $version"
+	(($(python_minor "$version" || echo 0) >= 11)) || die "edgepose needs Python >= 3.11, $DEV_PYTHON is $version"
 	hash=$(sha256sum "$REPO_DIR/pyproject.toml" | cut -d' ' -f1)
 	if [[ -r $stamp ]] && [[ $(venv_python_version "$DEV_VENV") == "$version" ]]; then
 		if [[ $(sed -n 's/^pyproject=//p' "$stamp") == "$hash" ]] &&
@@ -558,6 +880,7 @@ dev_venv() { # EXTRAS (comma-separated)
 }
 
 do_test() {
+	check_arch
 	dev_packages
 	dev_venv litert,test
 	run cd "$REPO_DIR"
@@ -641,6 +964,7 @@ EOF
 
 do_demo() {
 	local config=config/demo.toml broker host port prefix node snapdir cmd rc status
+	check_arch
 	dev_packages
 	dev_venv litert
 	cd "$REPO_DIR"
@@ -699,93 +1023,115 @@ do_demo() {
 
 MODE=install
 CORAL=""
+CORAL_PCIE=0
 WITH_MOSQUITTO=0
 PURGE=0
 BROKER=""
 DURATION=""
 PASSTHRU=()
-ORIG_ARGS=("$@")
+IS_PI=0
+PI_OS=0
+PI_MODEL=""
+ADDED_ADMIN=""
 
 set_mode() {
 	[[ $MODE == install ]] || usage_error "choose one of --demo, --test, --uninstall"
 	MODE=$1
 }
 
-while (($#)); do
-	case $1 in
-	--demo) set_mode demo ;;
-	--test) set_mode test ;;
-	--uninstall) set_mode uninstall ;;
-	--coral) CORAL=std ;;
-	--coral-max) CORAL=max ;;
-	--with-mosquitto) WITH_MOSQUITTO=1 ;;
-	--purge) PURGE=1 ;;
-	--dry-run) DRY_RUN=1 ;;
-	--broker | --duration)
-		(($# >= 2)) || usage_error "$1 needs a value"
-		if [[ $1 == --broker ]]; then BROKER=$2; else DURATION=$2; fi
+parse_args() {
+	while (($#)); do
+		case $1 in
+		--demo) set_mode demo ;;
+		--test) set_mode test ;;
+		--uninstall) set_mode uninstall ;;
+		--coral) [[ $CORAL == max ]] || CORAL=std ;;
+		--coral-max) CORAL=max ;;
+		--coral-pcie) CORAL_PCIE=1 ;;
+		--with-mosquitto) WITH_MOSQUITTO=1 ;;
+		--purge) PURGE=1 ;;
+		--dry-run) DRY_RUN=1 ;;
+		--broker | --duration)
+			(($# >= 2)) || usage_error "$1 needs a value"
+			if [[ $1 == --broker ]]; then BROKER=$2; else DURATION=$2; fi
+			shift
+			;;
+		--broker=*) BROKER=${1#*=} ;;
+		--duration=*) DURATION=${1#*=} ;;
+		-h | --help)
+			usage
+			exit 0
+			;;
+		--)
+			shift
+			PASSTHRU=("$@")
+			break
+			;;
+		*) usage_error "unknown argument '$1'" ;;
+		esac
 		shift
-		;;
-	--broker=*) BROKER=${1#*=} ;;
-	--duration=*) DURATION=${1#*=} ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	--)
-		shift
-		PASSTHRU=("$@")
-		break
-		;;
-	*) usage_error "unknown argument '$1'" ;;
+	done
+	((CORAL_PCIE)) && [[ -z $CORAL ]] && CORAL=std
+
+	case $MODE in
+	demo) ;;
+	*) [[ -z $BROKER && -z $DURATION ]] || usage_error "--broker and --duration go with --demo" ;;
 	esac
-	shift
-done
+	[[ $MODE == install ]] || [[ -z $CORAL && $WITH_MOSQUITTO == 0 ]] ||
+		usage_error "--coral, --coral-max, --coral-pcie and --with-mosquitto go with the service install"
+	[[ $MODE == uninstall ]] || ((!PURGE)) || usage_error "--purge goes with --uninstall"
+	[[ $MODE == test || $MODE == demo ]] || ((${#PASSTHRU[@]} == 0)) ||
+		usage_error "arguments after -- go with --test (pytest) or --demo (edgepose run)"
+	[[ -z $BROKER ]] || [[ $BROKER =~ ^.+:[0-9]+$ ]] || usage_error "--broker takes HOST:PORT, not '$BROKER'"
+	[[ -z $DURATION ]] || [[ $DURATION =~ ^[0-9]+([.][0-9]+)?$ ]] || usage_error "--duration takes seconds, not '$DURATION'"
+	return 0
+}
 
-case $MODE in
-demo) ;;
-*) [[ -z $BROKER && -z $DURATION ]] || usage_error "--broker and --duration go with --demo" ;;
-esac
-[[ $MODE == install ]] || [[ -z $CORAL && $WITH_MOSQUITTO == 0 ]] ||
-	usage_error "--coral, --coral-max and --with-mosquitto go with the service install"
-[[ $MODE == uninstall ]] || ((!PURGE)) || usage_error "--purge goes with --uninstall"
-[[ $MODE == test || $MODE == demo ]] || ((${#PASSTHRU[@]} == 0)) ||
-	usage_error "arguments after -- go with --test (pytest) or --demo (edgepose run)"
-[[ -z $BROKER ]] || [[ $BROKER =~ ^.+:[0-9]+$ ]] || usage_error "--broker takes HOST:PORT, not '$BROKER'"
-[[ -z $DURATION ]] || [[ $DURATION =~ ^[0-9]+([.][0-9]+)?$ ]] || usage_error "--duration takes seconds, not '$DURATION'"
-
-if ((!DRY_RUN)); then
+# A real run reads the real machine, whatever the environment says.
+real_machine_only() {
+	((DRY_RUN)) && return 0
 	OS_RELEASE=/etc/os-release DEVICE_MODEL=/proc/device-tree/model GROUP_FILE="" PYTHON_VERSION_OVERRIDE=""
-	ASSUME_MISSING="  " ASSUME_FRESH=0 SYSTEMD_OVERRIDE=""
-fi
+	RPI_ISSUE=/etc/rpi-issue APT_SOURCES_DIR=/etc/apt ARCH_OVERRIDE="" KERNEL_OVERRIDE="" PAGE_SIZE_OVERRIDE=""
+	ASSUME_MISSING="  " ASSUME_FRESH=0 SYSTEMD_OVERRIDE="" BROKER_ENABLED_OVERRIDE=""
+	POLICY_RC_D=/usr/sbin/policy-rc.d
+}
 
-IS_PI=0
-PI_MODEL=""
-if is_raspberry_pi; then
-	IS_PI=1
-	PI_MODEL=$(tr -d '\0' <"$DEVICE_MODEL")
-fi
-
-SUDO=(sudo)
-[[ -z ${CI:-} ]] || SUDO+=(-n) # in CI nobody can type a password: fail instead of prompting
-
-case $MODE in
-install | uninstall)
-	# The plan is printed as root would run it; a real run needs root.
-	if ((EUID != 0)) && ((!DRY_RUN)); then
-		command -v sudo >/dev/null || die "run as root (sudo is not installed)"
-		exec "${SUDO[@]}" -- bash "$0" "${ORIG_ARGS[@]}"
+main() {
+	local orig_args=("$@")
+	parse_args "$@"
+	real_machine_only
+	if is_raspberry_pi; then
+		IS_PI=1
+		PI_MODEL=$(tr -d '\0' <"$DEVICE_MODEL")
+		is_raspberry_pi_os && PI_OS=1
 	fi
-	;;
-*)
-	((EUID == 0)) || AS_ROOT=("${SUDO[@]}")
-	;;
-esac
 
-((DRY_RUN)) && info "dry run: printing the plan, changing nothing"
-case $MODE in
-install) do_install ;;
-uninstall) do_uninstall ;;
-test) do_test ;;
-demo) do_demo ;;
-esac
+	SUDO=(sudo)
+	[[ -z ${CI:-} ]] || SUDO+=(-n) # in CI nobody can type a password: fail instead of prompting
+
+	case $MODE in
+	install | uninstall)
+		# The plan is printed as root would run it; a real run needs root.
+		if ((EUID != 0)) && ((!DRY_RUN)); then
+			command -v sudo >/dev/null || die "run as root (sudo is not installed)"
+			exec "${SUDO[@]}" -- bash "$0" "${orig_args[@]}"
+		fi
+		;;
+	*)
+		((EUID == 0)) || AS_ROOT=("${SUDO[@]}")
+		;;
+	esac
+
+	((DRY_RUN)) && info "dry run: printing the plan, changing nothing"
+	case $MODE in
+	install) do_install ;;
+	uninstall) do_uninstall ;;
+	test) do_test ;;
+	demo) do_demo ;;
+	esac
+}
+
+# Sourced (tests call single functions): define everything, run nothing.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+	main "$@"
+fi

@@ -1,4 +1,4 @@
-"""Command line: `edgepose detect | eval | bench | run | check`.
+"""Command line: `edgepose detect | eval | bench | models | run | check`.
 
 The only module that exits: library code raises EdgePoseError subclasses,
 which carry the sysexits code this module returns (78 for a bad config, so
@@ -18,98 +18,116 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import __version__
-from .constants import (
-    DEFAULT_MAX_POSES,
-    DEFAULT_MIN_PART_SCORE,
-    DEFAULT_MIN_POSE_SCORE,
-    DEFAULT_INPUT_SIZE,
-    DEFAULT_MODEL,
-    DEFAULT_QUANTIZED,
-    DEFAULT_NMS_RADIUS,
-    DEFAULT_THREADS,
-    OUTPUT_STRIDES,
-    PART_NAMES,
-)
+from .constants import PART_NAMES
 from .core import Poses
-from .errors import EdgePoseError, ExitCode, UsageError
+from .errors import ConfigError, EdgePoseError, ExitCode, FrameError, UsageError
+from .images import expand_images, read_rgb
 
 log = logging.getLogger("edgepose")
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 # --- argument helpers ----------------------------------------------------------
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' -> (w, h)."""
+def _positive_int(text: str) -> int:
     try:
-        width, height = (int(v) for v in text.lower().split("x"))
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH like 353x257, not {text!r}") from None
-    if width <= 0 or height <= 0:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, not {text!r}")
-    return width, height
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+#: Model and decoding flags and the config keys they override. Defaults, bounds
+#: and messages all come from config.py: a flag left out keeps the config's value.
+MODEL_FLAGS: dict[str, str] = {
+    "--stride": "model.stride",
+    "--input-size": "model.input_size",
+    "--quantized": "model.quantized",
+    "--accelerator": "model.accelerator",
+    "--device": "model.edgetpu_device",
+    "--threads": "model.threads",
+    "--max-poses": "decode.max_poses",
+    "--min-pose-score": "decode.min_pose_score",
+    "--min-part-score": "decode.min_part_score",
+    "--nms-radius": "decode.nms_radius",
+    "--min-keypoints": "decode.min_keypoints",
+    "--cleanup": "decode.cleanup",
+}
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model and decoding")
-    group.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or .tflite path (default {DEFAULT_MODEL})")
-    group.add_argument("--stride", type=int, choices=OUTPUT_STRIDES, default=16, help="output stride (default 16)")
-    group.add_argument("--input-size", type=parse_size, default=None, metavar="WxH",
-                       help="model input size; (W-1) and (H-1) multiples of the stride (default "
-                            f"{DEFAULT_INPUT_SIZE[0]}x{DEFAULT_INPUT_SIZE[1]}, or a fixed-size model's own)")
-    group.add_argument("--quantized", action=argparse.BooleanOptionalAction, default=DEFAULT_QUANTIZED,
-                       help="int8 (--quantized) or float32 (--no-quantized) build of a named model "
-                            f"(default {'int8' if DEFAULT_QUANTIZED else 'float32'})")
-    group.add_argument("--accelerator", choices=("cpu", "edgetpu", "auto"), default="cpu")
-    group.add_argument("--device", default="", help="Edge TPU device: usb, usb:0, pci:0 (default: first found)")
-    group.add_argument("--threads", type=int, default=DEFAULT_THREADS)
-    group.add_argument("--max-poses", type=int, default=DEFAULT_MAX_POSES)
-    group.add_argument("--min-pose-score", type=float, default=DEFAULT_MIN_POSE_SCORE)
-    group.add_argument("--min-part-score", type=float, default=DEFAULT_MIN_PART_SCORE)
-    group.add_argument("--nms-radius", type=float, default=DEFAULT_NMS_RADIUS, help="model-input pixels")
-    group.add_argument("--min-keypoints", type=int, default=0,
+    group = parser.add_argument_group("model and decoding (override the config; defaults: `edgepose models`, config/edgepose.toml)")
+    group.add_argument("--config", default=None, help="TOML config to start from (default: built-in defaults)")
+    group.add_argument("--model", help="model name (see `edgepose models`) or a .tflite file")
+    group.add_argument("--stride", type=int, help="PoseNet output stride: 8, 16 or 32")
+    group.add_argument("--input-size", metavar="WxH", help="model input size, or auto")
+    group.add_argument("--quantized", action=argparse.BooleanOptionalAction, default=None,
+                       help="int8 (--quantized) or float (--no-quantized) build of a named model")
+    group.add_argument("--accelerator", help="cpu, edgetpu or auto")
+    group.add_argument("--device", help="Edge TPU device: usb, usb:0, pci:0 (default: first found)")
+    group.add_argument("--threads", type=int)
+    group.add_argument("--max-poses", type=int)
+    group.add_argument("--min-pose-score", type=float)
+    group.add_argument("--min-part-score", type=float)
+    group.add_argument("--nms-radius", type=float, help="model-input pixels")
+    group.add_argument("--min-keypoints", type=int,
                        help="drop poses with fewer keypoints scoring >= --min-part-score")
-    group.add_argument("--cleanup", choices=("none", "seed", "seed-single"), default="none",
-                       help="seed: per pose, keep keypoints >= 0.5, best point per part, no duplicates; "
-                            "seed-single: the same merged into one person")
+    group.add_argument("--cleanup", help="none; seed: per pose, keep keypoints >= 0.5, best point per "
+                                         "part, no duplicates; seed-single: the same merged into one person")
 
 
-def _open_detector(args: argparse.Namespace):
-    from .backend import load_model
-    from .detector import PoseDetector
+def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
+    overrides: dict[str, object] = {
+        key: getattr(args, flag[2:].replace("-", "_")) for flag, key in MODEL_FLAGS.items()
+    }
+    if args.model:
+        from .estimators import MODELS
 
-    model = load_model(
-        args.model,
-        stride=args.stride,
-        input_size=args.input_size,
-        accelerator=args.accelerator,
-        device=args.device,
-        threads=args.threads,
-        quantized=args.quantized,
-    )
+        overrides["model.name" if args.model in MODELS else "model.path"] = args.model
+    return overrides
+
+
+def _load_flags_config(args: argparse.Namespace):
+    """The config file (if any) with the model flags laid over it. A bad flag value
+    is a usage error (exit 2) named by flag and key; a bad file stays exit 78."""
+    from .config import load_config
+
+    overrides = _flag_overrides(args)
     try:
-        detector = PoseDetector(
-            model,
-            max_poses=args.max_poses,
-            min_pose_score=args.min_pose_score,
-            min_part_score=args.min_part_score,
-            nms_radius=args.nms_radius,
-            cleanup=args.cleanup,
-            min_keypoints=args.min_keypoints,
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    return model, detector
+        return load_config(args.config, overrides)
+    except ConfigError as exc:
+        keys = {key: flag for flag, key in MODEL_FLAGS.items()} | {"model.name": "--model", "model.path": "--model"}
+        given = {key for key, value in overrides.items() if value is not None}
+        problems, all_flags = [], True
+        for problem in exc.problems:
+            key = problem.split(":", 1)[0]
+            if key in given:
+                problems.append(f"{keys[key]}: {problem}")
+            else:
+                all_flags = False
+                problems.append(problem)
+        if all_flags:
+            raise UsageError("; ".join(problems)) from None
+        raise ConfigError(problems) from None
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Pixels as stored (no EXIF rotation), like COCO's annotations and the TF.js reference."""
-    from PIL import Image
+def _open_estimator(args: argparse.Namespace):
+    from .estimators import open_estimator
 
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+    config = _load_flags_config(args)
+    return config, open_estimator(config.model, config.decode)
 
 
 def poses_to_json(poses: Poses) -> list[dict[str, Any]]:
@@ -130,41 +148,31 @@ def poses_to_json(poses: Poses) -> list[dict[str, Any]]:
     ]
 
 
-def _expand_images(items: Sequence[str]) -> list[Path]:
-    paths: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            paths.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            paths.append(path)
-    return paths
-
-
-# --- detect --------------------------------------------------------------------
+# --- detect ---------------------------------------------------------------------
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from .overlay import encode_jpeg, render_overlay
 
-    _, detector = _open_detector(args)
+    config, estimator = _open_estimator(args)
     if args.overlay:
         Path(args.overlay).mkdir(parents=True, exist_ok=True)
     results, failures = [], 0
-    for path in _expand_images(args.images):
+    for path in expand_images(args.images):
         try:
             rgb = read_rgb(path)
-        except (OSError, ValueError) as exc:
+        except FrameError as exc:
             failures += 1
-            print(f"edgepose: {path}: cannot read image: {exc}", file=sys.stderr)
+            print(f"edgepose: {exc}", file=sys.stderr)
             continue
-        poses = detector.detect(rgb)
+        estimator.reset()  # unrelated images: no state carried over
+        poses = estimator.estimate(rgb)
         results.append({"image": path.name, "width": rgb.shape[1], "height": rgb.shape[0],
                         "poses": poses_to_json(poses)})
         if args.overlay:
-            image = render_overlay(rgb, poses, labels=not args.no_labels, min_score=args.min_part_score)
+            image = render_overlay(rgb, poses, labels=not args.no_labels, min_score=config.decode.min_part_score)
             (Path(args.overlay) / f"{path.stem}_overlay.jpg").write_bytes(encode_jpeg(image, 90))
-    text = json.dumps(results if len(results) != 1 or args.json else results[0], indent=2)
+    text = json.dumps(results, indent=2)  # always an array, one entry per readable image
     if args.json:
         Path(args.json).write_text(text + "\n")
     else:
@@ -172,14 +180,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return ExitCode.FAILURE if failures else ExitCode.OK
 
 
-# --- eval ----------------------------------------------------------------------
+# --- eval -----------------------------------------------------------------------
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_keypoints, results_from_poses
 
     gt = json.loads(Path(args.gt).read_text())
-    model, detector = _open_detector(args)
+    _, estimator = _open_estimator(args)
+    info = estimator.info
     results: list[dict] = []
     times: list[float] = []
     failures = 0
@@ -187,21 +196,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
         path = Path(args.images) / image["file_name"]
         try:
             rgb = read_rgb(path)
-        except (OSError, ValueError) as exc:
+        except FrameError as exc:
             failures += 1
-            print(f"edgepose: {path}: cannot read image: {exc}", file=sys.stderr)
+            print(f"edgepose: {exc}", file=sys.stderr)
             continue
+        estimator.reset()
         start = time.perf_counter()
-        poses = detector.detect(rgb)
+        poses = estimator.estimate(rgb)
         times.append((time.perf_counter() - start) * 1000.0)
         results.extend(results_from_poses(image["id"], poses))
     stats = evaluate_keypoints(gt, results)
     if args.results:
         Path(args.results).write_text(json.dumps(results))
     summary = {
-        "model": model.name,
-        "input_size": "%dx%d" % model.input_size,
-        "stride": model.output_stride,
+        "model": info.name,
+        "file": info.path.name,
+        "precision": info.precision,
+        "input_size": "%dx%d" % info.input_size,
         "images": len(times),
         "poses": len(results),
         **{k: round(float(v), 4) for k, v in stats.items()},
@@ -215,7 +226,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return ExitCode.FAILURE if failures else ExitCode.OK
 
 
-# --- bench ---------------------------------------------------------------------
+# --- bench ----------------------------------------------------------------------
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float, float]:
@@ -229,46 +240,60 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _time_invoke(model, runs: int, warmup: int) -> list[float]:
+    """Model-only: invoke on random pixels (XNNPACK's time does not depend on them)."""
+    view = model.input_view()
+    pixels = np.random.default_rng(0).integers(0, 256, view.shape)
+    view[...] = pixels.astype(view.dtype) if view.dtype != np.float32 else pixels / 127.5 - 1.0
+    del view
+    for _ in range(warmup):
+        model.invoke()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.invoke()
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return samples
+
+
+def _demo_frames() -> list[np.ndarray]:
+    from .sources import demo_dir
+
+    return [read_rgb(p) for p in expand_images([demo_dir()])]
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    model, detector = _open_detector(args)
+    _, estimator = _open_estimator(args)
+    info = estimator.info
     rows = []
     if args.model_only:
-        view = model.input_view()
-        view[...] = model.input_lut[np.random.default_rng(0).integers(0, 256, view.shape)]
-        del view
-        for _ in range(args.warmup):
-            model.invoke()
-        samples = []
-        for _ in range(args.runs):
-            start = time.perf_counter()
-            model.invoke()
-            samples.append((time.perf_counter() - start) * 1000.0)
-        p50, p95, best = _percentiles(samples)
+        p50, p95, best = _percentiles(_time_invoke(estimator.model, args.runs, args.warmup))
         rows.append({"stage": "invoke", "p50_ms": p50, "p95_ms": p95, "min_ms": best})
     else:
-        frames = [read_rgb(p) for p in _expand_images(args.images)] if args.images else _demo_frames()
+        frames = [read_rgb(p) for p in expand_images(args.images)] if args.images else _demo_frames()
         if not frames:
-            raise EdgePoseError("no images to benchmark with")
+            raise UsageError("no images to benchmark with")
         for i in range(args.warmup):
-            detector.detect(frames[i % len(frames)])
+            estimator.estimate(frames[i % len(frames)])
         timing: dict[str, list[float]] = {}
         totals = []
         for i in range(args.runs):
             start = time.perf_counter()
-            detector.detect(frames[i % len(frames)])
+            estimator.estimate(frames[i % len(frames)])
             totals.append((time.perf_counter() - start) * 1000.0)
-            for stage, ms in detector.last_timing.items():
+            for stage, ms in estimator.last_timing.items():
                 timing.setdefault(stage, []).append(ms)
         for stage, samples in [*timing.items(), ("total", totals)]:
             p50, p95, best = _percentiles(samples)
             rows.append({"stage": stage, "p50_ms": p50, "p95_ms": p95, "min_ms": best})
     report = {
-        "model": model.name,
-        "runtime": model.runtime,
-        "accelerator": model.accelerator,
-        "input_size": "%dx%d" % model.input_size,
-        "stride": model.output_stride,
-        "threads": args.threads,
+        "model": info.name,
+        "file": info.path.name,
+        "precision": info.precision,
+        "runtime": info.runtime,
+        "accelerator": info.accelerator,
+        "input_size": "%dx%d" % info.input_size,
+        "threads": info.threads,
         "runs": args.runs,
         "stages": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
         "peak_rss_mb": round(_peak_rss_mb(), 1),
@@ -276,8 +301,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json_summary:
         print(json.dumps(report))
     else:
-        print(f"{report['model']} on {report['accelerator']} ({report['runtime']}), input {report['input_size']}, "
-              f"stride {report['stride']}, {args.threads} threads, {args.runs} runs")
+        print(f"{report['file']} ({report['precision']}) on {report['accelerator']} ({report['runtime']}), "
+              f"input {report['input_size']}, {report['threads']} threads, {args.runs} runs")
         for row in report["stages"]:
             print(f"  {row['stage']:>12}: p50 {row['p50_ms']:8.2f} ms   p95 {row['p95_ms']:8.2f} ms   "
                   f"min {row['min_ms']:8.2f} ms")
@@ -285,26 +310,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _demo_frames() -> list[np.ndarray]:
-    demo = Path(__file__).resolve().parent / "demo"
-    return [read_rgb(p) for p in sorted(demo.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+# --- models ---------------------------------------------------------------------
 
 
-# --- run / check ---------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    from .estimators import MODELS, models_dir
+
+    folder = models_dir()
+    rows = []
+    for spec in MODELS.values():
+        present = [name for name in spec.files if (folder / name).is_file()]
+        rows.append({
+            "name": spec.name, "family": spec.family, "summary": spec.summary,
+            "precisions": list(spec.precisions), "input": spec.input_rule, "edgetpu": spec.edgetpu,
+            "licence": spec.licence, "files": spec.files, "files_present": present,
+        })
+    if args.json:
+        print(json.dumps({"models_dir": str(folder), "models": rows}, indent=2))
+        return ExitCode.OK
+    print(f"models in {folder}:")
+    for row in rows:
+        print(f"\n{row['name']}  ({row['family']}) {row['summary']}")
+        print(f"  precisions: {', '.join(row['precisions'])}")
+        print(f"  input:      {row['input']}")
+        print(f"  Edge TPU:   {row['edgetpu']}")
+        print(f"  licence:    {row['licence']}")
+        for name in row["files"]:
+            print(f"  file:       {name}{'' if name in row['files_present'] else '  (missing)'}")
+    return ExitCode.OK
+
+
+# --- run / check ----------------------------------------------------------------
 
 
 def _config_overrides(args: argparse.Namespace) -> dict[str, object]:
+    from .config import broker_overrides
+
     overrides: dict[str, object] = {}
     if getattr(args, "source", None):
         overrides["source.uri"] = args.source
     if getattr(args, "broker", None):
-        host, _, port = args.broker.rpartition(":") if ":" in args.broker else (args.broker, "", "")
-        overrides["mqtt.host"] = host or args.broker
-        if port:
-            try:
-                overrides["mqtt.port"] = int(port)
-            except ValueError:
-                overrides["mqtt.port"] = port  # let validation name it
+        overrides.update(broker_overrides(args.broker))
     if getattr(args, "node_id", None):
         overrides["node.id"] = args.node_id
     if getattr(args, "snapshot_dir", None):
@@ -354,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"))
     sub = parser.add_subparsers(dest="command", required=True)
 
-    detect = sub.add_parser("detect", help="poses in image files, as JSON (and overlays)")
+    detect = sub.add_parser("detect", help="poses in image files, as a JSON array (and overlays)")
     detect.add_argument("images", nargs="+", help="image files or folders")
     _model_options(detect)
     detect.add_argument("--json", metavar="OUT", help="write JSON here instead of stdout")
@@ -370,21 +416,27 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(evaluate)
     evaluate.set_defaults(func=cmd_eval)
 
-    bench = sub.add_parser("bench", help="time the model alone or the whole detect pipeline")
+    bench = sub.add_parser("bench", help="time the model alone or the whole estimate step")
     bench.add_argument("--model-only", action="store_true", help="time interpreter invoke only")
     bench.add_argument("--images", nargs="*", help="images or folders for the pipeline (default: demo photos)")
-    bench.add_argument("--runs", type=int, default=50)
-    bench.add_argument("--warmup", type=int, default=5)
+    bench.add_argument("--runs", type=_positive_int, default=50)
+    bench.add_argument("--warmup", type=_count, default=5)
     bench.add_argument("--json-summary", action="store_true", help="print one JSON line")
     _model_options(bench)
     bench.set_defaults(func=cmd_bench)
+
+    models = sub.add_parser("models", help="list the models edgepose can load")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(func=cmd_models)
 
     for name, func, text in (("run", cmd_run, "the daemon: camera -> poses -> MQTT and snapshots"),
                              ("check", cmd_check, "validate config, open model, probe camera and broker")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", default=None, help="TOML config (default: built-in defaults)")
         p.add_argument("--source", help="override source.uri")
-        p.add_argument("--broker", metavar="HOST[:PORT]", help="override mqtt.host / mqtt.port")
+        p.add_argument("--broker", metavar="HOST[:PORT]|URL",
+                       help="override mqtt.host / mqtt.port: HOST[:PORT], mqtt://HOST[:PORT] or "
+                            "mqtts://HOST[:PORT] (TLS on)")
         p.add_argument("--node-id", help="override node.id")
         p.add_argument("--snapshot-dir", help="override snapshots.dir")
         if name == "run":
@@ -404,6 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edgepose: {exc}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
+        return int(ExitCode.OK)
+    except BrokenPipeError:  # `edgepose detect ... | head`: the reader had enough
+        sys.stderr.close()
         return int(ExitCode.OK)
     except Exception:  # noqa: BLE001 - last resort: log the traceback, exit EX_SOFTWARE
         log.exception("unexpected error")

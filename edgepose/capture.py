@@ -16,17 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .core import Frame
-from .errors import FrameError, SourceError
+from .errors import FrameError, SourceError, SourceUnavailable
 from .sources import FrameSource
 
 log = logging.getLogger(__name__)
 
 #: After this many bad frames in a row the source counts as broken and is reopened.
 MAX_CONSECUTIVE_BAD_FRAMES = 50
+#: How often a producer waiting for the slot to empty looks at its stop event.
+_STOP_POLL_S = 0.1
 
 
 class LatestFrameSlot:
-    """Holds at most one frame: a new frame replaces one nobody took (counted as dropped)."""
+    """Holds at most one frame: a new frame replaces one nobody took (counted as dropped),
+    unless the producer asks to wait until it was taken (files: every frame counts)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -34,9 +37,18 @@ class LatestFrameSlot:
         self._closed = False
         self._dropped = 0
 
-    def put(self, frame: Frame) -> bool:
-        """Offer the newest frame; False (frame discarded) once the slot is closed."""
+    def put(self, frame: Frame, *, until_taken: threading.Event | None = None) -> bool:
+        """Offer the newest frame; False (frame discarded) once the slot is closed.
+
+        With `until_taken` (a stop event), first wait until the previous frame
+        was taken, so none is dropped; setting the event gives up the wait.
+        """
         with self._cond:
+            if until_taken is not None:
+                while self._frame is not None and not self._closed and not until_taken.is_set():
+                    self._cond.wait(_STOP_POLL_S)
+                if until_taken.is_set():
+                    return False
             if self._closed:
                 return False
             if self._frame is not None:
@@ -50,6 +62,8 @@ class LatestFrameSlot:
         with self._cond:
             self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout)
             frame, self._frame = self._frame, None
+            if frame is not None:
+                self._cond.notify_all()  # a producer may wait for the slot to empty
             return frame
 
     def close(self) -> None:
@@ -96,8 +110,10 @@ class CaptureLoop:
 
     `source_factory()` makes a fresh, unopened source for every (re)open.
     `max_fps` caps delivered frames (0: no cap): files are paced by waiting
-    before each read, live sources are read at their own rate and the surplus is
-    skipped so frames stay fresh. Waits go through `sleeper(seconds) -> bool`
+    before each read and every frame read is processed (the capture waits for
+    inference to take it); live sources are read at their own rate and the
+    surplus is skipped or replaced, so frames stay fresh. `stop_at_end` ends the loop when a file or
+    folder (not a live stream) runs out, instead of reopening it. Waits go through `sleeper(seconds) -> bool`
     (True: stop asked), by default `stop_event.wait`, so `stop()` is immediate;
     tests pass a fake `clock` and `sleeper`.
     """
@@ -139,8 +155,13 @@ class CaptureLoop:
         self._thread: threading.Thread | None = None
         #: Set once a source has opened.
         self.opened = threading.Event()
-        #: Set when the loop has returned (stopped, or the stream ended with stop_at_end).
+        #: Set when the loop has returned (stopped, the stream ended with stop_at_end,
+        #: or the source can never work here: see `fatal_error`).
         self.finished = threading.Event()
+        #: True once a file or folder ended and stop_at_end said to stop there.
+        self.ended = False
+        #: Set when the source raised SourceUnavailable: the loop gave up for good.
+        self.fatal_error: SourceUnavailable | None = None
         self.last_error: str = ""
         self.source_description: str = ""
 
@@ -189,8 +210,11 @@ class CaptureLoop:
                     delay = self._reopen_delay_s  # a working source earns a fresh back-off
                 if self._stop_event.is_set():
                     break
+                if self.fatal_error is not None:
+                    break
                 if outcome.ended and self._stop_at_end:
                     log.info("%s: end of stream", self.source_description)
+                    self.ended = True
                     break
                 log.info("reopening the source in %.1f s", delay)
                 if self._sleeper(delay):
@@ -214,6 +238,10 @@ class CaptureLoop:
             log.info("capturing from %s", self.source_description)
             self.opened.set()
             self._read_frames(source, outcome)
+        except SourceUnavailable as exc:
+            self._count("source_errors")
+            self.last_error = str(exc)
+            self.fatal_error = exc
         except SourceError as exc:
             self._source_failed(str(exc), exc_info=False)
         except Exception as exc:  # a source bug or library surprise must not end capture
@@ -252,8 +280,8 @@ class CaptureLoop:
                     ) from exc
                 continue
             if rgb is None:
-                outcome.ended = True
-                if self._stop_at_end:
+                if self._stop_at_end and not live:  # a live stream that ends has failed
+                    outcome.ended = True
                     return
                 raise SourceError(f"{self.source_description}: end of stream")
             bad_in_a_row = 0
@@ -270,4 +298,6 @@ class CaptureLoop:
             self._seq += 1
             outcome.good_frames += 1
             self._count("frames")
-            self._slot.put(frame)
+            # A file or folder is not real time: wait for inference to take each
+            # frame instead of dropping it. A live source keeps only the newest.
+            self._slot.put(frame, until_taken=None if live else self._stop_event)

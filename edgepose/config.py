@@ -24,26 +24,21 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
+from urllib.parse import urlsplit
 
-from .constants import (
-    DEFAULT_INPUT_SIZE,
-    DEFAULT_QUANTIZED,
-    DEFAULT_MAX_POSES,
-    DEFAULT_MIN_PART_SCORE,
-    DEFAULT_MIN_POSE_SCORE,
-    DEFAULT_MODEL,
-    DEFAULT_NMS_RADIUS,
-    DEFAULT_STRIDE,
-    DEFAULT_THREADS,
-    DEFAULT_TOPIC_PREFIX,
-    NUM_PARTS,
-    OUTPUT_STRIDES,
-)
+from .constants import DEFAULT_MIN_PART_SCORE, DEFAULT_TOPIC_PREFIX, NODE_ID_PATTERN, NUM_PARTS
 from .errors import ConfigError
+from .estimators import DEFAULT_MODEL, MODELS
+from .estimators.posenet import constants as posenet
 
 __all__ = [
     "Config",
     "DecodeConfig",
+    "FallConfig",
+    "PresenceConfig",
+    "SmoothingConfig",
+    "TrackingConfig",
+    "ZoneConfig",
     "LoggingConfig",
     "ModelConfig",
     "MqttConfig",
@@ -52,6 +47,7 @@ __all__ = [
     "SnapshotConfig",
     "SourceConfig",
     "TlsConfig",
+    "broker_overrides",
     "check_writable",
     "load_config",
     "redacted",
@@ -59,14 +55,21 @@ __all__ = [
 
 # Validation bounds (facts about the protocols and libraries, not tunables).
 MAX_POSES_LIMIT = 20  # the decoder's NMS is quadratic in candidates; more is noise
+MAX_THREADS = 64  # interpreter threads; more than any Pi has cores
+MAX_NMS_RADIUS = 10_000.0  # model-input pixels; larger keeps one pose per frame anyway
 PORT_MAX = 65535
 KEEPALIVE_MAX_S = 65535  # MQTT's two-byte keepalive field
 MESSAGE_EXPIRY_MAX_S = 2**32 - 1  # MQTT 5's four-byte message expiry interval
 JPEG_QUALITY_MAX = 100
+MAX_TRACKS_LIMIT = 100  # greedy matching is quadratic in tracks x poses
+MAX_ZONES = 32  # each zone is an entity in Home Assistant and a test per pose per frame
+MAX_ZONE_POINTS = 64
 # Upper bounds the code can actually use. Durations stay far below
 # threading.TIMEOUT_MAX (a longer wait is an OverflowError, not a long wait).
 DURATION_MAX_S = 86_400.0  # a day
-THREADS_MAX = 64  # TF Lite's thread pool; a Pi has 4 cores
+FILTER_HZ_MAX = 1000.0  # One Euro cut-offs: far above any frame rate
+FILTER_BETA_MAX = 1e6  # beyond this the filter is simply off while moving
+FALL_DROP_MAX = 10.0  # hip drop, in standing hip heights
 INPUT_SIZE_MAX = 4097  # model input side (k * stride + 1); larger is memory, not accuracy
 FRAME_SIDE_MAX = 8192  # camera capture width/height
 FPS_MAX = 1000.0
@@ -98,7 +101,6 @@ CREDENTIAL_MQTT_PASSWORD = "mqtt_password"
 #: Shown instead of the MQTT password by ``redacted``.
 REDACTED = "***"
 
-_NODE_ID_CHARS = r"[A-Za-z0-9_-]"
 _TOPIC_LEVEL = r"[^+#/\x00]+"
 
 
@@ -131,10 +133,12 @@ def _key(default: Any, **rule: Any) -> Any:
     return field(default=default, metadata={_RULE: _Rule(**rule)})
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def _parse_size(text: str) -> tuple[int, int] | None:
+    if text.strip().lower() == "auto":
+        return None
     match = re.fullmatch(r"\s*(\d{1,9})\s*[xX]\s*(\d{1,9})\s*", text)
     if not match:
-        raise ValueError(f'expected "WxH" such as "353x257", got {_show(text)}')
+        raise ValueError(f'expected "WxH" such as "481x353", or "auto", got {_show(text)}')
     width, height = int(match[1]), int(match[2])
     if not (2 <= width <= INPUT_SIZE_MAX and 2 <= height <= INPUT_SIZE_MAX):
         raise ValueError(f"width and height must be 2-{INPUT_SIZE_MAX}, got {_show(text)}")
@@ -182,6 +186,33 @@ def _parse_dir(text: str) -> Path:
     return Path(text).expanduser()
 
 
+def _parse_points(value: list) -> tuple[tuple[float, float], ...]:
+    """A polygon as [[x, y], ...] in 0..1 of the frame: at least 3 corners, some area."""
+    if not 3 <= len(value) <= MAX_ZONE_POINTS:
+        raise ValueError(f"expected 3-{MAX_ZONE_POINTS} points [[x, y], ...], got {len(value)}")
+    points = []
+    for i, point in enumerate(value):
+        if (
+            not isinstance(point, list)
+            or len(point) != 2
+            or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in point)
+        ):
+            raise ValueError(f"point {i}: expected [x, y] (two numbers), got {_show(point)}")
+        x, y = (float(c) for c in point)
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise ValueError(
+                f"point {i}: x and y are fractions of the frame (0-1), got [{x:g}, {y:g}]"
+            )
+        points.append((x, y))
+    # Shoelace area: a polygon whose corners are all on one line contains nothing.
+    twice_area = sum(
+        x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1])
+    )
+    if abs(twice_area) < 1e-9:
+        raise ValueError("the points enclose no area (all on one line?)")
+    return tuple(points)
+
+
 # --- the schema -----------------------------------------------------------------------
 
 
@@ -191,42 +222,47 @@ class NodeConfig:
 
     id: str = _key(  # "" -> the host name, sanitised
         "",
-        max_len=NODE_ID_MAX,
-        pattern=f"{_NODE_ID_CHARS}*",
-        pattern_help="may contain only letters, digits, '_' and '-'",
+        pattern=f"({NODE_ID_PATTERN})?",
+        pattern_help="must be 1-64 letters, digits, '_' or '-'",
     )
 
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
-    path: str = _key(DEFAULT_MODEL, nonempty=True, path=True)  # a known model name or a .tflite path
-    stride: int = _key(DEFAULT_STRIDE, choices=OUTPUT_STRIDES)
-    input_size: tuple[int, int] = _key(DEFAULT_INPUT_SIZE, toml=str, parse=_parse_size)  # (w, h)
-    quantized: bool = DEFAULT_QUANTIZED  # use the int8 build of a named model
+    """Which model runs where. `name` picks the family; the other keys refine it."""
+
+    name: str = _key(DEFAULT_MODEL, choices=tuple(MODELS))
+    path: str = _key("", path=True)  # a .tflite file of that model's family instead of the bundled build
+    stride: int = _key(posenet.DEFAULT_STRIDE, choices=posenet.OUTPUT_STRIDES)  # PoseNet
+    #: (w, h); None ("auto"): the family's default for a resizable file, else the file's own size.
+    input_size: tuple[int, int] | None = _key(None, toml=str, parse=_parse_size)
+    #: int8 builds: 2-4x faster on ai-edge-litert than float at about the same AP (README).
+    quantized: bool = True
     accelerator: Literal["cpu", "edgetpu", "auto"] = "cpu"
     edgetpu_device: str = _key(  # "" = first Edge TPU found
         "",
         pattern=r"((usb|pci)(:\d+)?)?",
         pattern_help='must be "", "usb", "usb:N", "pci" or "pci:N"',
     )
-    threads: int = _key(DEFAULT_THREADS, ge=1, le=THREADS_MAX)
+    threads: int = _key(2, ge=1, le=MAX_THREADS)
 
 
 @dataclass(frozen=True, slots=True)
 class DecodeConfig:
-    max_poses: int = _key(DEFAULT_MAX_POSES, ge=1, le=MAX_POSES_LIMIT)
-    min_pose_score: float = _key(DEFAULT_MIN_POSE_SCORE, ge=0, le=1)
+    max_poses: int = _key(posenet.DEFAULT_MAX_POSES, ge=1, le=MAX_POSES_LIMIT)
+    min_pose_score: float = _key(posenet.DEFAULT_MIN_POSE_SCORE, ge=0, le=1)
     min_part_score: float = _key(DEFAULT_MIN_PART_SCORE, ge=0, le=1)
-    nms_radius: float = _key(DEFAULT_NMS_RADIUS, gt=0, le=INPUT_SIZE_MAX)  # model-input pixels
+    nms_radius: float = _key(posenet.DEFAULT_NMS_RADIUS, gt=0, le=MAX_NMS_RADIUS)  # model-input pixels
     cleanup: Literal["none", "seed", "seed-single"] = "none"
     min_keypoints: int = _key(0, ge=0, le=NUM_PARTS)  # keypoints >= min_part_score a pose needs
 
 
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
-    uri: str = _key("demo", nonempty=True)
+    #: The Pi camera; "demo" (the bundled photos) only when asked for by name.
+    uri: str = _key("picamera2", nonempty=True)
     max_fps: float = _key(10.0, off=0.0, ge=FPS_MIN, le=FPS_MAX)  # 0 = no cap
-    loop: bool = False  # restart files at their end (the demo always loops)
+    loop: bool = False  # restart files and folders at their end; false: stop there (the demo always loops)
     width: int = _key(640, ge=1, le=FRAME_SIDE_MAX)  # camera capture size
     height: int = _key(480, ge=1, le=FRAME_SIDE_MAX)
     reopen_delay_s: float = _key(1.0, ge=0.01, le=DURATION_MAX_S)  # first back-off after a failure
@@ -251,7 +287,7 @@ class MqttConfig:
     client_id: str = _key(  # "" -> "edgepose-<node id>"
         "",
         max_len=CLIENT_ID_MAX,
-        pattern=f"{_NODE_ID_CHARS}*",
+        pattern=r"[A-Za-z0-9_-]*",
         pattern_help="may contain only letters, digits, '_' and '-' (what every MQTT broker accepts)",
     )
     #: A half-open link is noticed after 1.5-2x this (broker, client): keep it well under 60.
@@ -305,6 +341,96 @@ class SnapshotConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackingConfig:
+    """Stable person ids across frames (tracking.py), always on: presence, falls and
+    smoothing follow people by their ids. Figures after TF.js pose-detection's tracker."""
+
+    #: Keypoint similarity (OKS, COCO's per-part sigmas) a pose needs to continue a track.
+    min_similarity: float = _key(0.2, ge=0, le=1)
+    #: Keypoints scoring below this take no part in matching.
+    min_part_score: float = _key(0.3, ge=0, le=1)
+    #: Poses sharing fewer confident keypoints with a track are matched by box overlap instead.
+    min_keypoints: int = _key(4, ge=1, le=NUM_PARTS)
+    #: Box overlap (IoU) a pose needs to continue a track when keypoints cannot decide.
+    min_iou: float = _key(0.15, ge=0, le=1)
+    #: Seconds a track lives on unseen; a person seen again within it keeps their id.
+    max_age_s: float = _key(1.0, gt=0, le=DURATION_MAX_S)
+    #: Most tracks alive at once; beyond it the longest unseen is dropped.
+    max_tracks: int = _key(18, ge=1, le=MAX_TRACKS_LIMIT)
+
+
+@dataclass(frozen=True, slots=True)
+class SmoothingConfig:
+    """One Euro filter on published keypoints (smoothing.py), in fractions of the frame.
+
+    On by default, with these settings, from a measurement: PoseNet int8 on a
+    still photo with camera noise jitters 8.4 px frame to frame (427x640),
+    4.3 px smoothed; a person walking 0.3 frame widths a second lags 6.7 px
+    (35 ms) behind (synthetic sequence, tests/unit/test_smoothing.py)."""
+
+    enabled: bool = True
+    #: Cut-off frequency (Hz) when still: lower removes more jitter and lags more.
+    min_cutoff_hz: float = _key(0.5, gt=0, le=FILTER_HZ_MAX)
+    #: How fast the cut-off rises with speed (per frame-fraction per second): higher lags less when moving.
+    beta: float = _key(10.0, ge=0, le=FILTER_BETA_MAX)
+    #: Cut-off frequency (Hz) for the speed estimate itself.
+    d_cutoff_hz: float = _key(1.0, gt=0, le=FILTER_HZ_MAX)
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceConfig:
+    """Debounced presence (events.py): counts follow people, not single frames."""
+
+    #: Seconds a person must be seen before they count as entered.
+    enter_s: float = _key(0.5, ge=0, le=DURATION_MAX_S)
+    #: Seconds a person may go unseen before they count as left.
+    hold_s: float = _key(3.0, ge=0, le=DURATION_MAX_S)
+
+
+@dataclass(frozen=True, slots=True)
+class FallConfig:
+    """Fall detection from the tracked skeleton (events.py)."""
+
+    enabled: bool = True
+    #: Torso (hip mid-point to shoulder mid-point) at most this far from vertical: upright.
+    upright_deg: float = _key(30.0, ge=0, le=90)
+    #: Torso and whole body at least this far from vertical: down.
+    down_deg: float = _key(60.0, ge=0, le=90)
+    #: The change from upright to down must happen within this many seconds (slower: lying down).
+    window_s: float = _key(1.0, gt=0, le=DURATION_MAX_S)
+    #: The hips must drop by at least this fraction of their standing height above the feet
+    #: within the window (1 = all the way to the floor).
+    min_drop: float = _key(0.5, ge=0, le=FALL_DROP_MAX)
+    #: Seconds the person must stay down before a fall is raised.
+    confirm_s: float = _key(2.0, ge=0, le=DURATION_MAX_S)
+    #: Seconds the person must be upright again before the fall clears.
+    clear_s: float = _key(2.0, ge=0, le=DURATION_MAX_S)
+    #: Keypoints scoring below this are not used for angles and heights.
+    min_part_score: float = _key(0.3, ge=0, le=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneConfig:
+    """A named polygon in fractions of the frame (zones.py)."""
+
+    name: str = _key(
+        "",
+        nonempty=True,
+        pattern=r"[A-Za-z0-9_-]{1,64}",
+        pattern_help="must be 1-64 letters, digits, '_' or '-' (a Home Assistant id part)",
+    )
+    #: "occupancy": counted per zone; "exclusion": people anchored inside are ignored (a poster, a TV).
+    kind: Literal["occupancy", "exclusion"] = "occupancy"
+    #: Lying down is normal here (a bed, a sofa): no fall is raised.
+    lying_ok: bool = False
+    #: Which point of a person decides whether they are inside: "feet" (bottom centre of the
+    #: body) or "centre" (mid-hips; better for beds and sofas).
+    anchor: Literal["feet", "centre"] = "feet"
+    #: Corners [[x, y], ...], x / width and y / height of the frame, 0-1.
+    points: tuple[tuple[float, float], ...] = _key((), toml=list, parse=_parse_points)
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxConfig:
     """The disk outbox for events and telemetry that must survive outages and restarts."""
 
@@ -332,6 +458,12 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
+    falls: FallConfig = field(default_factory=FallConfig)
+    #: [[zones]] tables; none by default (the whole frame is the node's one area).
+    zones: tuple[ZoneConfig, ...] = ()
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
@@ -358,6 +490,7 @@ def _load(raw: dict[str, Any], overrides: dict[str, object]) -> Config:
     """Validate a parsed TOML document (plus overrides): a Config or one ConfigError."""
     problems: list[str] = []
     _apply_overrides(raw, overrides, problems)
+    _accept_model_name_in_path(raw)
     _check_depth(raw, problems)
     if problems:
         raise ConfigError(problems)
@@ -366,6 +499,14 @@ def _load(raw: dict[str, Any], overrides: dict[str, object]) -> Config:
     _check_model(config.model, bad, problems)
     _check_source(config.source, bad, problems)
     _check_tls(config.mqtt.tls, bad, problems)
+    _check_falls(config.falls, bad, problems)
+    if not {"tracking.max_tracks", "decode.max_poses"} & bad:
+        if config.tracking.max_tracks < config.decode.max_poses:
+            problems.append(
+                f"tracking.max_tracks: must be >= decode.max_poses ({config.decode.max_poses}), "
+                f"got {config.tracking.max_tracks}: every person found needs a track"
+            )
+    _check_zones(config.zones, bad, problems)
     password = _resolve_password(config.mqtt, bad, problems)
     node_id = config.node.id or _hostname_id()
     client_id = config.mqtt.client_id or f"edgepose-{node_id}"
@@ -440,10 +581,16 @@ def _as_dict(obj: Any) -> dict[str, Any]:
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
             out[f.name] = _as_dict(value)
+        elif _table_array_of(typing.get_type_hints(type(obj))[f.name]) is not None:  # [[zones]]
+            out[f.name] = [_as_dict(item) for item in value]
+        elif f.name == "points":
+            out[f.name] = [list(p) for p in value]
         elif not f.repr:  # a secret
             out[f.name] = None if value is None else REDACTED
         elif isinstance(value, tuple):  # input_size
             out[f.name] = "x".join(str(v) for v in value)
+        elif value is None and f.name == "input_size":
+            out[f.name] = "auto"
         elif isinstance(value, Path):
             out[f.name] = str(value)
         else:
@@ -560,6 +707,60 @@ def _apply_overrides(
             table[parts[-1]] = value
 
 
+def _accept_model_name_in_path(raw: dict[str, Any]) -> None:
+    """Before model.name existed, model.path held the model's name: still read it so."""
+    model = raw.get("model")
+    if isinstance(model, dict) and isinstance(model.get("path"), str) and model["path"] in MODELS \
+            and "name" not in model:
+        model["name"] = model.pop("path")
+
+
+#: Broker URL schemes `broker_overrides` takes, and whether each turns TLS on.
+BROKER_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
+MQTT_PORT, MQTTS_PORT = 1883, 8883
+
+
+def broker_overrides(text: str) -> dict[str, object]:
+    """``--broker`` as config overrides: HOST, HOST:PORT, [IPv6]:PORT, or a URL
+    mqtt://HOST[:PORT] (port 1883) / mqtts://HOST[:PORT] (TLS on, port 8883).
+
+    Raises ConfigError naming the key a bad part would set.
+    """
+    text = text.strip()
+    scheme, has_scheme, _ = text.partition("://")
+    if has_scheme:
+        scheme = scheme.lower()
+        if scheme not in BROKER_SCHEMES:
+            raise ConfigError(
+                f"mqtt.host: --broker {_show(text)}: unknown scheme {_show(scheme)} "
+                f"(use {', '.join(s + '://' for s in BROKER_SCHEMES)} or HOST[:PORT])"
+            )
+        parts = urlsplit(text)
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(
+                "mqtt.username: --broker: credentials in the URL are not read; "
+                "use mqtt.username with mqtt.password_file or mqtt.password_env"
+            )
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ConfigError(f"mqtt.host: --broker {_show(text)}: a broker URL has no path or query")
+    else:
+        parts = urlsplit("//" + text)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"mqtt.port: --broker {_show(text)}: the port must be 1-{PORT_MAX}") from None
+    if not parts.hostname:
+        raise ConfigError(f"mqtt.host: --broker {_show(text)}: no host name")
+    overrides: dict[str, object] = {"mqtt.host": parts.hostname}
+    if has_scheme:
+        tls = BROKER_SCHEMES[scheme]
+        overrides["mqtt.tls.enabled"] = tls
+        port = port or (MQTTS_PORT if tls else MQTT_PORT)
+    if port is not None:
+        overrides["mqtt.port"] = port
+    return overrides
+
+
 # --- per-key checks -------------------------------------------------------------------
 
 
@@ -584,6 +785,19 @@ def _check_table(
         if name not in table:
             continue
         dotted, value, hint = prefix + name, table[name], hints[name]
+        item_cls = _table_array_of(hint)
+        if item_cls is not None:
+            if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+                kwargs[name] = tuple(
+                    item_cls(**_check_table(item_cls, item, f"{dotted}[{i}].", problems, bad))
+                    for i, item in enumerate(value)
+                )
+            else:
+                problems.append(
+                    f"{dotted}: expected tables [[{dotted}]], got {_describe(value)}"
+                )
+                bad.add(dotted)
+            continue
         if dataclasses.is_dataclass(hint):
             if isinstance(value, dict):
                 kwargs[name] = hint(**_check_table(hint, value, dotted + ".", problems, bad))
@@ -622,6 +836,9 @@ def _check_value(dotted: str, value: Any, hint: Any, rule: _Rule, problems: list
         value = float(value)
         if not math.isfinite(value):
             return fail(f"must be a finite number, got {_show(value)}")
+    elif expected is list:
+        if not isinstance(value, list):
+            return fail(f"expected an array, got {_describe(value)}")
     elif expected is str:
         if not isinstance(value, str):
             hint_text = f" (one of {_list(choices)}, in quotes)" if choices else ""
@@ -687,11 +904,12 @@ def _unknown_key(prefix: str, name: str) -> str:
             "use mqtt.password_file, mqtt.password_env or the systemd credential "
             f"{CREDENTIAL_MQTT_PASSWORD}"
         )
-    section = prefix.rstrip(".")
+    section = re.sub(r"\[\d+\]", "", prefix.rstrip("."))
     siblings = [k.rsplit(".", 1)[-1] for k in _ALL_KEYS if k.rpartition(".")[0] == section]
     near = difflib.get_close_matches(name, siblings, n=1)
     if near:
         return f"{dotted}: unknown key; did you mean {prefix + near[0]}?"
+    # (prefix keeps an array index such as zones[1]. so the message points at the table)
     elsewhere = [k for k in _ALL_KEYS if k.rsplit(".", 1)[-1] == name]
     if elsewhere:
         return f"{dotted}: unknown key; did you mean {' or '.join(elsewhere)}?"
@@ -709,7 +927,18 @@ def _all_keys(cls: type, prefix: str = "") -> list[str]:
         keys.append(prefix + f.name)
         if dataclasses.is_dataclass(hints[f.name]):
             keys.extend(_all_keys(hints[f.name], prefix + f.name + "."))
+        elif (item_cls := _table_array_of(hints[f.name])) is not None:
+            keys.extend(_all_keys(item_cls, prefix + f.name + "."))
     return keys
+
+
+def _table_array_of(hint: Any) -> type | None:
+    """The dataclass of a ``tuple[X, ...]`` field (a TOML array of tables), else None."""
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis and dataclasses.is_dataclass(args[0]):
+            return args[0]
+    return None
 
 
 _ALL_KEYS: tuple[str, ...] = tuple(_all_keys(Config))
@@ -719,42 +948,23 @@ _ALL_KEYS: tuple[str, ...] = tuple(_all_keys(Config))
 
 
 def _check_model(model: ModelConfig, bad: set[str], problems: list[str]) -> None:
-    if not {"model.stride", "model.input_size"} & bad:
-        stride, (width, height) = model.stride, model.input_size
-        if not (_fits(width, stride) and _fits(height, stride)):
-            sizes = [f"{w}x{h}" for w in _nearest(width, stride) for h in _nearest(height, stride)]
-            problems.append(
-                f"model.input_size: {width}x{height} does not fit model.stride {stride} "
-                f"(width - 1 and height - 1 must be positive multiples of {stride}); "
-                f"nearest valid sizes: {', '.join(sizes)}"
-            )
+    family = MODELS[model.name].family if "model.name" not in bad else None
+    if family == "posenet" and model.input_size is not None and not {"model.stride", "model.input_size"} & bad:
+        if problem := posenet.input_size_problem(model.input_size, model.stride):
+            problems.append(f"model.input_size: {problem} (model.stride {model.stride})")
     if model.accelerator == "edgetpu" and not {"model.path", "model.quantized"} & bad:
         name = Path(model.path).name.lower()
-        if name.endswith(".tflite"):
-            if not (name.endswith("_edgetpu.tflite") or "int8" in name):
-                problems.append(
-                    "model.accelerator: the Edge TPU needs an int8 model compiled with "
-                    f"edgetpu_compiler (a *_edgetpu.tflite file); model.path {_show(model.path)} "
-                    "is a float model"
-                )
-        elif not model.quantized:
+        if model.path and not name.endswith("_edgetpu.tflite"):
             problems.append(
-                "model.accelerator: the Edge TPU needs an int8 model compiled with "
-                f"edgetpu_compiler; model.path {_show(model.path)} with model.quantized = false "
-                "is the float build: set model.quantized = true"
+                "model.accelerator: the Edge TPU runs only files compiled with edgetpu_compiler "
+                f"(*_edgetpu.tflite); model.path {_show(model.path)} is a CPU model"
             )
-
-
-def _fits(size: int, stride: int) -> bool:
-    return size - 1 >= stride and (size - 1) % stride == 0
-
-
-def _nearest(size: int, stride: int) -> list[int]:
-    """The valid sizes (k * stride + 1, k >= 1) either side of ``size``."""
-    if _fits(size, stride):
-        return [size]
-    below = (size - 1) // stride * stride + 1
-    return [s for s in (below, below + stride) if _fits(s, stride)]
+        elif not model.path:
+            problems.append(
+                "model.accelerator: the Edge TPU runs only files compiled with edgetpu_compiler: "
+                "compile the int8 build (README, \"Coral\") and set model.path to the "
+                "*_edgetpu.tflite file"
+            )
 
 
 def _check_source(source: SourceConfig, bad: set[str], problems: list[str]) -> None:
@@ -765,6 +975,36 @@ def _check_source(source: SourceConfig, bad: set[str], problems: list[str]) -> N
             f"source.reopen_delay_max_s: must be >= source.reopen_delay_s "
             f"({source.reopen_delay_s:g}), got {source.reopen_delay_max_s:g}"
         )
+
+
+def _check_falls(falls: FallConfig, bad: set[str], problems: list[str]) -> None:
+    if {"falls.upright_deg", "falls.down_deg"} & bad:
+        return
+    if falls.down_deg <= falls.upright_deg:
+        problems.append(
+            f"falls.down_deg: must be > falls.upright_deg ({falls.upright_deg:g}), "
+            f"got {falls.down_deg:g}"
+        )
+
+
+def _check_zones(zones: tuple[ZoneConfig, ...], bad: set[str], problems: list[str]) -> None:
+    if len(zones) > MAX_ZONES:
+        problems.append(f"zones: at most {MAX_ZONES} zones, got {len(zones)}")
+    seen: dict[str, int] = {}
+    for i, zone in enumerate(zones):
+        # A key left out keeps its default, which for these two is no value at all.
+        if f"zones[{i}].name" in bad:
+            pass
+        elif not zone.name:
+            problems.append(f"zones[{i}].name: every zone needs a name")
+        elif zone.name in seen:
+            problems.append(
+                f"zones[{i}].name: {_show(zone.name)} is already the name of zones[{seen[zone.name]}]"
+            )
+        else:
+            seen[zone.name] = i
+        if not zone.points and f"zones[{i}].points" not in bad:
+            problems.append(f"zones[{i}].points: every zone needs points [[x, y], ...]")
 
 
 def _check_tls(tls: TlsConfig, bad: set[str], problems: list[str]) -> None:
@@ -851,7 +1091,7 @@ def _read_secret(key: str, path: Path, problems: list[str]) -> str | None:
 def _hostname_id() -> str:
     """The short host name with anything outside [A-Za-z0-9_-] replaced by '_'."""
     short = socket.gethostname().split(".")[0]
-    return re.sub(r"[^A-Za-z0-9_-]", "_", short) or "edgepose"
+    return re.sub(r"[^A-Za-z0-9_-]", "_", short)[:64] or "edgepose"
 
 
 def _resolve_state_path(key: str, path: Path, problems: list[str]) -> Path:

@@ -1,9 +1,9 @@
-"""Plain data passed between pipeline stages: Frame -> Poses -> Message."""
+"""Plain data passed between pipeline stages: Frame -> Poses -> FrameResult -> Message."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -125,26 +125,10 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
-class Detection:
-    """What the inference worker hands to the sinks for one frame."""
+class FrameResult:
+    """What one frame became. Stages after estimation return a new one; sinks take it."""
 
     frame: Frame
     poses: Poses
     inference_ms: float  # preprocess + invoke + decode
-    model: str = ""
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class PoseNetOutputs:
-    """Raw PoseNet outputs for one image, dequantised, channels last.
-
-    Offsets and displacements are in model-input pixels; channel layout is
-    PoseNet's: y for every part (or edge) first, then x.
-    """
-
-    heatmaps: np.ndarray  # (h, w, 17) float32 logits (sigmoid not yet applied)
-    offsets: np.ndarray  # (h, w, 34) float32
-    displacements_fwd: np.ndarray  # (h, w, 32) float32, parent -> child
-    displacements_bwd: np.ndarray  # (h, w, 32) float32, child -> parent
-    output_stride: int
+    model: str = ""  # EstimatorInfo.label of the model that found the poses

@@ -1,41 +1,33 @@
-"""The daemon: capture thread -> latest-frame slot -> one inference worker -> sinks.
+"""The daemon: builds the pipeline from the config and feeds it frames until stopped.
+
+    capture thread -> latest-frame slot -> Pipeline (this thread) -> sinks
 
 Capture runs in its own thread and only ever keeps the newest frame, so the
-worker's latency stays one frame however slow inference is. The worker (this
-module's main loop, on the main thread) detects poses and hands them to the
-sinks: MQTT messages, overlay snapshots, the systemd watchdog. Nothing here
-blocks on the broker: a broker outage costs messages, never frames.
+pipeline's latency stays one frame however slow inference is. This module is
+the one place that wires sources, the estimator, stages and sinks together
+(see pipeline.py for the stages); nothing here blocks on the broker or the
+disk: an outage costs messages, never frames.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import queue
 import signal
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from .backend import PoseModel, load_model
 from .capture import CaptureLoop, LatestFrameSlot
-from .config import Config, ModelConfig
-from .core import Detection, Frame, Poses
-from .detector import PoseDetector
-from .errors import EdgePoseError, ExitCode
-from .messages import (
-    PosesPolicy,
-    person_count_message,
-    poses_message,
-    snapshot_message,
-    stats_message,
-)
+from .config import Config
+from .core import Frame
+from .errors import ConfigError, EdgePoseError, ExitCode
+from .estimators import Estimator, open_estimator
+from .messages import PosesPolicy
 from .notify import Notifier
-from .overlay import encode_jpeg, render_overlay
+from .pipeline import EstimateStage, Pipeline
+from .sinks import MqttSink, SnapshotSink, StatsSink, WatchdogSink
 from .snapshots import SnapshotPolicy, SnapshotWriter
 from .sources import open_source
 
@@ -43,44 +35,8 @@ log = logging.getLogger(__name__)
 
 #: How long start-up waits for the first frame before reporting READY anyway.
 FIRST_FRAME_TIMEOUT_S = 20.0
-#: Frames the rolling fps / inference percentiles are computed over.
-STATS_WINDOW = 300
-CPU_TEMPERATURE_FILE = Path("/sys/class/thermal/thermal_zone0/temp")
-
-
-def read_cpu_temperature() -> float | None:
-    try:
-        return round(int(CPU_TEMPERATURE_FILE.read_text().strip()) / 1000.0, 1)
-    except (OSError, ValueError):
-        return None
-
-
-class RollingStats:
-    """Frame times and inference durations over the last STATS_WINDOW frames."""
-
-    def __init__(self, started_at: float):
-        self.started_at = started_at
-        self.frames = 0
-        self._done_at: collections.deque[float] = collections.deque(maxlen=STATS_WINDOW)
-        self._inference_ms: collections.deque[float] = collections.deque(maxlen=STATS_WINDOW)
-
-    def add(self, now: float, inference_ms: float) -> None:
-        self.frames += 1
-        self._done_at.append(now)
-        self._inference_ms.append(inference_ms)
-
-    def snapshot(self, now: float) -> dict:
-        fps = 0.0
-        if len(self._done_at) >= 2 and self._done_at[-1] > self._done_at[0]:
-            fps = (len(self._done_at) - 1) / (self._done_at[-1] - self._done_at[0])
-        ms = np.asarray(self._inference_ms) if self._inference_ms else np.zeros(1)
-        return {
-            "fps": round(fps, 2),
-            "inference_ms_p50": round(float(np.percentile(ms, 50)), 1),
-            "inference_ms_p95": round(float(np.percentile(ms, 95)), 1),
-            "frames": self.frames,
-            "uptime_s": round(now - self.started_at, 1),
-        }
+#: How long the loop waits for a frame before ticking the sinks (stats) anyway.
+IDLE_TICK_S = 0.5
 
 
 class StopFlag:
@@ -98,14 +54,8 @@ class StopFlag:
         self.event.set()
 
 
-def open_model(model: ModelConfig) -> PoseModel:
-    return load_model(model.path, stride=model.stride, input_size=model.input_size,
-                      accelerator=model.accelerator, device=model.edgetpu_device,
-                      threads=model.threads, quantized=model.quantized)
-
-
 def _make_publisher(config: Config, commands: "queue.Queue[str]"):
-    """The MQTT sink; commands arrive on paho's thread and only go into the queue."""
+    """The MQTT adapter; commands arrive on paho's thread and only go into the queue."""
     if not config.mqtt.enabled:
         return None
     from .mqtt import MqttPublisher
@@ -113,107 +63,66 @@ def _make_publisher(config: Config, commands: "queue.Queue[str]"):
     return MqttPublisher(config.mqtt, config.node.id, on_command=commands.put)
 
 
-class Worker:
-    """Detect poses in each frame and feed the sinks. Owns no threads."""
+def _snapshot_writer(config: Config) -> SnapshotWriter | None:
+    snapshots = config.snapshots
+    if not snapshots.enabled:
+        return None
+    try:
+        return SnapshotWriter(snapshots.dir, keep=snapshots.keep, max_bytes=snapshots.max_bytes)
+    except OSError as exc:
+        raise ConfigError(f"snapshots.dir: cannot use {snapshots.dir}: {exc.strerror or exc}") from exc
 
-    def __init__(self, config: Config, model, detector: PoseDetector, publisher, snapshots, notifier, capture,
-                 commands: "queue.Queue[str]"):
-        self.config = config
-        self.model = model
-        self.detector = detector
-        self.publisher = publisher
-        self.snapshots = snapshots
-        self.notifier = notifier
-        self.capture = capture
-        self.started = time.monotonic()
-        self.stats = RollingStats(self.started)
-        self.poses_policy = PosesPolicy(config.mqtt.poses_mode, config.mqtt.poses_interval_s,
-                                        min_part_score=config.decode.min_part_score)
-        self.snapshot_policy = SnapshotPolicy(config.snapshots.interval_s, config.snapshots.on_count_change,
-                                              config.snapshots.cooldown_s)
-        self.commands = commands
-        self.last_person_count: int | None = None
-        self.next_stats_at = self.started
-        self.model_label = f"{model.name} {model.input_size[0]}x{model.input_size[1]}"
 
-    def detect(self, frame: Frame) -> Poses:
-        """Poses in `frame.rgb` pixels, found on the smaller inference copy when there is one."""
-        if frame.inference_rgb is None:
-            return self.detector.detect(frame.rgb)
-        small = frame.inference_rgb
-        poses = self.detector.detect(small)
-        scale = np.array([frame.width / small.shape[1], frame.height / small.shape[0]], np.float32)
-        return Poses(poses.xy * scale, poses.scores, poses.pose_scores)
+def build_pipeline(config: Config, estimator: Estimator, *, publisher, notifier: Notifier,
+                   capture: CaptureLoop, started_at: float) -> Pipeline:
+    """The one place the stages and sinks are chosen and put in order."""
+    info = estimator.info
+    sinks: list = []
+    snapshot_sink = None
+    writer = _snapshot_writer(config)
+    publish = publisher.publish if publisher is not None else None
+    if writer is not None or (publish is not None and config.mqtt.publish_snapshot):
+        snap = config.snapshots
+        snapshot_sink = SnapshotSink(
+            SnapshotPolicy(snap.interval_s, snap.on_count_change, snap.cooldown_s),
+            writer=writer,
+            publish=publish if config.mqtt.publish_snapshot else None,
+            labels=snap.labels,
+            min_score=config.decode.min_part_score,
+            jpeg_quality=snap.jpeg_quality,
+        )
+    if publish is not None:
+        sinks.append(MqttSink(
+            publish,
+            node_id=config.node.id,
+            poses_policy=PosesPolicy(config.mqtt.poses_mode, config.mqtt.poses_interval_s,
+                                     min_part_score=config.decode.min_part_score),
+            expiry_s=config.mqtt.poses_expiry_s,
+        ))
 
-    def process(self, frame: Frame) -> Detection:
-        start = time.perf_counter()
-        poses = self.detect(frame)
-        detection = Detection(frame, poses, (time.perf_counter() - start) * 1000.0, self.model_label)
-        now = time.monotonic()
-        self.stats.add(now, detection.inference_ms)
-        self._publish(detection, now)
-        self._snapshot(detection, now)
-        if now >= self.next_stats_at:
-            self._publish_stats(now)
-        self.notifier.watchdog()  # after each completed frame, never from a timer
-        return detection
+        def figures() -> dict:
+            counts = capture.stats
+            return {
+                "dropped_frames": counts.dropped_frames,
+                "skipped_frames": counts.skipped_frames,
+                "corrupt_frames": counts.corrupt_frames,
+                "source_errors": counts.source_errors,
+                "source_reopens": counts.reopen_count,
+                "mqtt_dropped": publisher.dropped,
+                "snapshots_dropped": snapshot_sink.dropped if snapshot_sink is not None else 0,
+                "accelerator": info.accelerator,
+                "runtime": info.runtime,
+                "precision": info.precision,
+                "threads": info.threads,
+                "model": info.label,
+            }
 
-    def _publish(self, detection: Detection, now: float) -> None:
-        count = len(detection.poses)
-        if self.publisher is not None:
-            if self.poses_policy.should_publish(now, detection.poses, detection.frame.width, detection.frame.height):
-                self.publisher.publish(poses_message(
-                    detection,
-                    node_id=self.config.node.id,
-                    model_name=self.model_label,
-                    expiry_s=self.config.mqtt.poses_expiry_s,
-                ))
-            if count != self.last_person_count:
-                self.publisher.publish(person_count_message(count))
-        self.last_person_count = count
-
-    def _snapshot(self, detection: Detection, now: float) -> None:
-        reason = None
-        self._take_commands()
-        if self.snapshots is not None or (self.publisher is not None and self.config.mqtt.publish_snapshot):
-            reason = self.snapshot_policy.due(now, len(detection.poses))
-        if reason is None:
-            return
-        image = render_overlay(detection.frame.rgb, detection.poses, labels=self.config.snapshots.labels,
-                               min_score=self.config.decode.min_part_score)
-        jpeg = encode_jpeg(image, self.config.snapshots.jpeg_quality)
-        if self.snapshots is not None:
-            try:
-                path = self.snapshots.write(jpeg, detection.frame.captured_at, f"{reason}_p{len(detection.poses)}")
-                log.info("snapshot %s (%s)", path, reason)
-            except OSError as exc:
-                log.warning("snapshot not written: %s", exc)
-        if self.publisher is not None and self.config.mqtt.publish_snapshot:
-            self.publisher.publish(snapshot_message(jpeg))
-
-    def _take_commands(self) -> None:
-        """Commands queued by paho's thread; acted on here, between frames."""
-        try:
-            while True:
-                if self.commands.get_nowait() == "snapshot":
-                    self.snapshot_policy.request()
-        except queue.Empty:
-            pass
-
-    def _publish_stats(self, now: float) -> None:
-        self.next_stats_at = now + self.config.mqtt.stats_interval_s
-        if self.publisher is None:
-            return
-        capture = self.capture.stats
-        self.publisher.publish(stats_message({
-            **self.stats.snapshot(now),
-            "dropped_frames": capture.dropped_frames,
-            "corrupt_frames": capture.corrupt_frames,
-            "source_errors": capture.source_errors,
-            "mqtt_dropped": self.publisher.dropped,
-            "accelerator": self.model.accelerator,
-            "cpu_temp_c": read_cpu_temperature(),
-        }, now=time.time()))
+        sinks.append(StatsSink(publish, interval_s=config.mqtt.stats_interval_s, figures=figures,
+                               started_at=started_at))
+    if snapshot_sink is not None:
+        sinks.append(snapshot_sink)
+    sinks.append(WatchdogSink(notifier))
+    return Pipeline(EstimateStage(estimator), sinks=sinks)
 
 
 def _wait_first_frame(slot: LatestFrameSlot, stop: threading.Event, timeout: float) -> Frame | None:
@@ -230,8 +139,21 @@ def _wait_first_frame(slot: LatestFrameSlot, stop: threading.Event, timeout: flo
     return None
 
 
-def run_daemon(config: Config, *, duration_s: float | None = None, stop: threading.Event | None = None) -> int:
-    """Run until SIGTERM/SIGINT (or `duration_s`); returns the process exit code."""
+def _take_commands(commands: "queue.Queue[str]", pipeline: Pipeline) -> None:
+    """Commands queued by paho's thread; acted on here, between frames."""
+    while True:
+        try:
+            name = commands.get_nowait()
+        except queue.Empty:
+            return
+        pipeline.command(name)
+
+
+def run_daemon(config: Config, *, duration_s: float | None = None, stop: threading.Event | None = None,
+               estimator: Estimator | None = None) -> int:
+    """Run until SIGTERM/SIGINT, the end of a non-looping file (or `duration_s`);
+    returns the process exit code. `estimator` replaces the one the config
+    names (tests, and programs that embed edgepose with a model of their own)."""
     stop_flag = StopFlag()
     if stop is not None:
         stop_flag.event = stop
@@ -240,68 +162,83 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
     notifier = Notifier.from_env()
     notifier.status("loading model")
 
-    model = open_model(config.model)
-    detector = PoseDetector(model, **asdict(config.decode))
-
-    snapshots = None
-    if config.snapshots.enabled:
-        snapshots = SnapshotWriter(config.snapshots.dir, keep=config.snapshots.keep,
-                                   max_bytes=config.snapshots.max_bytes)
-
+    if estimator is None:
+        estimator = open_estimator(config.model, config.decode)
+    info = estimator.info
+    started_at = time.monotonic()
     slot = LatestFrameSlot()
     source_cfg = config.source
     capture = CaptureLoop(
         lambda: open_source(source_cfg.uri, width=source_cfg.width, height=source_cfg.height,
-                            loop=source_cfg.loop, lores_size=model.input_size),
+                            loop=source_cfg.loop, lores_size=info.input_size),
         slot,
         max_fps=source_cfg.max_fps,
         reopen_delay_s=source_cfg.reopen_delay_s,
         reopen_delay_max_s=source_cfg.reopen_delay_max_s,
+        stop_at_end=not source_cfg.loop,
     )
     commands: queue.Queue[str] = queue.Queue()
     publisher = _make_publisher(config, commands)
-    worker = Worker(config, model, detector, publisher, snapshots, notifier, capture, commands)
+    pipeline = build_pipeline(config, estimator, publisher=publisher, notifier=notifier,
+                              capture=capture, started_at=started_at)
 
     if publisher is not None:
         publisher.start()
     capture.start()
-    deadline = time.monotonic() + duration_s if duration_s else None
+    deadline = started_at + duration_s if duration_s else None
+    exit_code = ExitCode.OK
     try:
-        first = _wait_first_frame(slot, stop_flag.event, FIRST_FRAME_TIMEOUT_S)
+        frame = _wait_first_frame(slot, stop_flag.event, FIRST_FRAME_TIMEOUT_S)
         notifier.ready()
-        notifier.status(f"running {worker.model_label} on {model.accelerator}")
-        log.info("ready: %s on %s, source %s", worker.model_label, model.accelerator, source_cfg.uri)
-        frame = first
+        notifier.status(f"running {info.label} on {info.accelerator}")
+        log.info("ready: %s (%s) on %s, source %s", info.label, info.precision, info.accelerator,
+                 source_cfg.uri)
         while not stop_flag.event.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if frame is not None:
-                worker.process(frame)
-            frame = slot.get(timeout=0.5)
+                pipeline.process(frame)
+            _take_commands(commands, pipeline)
+            pipeline.tick(time.monotonic())
+            frame = slot.get(timeout=IDLE_TICK_S)
+            if frame is None and slot.closed:  # the capture loop has ended
+                if capture.fatal_error is not None:
+                    log.error("%s", capture.fatal_error)
+                    exit_code = capture.fatal_error.exit_code
+                else:
+                    log.info("%s ended: stopping", capture.source_description or source_cfg.uri)
+                break
     finally:
         notifier.stopping()
         capture.stop()
         capture.join(timeout=2.0)
+        pipeline.close()
         if publisher is not None:
             publisher.stop()
-        log.info("stopped after %d frames", worker.stats.frames)
-    return int(ExitCode.OK)
+        estimator.close()
+        log.info("stopped after %d frames", pipeline.frames)
+    return int(exit_code)
 
 
 def check_installation(config: Config, report: Callable[[str], None]) -> bool:
     """Open the model, probe the source and the broker; one line each. True if all pass."""
     ok = True
+    lores = None
     try:
-        model = open_model(config.model)
-        report(f"model: ok ({model.path}, {model.accelerator}, input {model.input_size[0]}x"
-               f"{model.input_size[1]}, stride {model.output_stride})")
+        estimator = open_estimator(config.model, config.decode)
+        info = estimator.info
+        lores = info.input_size
+        report(f"model: ok ({info.name}: {info.path}, {info.precision}, {info.accelerator}, "
+               f"{info.runtime}, input {info.input_size[0]}x{info.input_size[1]}, {info.threads} threads)")
+        estimator.close()
     except EdgePoseError as exc:
         ok = False
         report(f"model: FAIL {exc}")
 
     from .sources import probe_source
 
-    source_ok, detail = probe_source(config.source.uri, width=config.source.width, height=config.source.height)
+    source_ok, detail = probe_source(config.source.uri, width=config.source.width,
+                                     height=config.source.height, lores_size=lores)
     ok &= source_ok
     report(f"source: {'ok' if source_ok else 'FAIL'} {detail}")
 

@@ -11,6 +11,7 @@ class ExitCode(enum.IntEnum):
     OK = 0
     FAILURE = 1  # e.g. some images in a batch could not be read
     USAGE = 2  # argparse
+    DATA = 65  # an input file that is not what it claims (a recording that is not poses JSON Lines)
     UNAVAILABLE = 69  # camera or Edge TPU absent, or lost after retries
     SOFTWARE = 70  # unexpected exception
     CONFIG = 78  # config invalid, model file missing
@@ -56,5 +57,16 @@ class SourceError(EdgePoseError):
     exit_code = ExitCode.UNAVAILABLE
 
 
+class SourceUnavailable(SourceError):
+    """The source can never work on this machine as configured (its library is
+    not installed): retrying is pointless, the daemon stops with a clear message."""
+
+
 class FrameError(EdgePoseError):
     """One frame could not be decoded; it is counted and skipped."""
+
+
+class RecordingError(EdgePoseError):
+    """A recording of poses messages (``edgepose replay``) has a line that is not one."""
+
+    exit_code = ExitCode.DATA

@@ -274,11 +274,6 @@ def _interpolate(rgb: np.ndarray, box: Letterbox, into: np.ndarray | None = None
     return values
 
 
-def sample(rgb: np.ndarray, box: Letterbox) -> np.ndarray:
-    """(h, w, 3) float32 0..255: the frame resampled into the model input, unscaled."""
-    return _interpolate(rgb, box).reshape(box.input_height, box.input_width, 3).copy()
-
-
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _staircase(lut_bytes: bytes, dtype: str) -> tuple[int, tuple[int, ...]] | None:
     """(lut[0], steps) when ``lut[p] = lut[0] + p - #{t in steps: t <= p}`` for a

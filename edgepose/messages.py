@@ -1,11 +1,15 @@
-"""Detections and node state as versioned MQTT messages (pure: no paho, no clock).
+"""Frame results and node state as versioned MQTT messages (pure: no paho, no clock).
 
 Every topic here is a suffix; mqtt.py adds ``<topic_prefix>/<node_id>/``. The
 one exception is Home Assistant discovery, whose topics live under the
 discovery prefix and are returned whole (see `discovery_messages`).
 
-JSON payloads are compact and versioned by ``"v"`` (constants.SCHEMA_VERSION);
-their JSON Schemas ship in ``edgepose/schemas/`` (`load_schema`). Poses are
+JSON payloads are compact and versioned by ``"v"`` (`SCHEMA_VERSIONS`). How
+a message grows: fields are only ever added; each addition increments that
+kind's ``"v"`` and ships a new schema, ``<kind>.schema.json`` for the current
+version and ``<kind>.v<N>.schema.json`` for every older one (`load_schema`),
+so recordings of any version can still be checked and replayed. Subscribers
+must ignore properties they do not know. Poses are
 keyed by keypoint name so a Home Assistant template reads
 ``value_json.poses[0].keypoints.nose.x`` and a Node-RED function
 ``msg.payload.poses[0].keypoints.nose.x``, without index tables.
@@ -14,8 +18,9 @@ keyed by keypoint name so a Home Assistant template reads
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
@@ -26,18 +31,22 @@ import numpy as np
 from . import __version__
 from .constants import (
     DEFAULT_MIN_PART_SCORE,
+    NODE_ID_PATTERN,
     PART_NAMES,
     PAYLOAD_OFFLINE,
     PAYLOAD_ONLINE,
-    SCHEMA_VERSION,
     TOPIC_AVAILABILITY,
+    TOPIC_CMD_ACK_FALL,
     TOPIC_CMD_SNAPSHOT,
+    TOPIC_EVENTS,
     TOPIC_PERSON_COUNT,
     TOPIC_POSES,
     TOPIC_SNAPSHOT,
+    TOPIC_STATE,
     TOPIC_STATS,
 )
-from .core import Detection, Message, Poses
+from .core import FrameResult, Message, Poses
+from .events import FALL_EVENT_TYPES, PRESENCE_EVENT_TYPES, Event, SceneState
 
 #: Decimal places in payloads: normalised coordinates, scores, milliseconds,
 #: frame rate, degrees Celsius.
@@ -59,25 +68,44 @@ STATS_FIELDS: tuple[str, ...] = (
     "inference_ms_p95",
     "frames",
     "dropped_frames",
+    "skipped_frames",
     "corrupt_frames",
     "source_errors",
+    "source_reopens",
     "mqtt_dropped",
+    "snapshots_dropped",
     "accelerator",
+    "runtime",
+    "precision",
+    "threads",
+    "model",
     "cpu_temp_c",
     "uptime_s",
 )
 _STATS_INT_FIELDS = frozenset(
-    {"frames", "dropped_frames", "corrupt_frames", "source_errors", "mqtt_dropped", "uptime_s"}
+    {"frames", "dropped_frames", "skipped_frames", "corrupt_frames", "source_errors",
+     "source_reopens", "mqtt_dropped", "snapshots_dropped", "threads", "uptime_s"}
 )
+_STATS_TEXT_FIELDS = frozenset({"accelerator", "runtime", "precision", "model"})
 
-#: Message kinds with a schema file ``edgepose/schemas/<kind>.schema.json``.
-SCHEMA_KINDS: tuple[str, ...] = ("poses", "stats", "person_count", "availability")
+#: The current version of each JSON message kind, the ``"v"`` it carries; its
+#: schema is ``edgepose/schemas/<kind>.schema.json``.
+SCHEMA_VERSIONS: dict[str, int] = {
+    "poses": 2, "stats": 2, "person_count": 1, "availability": 1, "events": 1, "state": 1,
+}
+SCHEMA_KINDS: tuple[str, ...] = tuple(SCHEMA_VERSIONS)
 
 #: Longest command payload looked at; anything longer is refused unread.
 MAX_COMMAND_BYTES = 256
 
 _JSON_SEPARATORS = (",", ":")
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_NODE_ID = re.compile(NODE_ID_PATTERN)
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def is_node_id(text: str) -> bool:
+    """Whether `text` is a valid node id (constants.NODE_ID_PATTERN, the one rule)."""
+    return bool(_NODE_ID.fullmatch(text))
 
 
 def _dumps(obj: Any) -> bytes:
@@ -101,46 +129,53 @@ def _unit(a: np.ndarray) -> list:
 
 
 def poses_message(
-    detection: Detection,
+    result: FrameResult,
     *,
     node_id: str,
-    model_name: str | None = None,
     expiry_s: int | None = None,
 ) -> Message:
-    """One frame's poses as JSON on ``poses`` (QoS 0, not retained).
+    """One frame's poses as JSON on ``poses`` (QoS 0, not retained), version 2.
 
     Keypoints are normalised to the frame (x / width, y / height), clamped to
     0..1 (a decoder may place a part just outside the picture) and rounded to
     4 decimals; scores to 3. All 17 parts are always present, a part that was
-    not found has score 0. `model_name` defaults to ``detection.model``;
+    not found has score 0. Each pose has its track ``id`` (null untracked) and
+    ``box`` (the model's, else the extent of the keypoints found).
     `expiry_s` becomes the MQTT 5 message expiry (ignored on 3.1.1).
     """
-    frame = detection.frame
+    frame = result.frame
     width, height = frame.width, frame.height
-    poses = detection.poses
+    poses = result.poses
+    size = np.array([width, height], dtype=np.float64)
     # Clamp whole arrays at once (this runs every frame on a Pi); only the
     # rounding stays per value, as Python's round is the correctly rounded one.
     # norm: (N, 17, 2) nested lists, 0..1 of the frame.
-    norm = _unit(np.asarray(poses.xy, dtype=np.float64) / np.array([width, height], dtype=np.float64))
+    norm = _unit(np.asarray(poses.xy, dtype=np.float64) / size)
+    boxes = _unit(np.asarray(poses.bounding_boxes(DEFAULT_MIN_PART_SCORE), dtype=np.float64) / np.tile(size, 2))
+    ids = [None] * len(poses) if poses.track_ids is None else [int(i) for i in poses.track_ids]
     pose_list = [
         {
+            "id": track_id,
             "score": round(pose_score, SCORE_DECIMALS),
+            "box": [round(v, XY_DECIMALS) for v in box],
             "keypoints": {
                 name: {"x": round(x, XY_DECIMALS), "y": round(y, XY_DECIMALS), "score": round(s, SCORE_DECIMALS)}
                 for name, (x, y), s in zip(PART_NAMES, part_xy, part_scores)
             },
         }
-        for pose_score, part_xy, part_scores in zip(_unit(poses.pose_scores), norm, _unit(poses.scores))
+        for track_id, pose_score, box, part_xy, part_scores in zip(
+            ids, _unit(poses.pose_scores), boxes, norm, _unit(poses.scores)
+        )
     ]
     payload = {
-        "v": SCHEMA_VERSION,
+        "v": SCHEMA_VERSIONS["poses"],
         "node": node_id,
         "ts": iso_utc(frame.captured_at),
         "frame": int(frame.seq),
         "width": width,
         "height": height,
-        "model": model_name if model_name is not None else detection.model,
-        "inference_ms": round(float(detection.inference_ms), MS_DECIMALS),
+        "model": result.model,
+        "inference_ms": round(float(result.inference_ms), MS_DECIMALS),
         "person_count": len(poses),
         "poses": pose_list,
     }
@@ -148,12 +183,6 @@ def poses_message(
 
 
 # --- retained node state ---------------------------------------------------------
-
-
-def availability_message(online: bool) -> Message:
-    """``online`` / ``offline`` on ``availability``, retained (the will is the offline one)."""
-    payload = PAYLOAD_ONLINE if online else PAYLOAD_OFFLINE
-    return Message(TOPIC_AVAILABILITY, payload.encode("ascii"), qos=QOS_STATE, retain=True)
 
 
 def person_count_message(n: int) -> Message:
@@ -176,12 +205,12 @@ def stats_message(stats: Mapping[str, Any], *, now: float | None = None) -> Mess
     unknown = sorted(set(stats) - set(STATS_FIELDS))
     if missing or unknown:
         raise ValueError(f"stats: missing {missing}, unknown {unknown}")
-    payload: dict[str, Any] = {"v": SCHEMA_VERSION}
+    payload: dict[str, Any] = {"v": SCHEMA_VERSIONS["stats"]}
     if now is not None:
         payload["ts"] = iso_utc(now)
     for key in STATS_FIELDS:
         value = stats[key]
-        if key == "accelerator":
+        if key in _STATS_TEXT_FIELDS:
             payload[key] = str(value)
         elif key == "cpu_temp_c":
             payload[key] = None if value is None else round(float(value), TEMP_DECIMALS)
@@ -199,6 +228,62 @@ def snapshot_message(jpeg: bytes) -> Message:
     if not isinstance(jpeg, (bytes, bytearray, memoryview)):
         raise TypeError(f"snapshot must be bytes, got {type(jpeg).__name__}")
     return Message(TOPIC_SNAPSHOT, bytes(jpeg), qos=QOS_STREAM, retain=True)
+
+
+# --- events and the debounced scene -------------------------------------------------
+
+
+def event_message(event: Event, *, node_id: str) -> Message:
+    """One event as JSON on ``events``: QoS 1 (it must arrive), never retained (it happened once).
+
+    Flat, so a Node-RED switch reads ``msg.payload.type`` and a Home Assistant
+    template ``value_json.track_id``: ``v``, ``id`` (unique: drop duplicates
+    after a redelivery), ``type``, ``node``, ``ts`` (wall clock), ``track_id``
+    and ``zone`` (null: the whole frame), then the type's own fields
+    (events.py). ``edgepose/schemas/events.schema.json`` lists them per type.
+    """
+    payload: dict[str, Any] = {
+        "v": SCHEMA_VERSIONS["events"],
+        "id": event.id,
+        "type": event.type,
+        "node": node_id,
+        "ts": iso_utc(event.wall_time),
+        "track_id": event.track_id,
+        "zone": event.zone,
+    }
+    for key, value in event.fields.items():
+        if key in payload:
+            raise ValueError(f"event field {key!r} would overwrite a common field")
+        payload[key] = value
+    return Message(TOPIC_EVENTS, _dumps(payload), qos=QOS_STATE, retain=False)
+
+
+def state_message(state: SceneState, *, now: float | None = None) -> Message:
+    """The debounced scene as JSON on ``state``, retained: what Home Assistant's
+    occupancy, zone and fall entities read. Publish it when `EventsResult.state_changed`.
+    """
+    payload: dict[str, Any] = {"v": SCHEMA_VERSIONS["state"]}
+    if now is not None:
+        payload["ts"] = iso_utc(now)
+    payload.update(
+        {
+            "person_count": state.person_count,
+            "occupied": state.occupied,
+            "zones": {name: {"person_count": n, "occupied": n > 0} for name, n in state.zones},
+            "fall": state.fall,
+            "falls": [
+                {
+                    "event_id": f.event_id,
+                    "track_id": f.track_id,
+                    "zone": f.zone,
+                    "since": iso_utc(f.since_wall),
+                    "confidence": f.confidence,
+                }
+                for f in state.falls
+            ],
+        }
+    )
+    return Message(TOPIC_STATE, _dumps(payload), qos=QOS_STATE, retain=True)
 
 
 # --- when to publish poses ---------------------------------------------------------
@@ -293,7 +378,11 @@ SNAPSHOT_YES = frozenset({"", "1", "true", "on", "yes", "snapshot", "press"})
 SNAPSHOT_NO = frozenset({"0", "false", "off", "no"})
 
 #: Command topic suffixes below ``cmd/`` and their command names.
-COMMANDS: dict[str, str] = {TOPIC_CMD_SNAPSHOT: "snapshot"}
+COMMANDS: dict[str, str] = {TOPIC_CMD_SNAPSHOT: "snapshot", TOPIC_CMD_ACK_FALL: "ack_fall"}
+
+#: Acknowledge-fall payloads: the snapshot words plus "ack"; JSON ``{"ack": true|false}``.
+ACK_YES = SNAPSHOT_YES | {"ack", "acknowledge"}
+ACK_NO = SNAPSHOT_NO
 
 
 def parse_snapshot_command(payload: bytes) -> bool:
@@ -302,6 +391,16 @@ def parse_snapshot_command(payload: bytes) -> bool:
     Raises ValueError naming the reason for anything else; the caller logs
     and ignores it.
     """
+    return _parse_yes_no(payload, SNAPSHOT_YES, SNAPSHOT_NO, "snapshot")
+
+
+def parse_ack_fall_command(payload: bytes) -> bool:
+    """True: acknowledge every fall that is on (Home Assistant's button sends ``ack``);
+    False: a valid no-op. Raises ValueError like `parse_snapshot_command`."""
+    return _parse_yes_no(payload, ACK_YES, ACK_NO, "ack")
+
+
+def _parse_yes_no(payload: bytes, yes: frozenset[str], no: frozenset[str], key: str) -> bool:
     if len(payload) > MAX_COMMAND_BYTES:
         raise ValueError(f"payload too long ({len(payload)} bytes, at most {MAX_COMMAND_BYTES})")
     try:
@@ -309,22 +408,22 @@ def parse_snapshot_command(payload: bytes) -> bool:
     except UnicodeDecodeError as exc:
         raise ValueError("payload is not UTF-8 text") from exc
     word = text.lower()
-    if word in SNAPSHOT_YES:
+    if word in yes:
         return True
-    if word in SNAPSHOT_NO:
+    if word in no:
         return False
     if text.startswith("{"):
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"payload is not valid JSON ({exc.msg})") from exc
-        if not isinstance(obj, dict) or set(obj) != {"snapshot"} or not isinstance(obj["snapshot"], bool):
-            raise ValueError('JSON payload must be exactly {"snapshot": true} or {"snapshot": false}')
-        return obj["snapshot"]
+        if not isinstance(obj, dict) or set(obj) != {key} or not isinstance(obj[key], bool):
+            raise ValueError(f'JSON payload must be exactly {{"{key}": true}} or {{"{key}": false}}')
+        return obj[key]
     raise ValueError(
         "expected empty, one of "
-        + ", ".join(sorted(w for w in SNAPSHOT_YES | SNAPSHOT_NO if w))
-        + ' or {"snapshot": true}'
+        + ", ".join(sorted(w for w in yes | no if w))
+        + f' or {{"{key}": true}}'
     )
 
 
@@ -338,6 +437,8 @@ def parse_command(suffix: str, payload: bytes) -> str | None:
         raise ValueError(f"unknown command topic {suffix!r} (known: {', '.join(COMMANDS)})")
     if name == "snapshot":
         return name if parse_snapshot_command(payload) else None
+    if name == "ack_fall":
+        return name if parse_ack_fall_command(payload) else None
     raise AssertionError(f"command {name} has no parser")  # pragma: no cover
 
 
@@ -353,11 +454,51 @@ def node_topic(prefix: str, node_id: str, suffix: str) -> str:
     return f"{prefix}/{node_id}/{suffix}"
 
 
+#: Components that come and go with the config: when not configured they are sent
+#: with only their platform, which is how Home Assistant removes one component of a
+#: device (leaving it out keeps the old entity alive).
+OPTIONAL_COMPONENTS: dict[str, str] = {
+    "snapshot": "image",
+    "presence_event": "event",
+    "fall": "binary_sensor",
+    "fall_event": "event",
+    "ack_fall": "button",
+}
+
+#: Figures from stats shown as diagnostic sensors: key -> (name, unit, device class, icon).
+STATS_SENSORS: dict[str, tuple[str, str | None, str | None, str | None]] = {
+    "inference_ms_p50": ("Inference time", "ms", None, "mdi:timer-outline"),
+    "fps": ("Frame rate", "fps", None, "mdi:camera-timer"),
+    "dropped_frames": ("Dropped frames", None, None, "mdi:image-broken-variant"),
+    "source_errors": ("Source errors", None, None, "mdi:camera-off"),
+    "cpu_temp_c": ("CPU temperature", "°C", "temperature", None),
+    "uptime_s": ("Uptime", "s", "duration", None),
+}
+#: Stats sensors go unavailable after this many stats intervals without a message.
+STATS_EXPIRY_INTERVALS = 3
+
+
+def discovery_device_id(node_id: str) -> str:
+    if not is_node_id(node_id):
+        raise ValueError(f"node id {node_id!r} must be 1-64 letters, digits, '_' or '-'")
+    return f"edgepose_{node_id}"
+
+
+def discovery_topic(node_id: str, discovery_prefix: str) -> str:
+    return f"{discovery_prefix}/device/{discovery_device_id(node_id)}/config"
+
+
 def discovery_messages(
     node_id: str,
     prefix: str,
     discovery_prefix: str,
     publish_snapshot: bool,
+    *,
+    presence: bool = False,
+    falls: bool = False,
+    zones: Sequence[str] = (),
+    stats_interval_s: float | None = None,
+    previous: bytes | None = None,
 ) -> list[Message]:
     """Home Assistant device-based discovery for this node, as whole topics.
 
@@ -365,28 +506,42 @@ def discovery_messages(
     (HA 2024.11+ "device discovery": ``device``, ``origin``,
     ``components`` with a ``platform`` each, availability shared by all;
     full key names rather than the ``dev``/``o``/``cmps`` abbreviations, so
-    the payload reads well in MQTT Explorer) declares: a person count sensor, a "person detected"
-    binary sensor (occupancy, from the same topic), an inference time sensor
-    (``inference_ms_p50`` from stats, diagnostic) and, with snapshots, an
-    ``image`` entity on the snapshot topic. unique_ids are
+    the payload reads well in MQTT Explorer). unique_ids are
     ``edgepose_<node_id>_<component>`` so they stay stable across restarts.
 
+    Always: the person count sensor and "person detected" occupancy sensor
+    (both from the retained ``person_count``, which follows the debounced
+    count once presence runs), a snapshot button (``cmd/snapshot``) and
+    diagnostic sensors from stats (`STATS_SENSORS`; ``expire_after`` of
+    three stats intervals when `stats_interval_s` is given). With
+    `publish_snapshot`: an ``image`` entity. With `presence`: an ``event``
+    entity for person_entered / person_left, and per occupancy zone in
+    `zones` a count sensor and an occupancy binary sensor (from the retained
+    ``state``). With `falls`: a "fall" binary sensor (safety: on while
+    someone is down), an ``event`` entity for fall_detected / fall_cleared
+    and an "acknowledge fall" button (``cmd/ack_fall``).
+
+    Optional components not configured are sent with only their platform, so
+    Home Assistant removes them; so is every component of `previous` (the
+    retained payload found on the topic at start, if the caller read it) that
+    is no longer configured, such as a zone that was renamed.
+
     The returned Message topics are *absolute* (not suffixes): publish them
-    without the node prefix. An empty retained payload on the same topic
-    removes the device from HA.
+    without the node prefix. `discovery_removal_message` removes the device.
     """
-    if not _ID_RE.match(node_id):
-        raise ValueError(f"node id {node_id!r} must match [A-Za-z0-9_-]+ for Home Assistant")
-    device_id = f"edgepose_{node_id}"
+    device_id = discovery_device_id(node_id)
 
     def topic(suffix: str) -> str:
         return node_topic(prefix, node_id, suffix)
+
+    def uid(key: str) -> str:
+        return f"{device_id}_{key}"
 
     components: dict[str, dict[str, Any]] = {
         "person_count": {
             "platform": "sensor",
             "name": "Person count",
-            "unique_id": f"{device_id}_person_count",
+            "unique_id": uid("person_count"),
             "state_topic": topic(TOPIC_PERSON_COUNT),
             "state_class": "measurement",
             "icon": "mdi:account-multiple",
@@ -394,37 +549,112 @@ def discovery_messages(
         "person_detected": {
             "platform": "binary_sensor",
             "name": "Person detected",
-            "unique_id": f"{device_id}_person_detected",
+            "unique_id": uid("person_detected"),
             "device_class": "occupancy",
             "state_topic": topic(TOPIC_PERSON_COUNT),
             "value_template": "{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}",
         },
-        "inference_ms": {
-            "platform": "sensor",
-            "name": "Inference time",
-            "unique_id": f"{device_id}_inference_ms",
-            "state_topic": topic(TOPIC_STATS),
-            "value_template": "{{ value_json.inference_ms_p50 }}",
-            "unit_of_measurement": "ms",
-            "state_class": "measurement",
-            "entity_category": "diagnostic",
-            "icon": "mdi:timer-outline",
+        "take_snapshot": {
+            "platform": "button",
+            "name": "Take snapshot",
+            "unique_id": uid("take_snapshot"),
+            "command_topic": topic(TOPIC_CMD_SNAPSHOT),
+            "payload_press": "snapshot",
+            "icon": "mdi:camera",
         },
     }
+    for key, (name, unit, device_class, icon) in STATS_SENSORS.items():
+        # The inference time sensor keeps its old key so existing entities stay.
+        ckey = "inference_ms" if key == "inference_ms_p50" else key
+        sensor: dict[str, Any] = {
+            "platform": "sensor",
+            "name": name,
+            "unique_id": uid(ckey),
+            "state_topic": topic(TOPIC_STATS),
+            "value_template": f"{{{{ value_json.{key} }}}}",
+            "entity_category": "diagnostic",
+        }
+        if unit is not None:
+            sensor["unit_of_measurement"] = unit
+        if device_class is not None:
+            sensor["device_class"] = device_class
+        if icon is not None:
+            sensor["icon"] = icon
+        if key not in ("dropped_frames", "source_errors", "uptime_s"):
+            sensor["state_class"] = "measurement"
+        else:
+            sensor["state_class"] = "total_increasing"
+        if stats_interval_s is not None:
+            sensor["expire_after"] = max(1, math.ceil(STATS_EXPIRY_INTERVALS * stats_interval_s))
+        components[ckey] = sensor
     if publish_snapshot:
         components["snapshot"] = {
             "platform": "image",
             "name": "Snapshot",
-            "unique_id": f"{device_id}_snapshot",
+            "unique_id": uid("snapshot"),
             "image_topic": topic(TOPIC_SNAPSHOT),
             "content_type": "image/jpeg",
         }
+    if presence:
+        components["presence_event"] = _event_component(
+            "Presence", uid("presence_event"), topic(TOPIC_EVENTS), PRESENCE_EVENT_TYPES,
+            "mdi:account-arrow-right",
+        )
+        for zone in zones:
+            if not _ZONE_NAME.fullmatch(zone):
+                raise ValueError(f"zone name {zone!r} must match [A-Za-z0-9_-]+ for Home Assistant")
+            components[f"zone_{zone}_occupied"] = {
+                "platform": "binary_sensor",
+                "name": f"{zone} occupied",
+                "unique_id": uid(f"zone_{zone}_occupied"),
+                "device_class": "occupancy",
+                "state_topic": topic(TOPIC_STATE),
+                "value_template": (
+                    f"{{{{ 'ON' if value_json.zones['{zone}'].occupied else 'OFF' }}}}"
+                ),
+            }
+            components[f"zone_{zone}_count"] = {
+                "platform": "sensor",
+                "name": f"{zone} person count",
+                "unique_id": uid(f"zone_{zone}_count"),
+                "state_topic": topic(TOPIC_STATE),
+                "value_template": f"{{{{ value_json.zones['{zone}'].person_count }}}}",
+                "state_class": "measurement",
+                "icon": "mdi:account-multiple",
+            }
+    if falls:
+        components["fall"] = {
+            "platform": "binary_sensor",
+            "name": "Fall",
+            "unique_id": uid("fall"),
+            "device_class": "safety",
+            "state_topic": topic(TOPIC_STATE),
+            "value_template": "{{ 'ON' if value_json.fall else 'OFF' }}",
+            "json_attributes_topic": topic(TOPIC_STATE),
+            "json_attributes_template": "{{ {'falls': value_json.falls} | tojson }}",
+        }
+        components["fall_event"] = _event_component(
+            "Fall event", uid("fall_event"), topic(TOPIC_EVENTS), FALL_EVENT_TYPES,
+            "mdi:human-handsdown",
+        )
+        components["ack_fall"] = {
+            "platform": "button",
+            "name": "Acknowledge fall",
+            "unique_id": uid("ack_fall"),
+            "command_topic": topic(TOPIC_CMD_ACK_FALL),
+            "payload_press": "ack",
+            "icon": "mdi:check-circle-outline",
+        }
+    for key, platform in OPTIONAL_COMPONENTS.items():
+        components.setdefault(key, {"platform": platform})
+    for key, platform in _previous_components(previous).items():
+        components.setdefault(key, {"platform": platform})
     payload = {
         "device": {
             "identifiers": [device_id],
             "name": f"edgepose {node_id}",
             "manufacturer": "edgepose",
-            "model": "PoseNet camera node",
+            "model": "Pose camera node",
             "sw_version": __version__,
         },
         "origin": {"name": "edgepose", "sw_version": __version__},
@@ -434,23 +664,66 @@ def discovery_messages(
         "components": components,
     }
     return [
-        Message(
-            f"{discovery_prefix}/device/{device_id}/config",
-            _dumps(payload),
-            qos=QOS_STATE,
-            retain=True,
-        )
+        Message(discovery_topic(node_id, discovery_prefix), _dumps(payload), qos=QOS_STATE, retain=True)
     ]
+
+
+def discovery_removal_message(node_id: str, discovery_prefix: str) -> Message:
+    """An empty retained payload on the device's config topic: Home Assistant removes the
+    device and all its entities, and the broker forgets the retained config (uninstall)."""
+    return Message(discovery_topic(node_id, discovery_prefix), b"", qos=QOS_STATE, retain=True)
+
+
+def _event_component(
+    name: str, unique_id: str, state_topic: str, types: tuple[str, ...], icon: str
+) -> dict[str, Any]:
+    """An MQTT ``event`` entity on ``events`` that takes only `types`: the template renders
+    nothing for other events, and Home Assistant ignores an empty rendered payload."""
+    listed = ", ".join(f"'{t}'" for t in types)
+    return {
+        "platform": "event",
+        "name": name,
+        "unique_id": unique_id,
+        "state_topic": state_topic,
+        "event_types": list(types),
+        "value_template": (
+            f"{{% if value_json.type in [{listed}] %}}"
+            "{{ dict(value_json, event_type=value_json.type) | tojson }}"
+            "{% endif %}"
+        ),
+        "icon": icon,
+    }
+
+
+def _previous_components(previous: bytes | None) -> dict[str, str]:
+    """Configured components (more than a platform) of an earlier discovery payload."""
+    if not previous:
+        return {}
+    try:
+        obj = json.loads(previous)
+        comps = obj.get("components", obj.get("cmps", {}))
+        return {
+            str(key): str(comp.get("platform", comp.get("p")))
+            for key, comp in comps.items()
+            if isinstance(comp, dict) and len(comp) > 1 and (comp.get("platform") or comp.get("p"))
+        }
+    except (ValueError, AttributeError, TypeError):
+        return {}  # not ours, or damaged: nothing to learn from it
 
 
 # --- schemas ----------------------------------------------------------------------------
 
 
-def load_schema(kind: str) -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of one message kind (see `SCHEMA_KINDS`)."""
+def load_schema(kind: str, version: int | None = None) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one message kind (see `SCHEMA_KINDS`), the
+    current version unless `version` names an older one."""
     if kind not in SCHEMA_KINDS:
         raise ValueError(f"no schema for {kind!r} (known: {', '.join(SCHEMA_KINDS)})")
-    text = resources.files(__package__).joinpath("schemas", f"{kind}.schema.json").read_text("utf-8")
+    current = SCHEMA_VERSIONS[kind]
+    if version is not None and not 1 <= version <= current:
+        raise ValueError(f"{kind} has schema versions 1 to {current}, not {version}")
+    name = f"{kind}.schema.json" if version in (None, current) else f"{kind}.v{version}.schema.json"
+    text = resources.files(__package__).joinpath("schemas", name).read_text("utf-8")
     return json.loads(text)
 
 
@@ -459,9 +732,14 @@ __all__ = [
     "POSES_MODES",
     "PosesPolicy",
     "SCHEMA_KINDS",
+    "SCHEMA_VERSIONS",
+    "is_node_id",
     "STATS_FIELDS",
-    "availability_message",
     "discovery_messages",
+    "discovery_removal_message",
+    "event_message",
+    "parse_ack_fall_command",
+    "state_message",
     "ha_status_topic",
     "iso_utc",
     "load_schema",

@@ -308,8 +308,8 @@ class MqttPublisher:
         self.node_id = node_id
         self.host = mqtt_cfg.host
         self.port = mqtt_cfg.port
-        if not node_id or any(c in node_id for c in "/+#"):
-            raise ConfigError(f"node.id: {node_id!r} cannot be part of an MQTT topic")
+        if not messages.is_node_id(node_id):
+            raise ConfigError(f"node.id: {node_id!r} must be 1-64 letters, digits, '_' or '-'")
         self._topic_prefix = mqtt_cfg.topic_prefix
         self._on_command = on_command
         self._max_queued = mqtt_cfg.max_queued

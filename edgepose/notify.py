@@ -72,10 +72,6 @@ class Notifier:
         """Free text shown by `systemctl status`."""
         return self.send(_status_field(text))
 
-    def extend_timeout(self, seconds: float) -> bool:
-        """Ask for more time in the current start or stop phase (slow model load)."""
-        return self.send(f"EXTEND_TIMEOUT_USEC={max(0, int(seconds * 1_000_000))}")
-
     def _send_with_status(self, state: str, status: str | None) -> bool:
         return self.send(state) if status is None else self.send(state, _status_field(status))
 

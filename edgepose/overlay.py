@@ -195,21 +195,98 @@ class LabelAnnotator:
         return out
 
 
+#: Zone colours by what the zone does: occupancy blue, exclusion grey, lying allowed green.
+ZONE_COLOURS: dict[str, RGB] = {
+    "occupancy": (0, 130, 200),
+    "exclusion": (128, 128, 128),
+    "lying_ok": (60, 180, 75),
+}
+#: Opacity of a zone's fill (0-255): the picture stays readable underneath.
+ZONE_FILL_ALPHA = 48
+
+
+class ZoneAnnotator:
+    """Zones (zones.Zone, corners in fractions of the frame) as tinted, outlined polygons
+    with their names: occupancy blue, exclusion grey, lying allowed (bed, sofa) green.
+
+    Draw zones first, so skeletons stay on top of them. `poses` is accepted for
+    chaining like the other annotators and not used.
+    """
+
+    def __init__(
+        self,
+        zones,
+        *,
+        line_width: int | None = None,  # None: scaled to the image
+        font_size: int | None = None,
+        colours: dict[str, RGB] = ZONE_COLOURS,
+        fill_alpha: int = ZONE_FILL_ALPHA,
+        labels: bool = True,
+    ):
+        self.zones = list(zones)
+        self.line_width = line_width
+        self.font_size = font_size
+        self.colours = colours
+        self.fill_alpha = fill_alpha
+        self.labels = labels
+
+    def colour(self, zone) -> RGB:
+        if zone.lying_ok:
+            return self.colours["lying_ok"]
+        return self.colours[zone.kind]
+
+    def annotate(self, image: Image.Image, poses: Poses | None = None) -> Image.Image:
+        out = _canvas(image)
+        if not self.zones:
+            return out
+        width, height = out.size
+        layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(layer)
+        line = self.line_width or _scaled(out, LINE_WIDTH_FRACTION)
+        for zone in self.zones:
+            corners = [(float(x) * width, float(y) * height) for x, y in np.asarray(zone.polygon)]
+            draw.polygon(corners, fill=self.colour(zone) + (self.fill_alpha,))
+        out = Image.alpha_composite(out.convert("RGBA"), layer).convert("RGB")
+        draw = ImageDraw.Draw(out)
+        size = self.font_size or _scaled(out, FONT_SIZE_FRACTION, MIN_FONT_PX)
+        font = _font(size)
+        stroke = _scaled(out, OUTLINE_FRACTION)
+        for zone in self.zones:
+            corners = [(float(x) * width, float(y) * height) for x, y in np.asarray(zone.polygon)]
+            draw.line(corners + corners[:1], fill=self.colour(zone), width=line, joint="curve")
+            if self.labels:
+                # The name just inside the top-left-most corner.
+                x, y = min(corners, key=lambda c: (c[1], c[0]))
+                draw.text(
+                    (x + line + 2, y + line + 2),
+                    zone.name + (" (lying ok)" if zone.lying_ok else "")
+                    + (" (ignored)" if zone.kind == "exclusion" else ""),
+                    fill=self.colour(zone),
+                    font=font,
+                    stroke_width=stroke,
+                    stroke_fill=OUTLINE_COLOUR,
+                )
+        return out
+
+
 def render_overlay(
     rgb: np.ndarray,
     poses: Poses,
     *,
     labels: bool = True,
     min_score: float = DEFAULT_MIN_PART_SCORE,
+    zones=(),
 ) -> Image.Image:
-    """A frame with skeletons, points and (optionally) part names drawn on it.
+    """A frame with zones (zones.Zone, if any), skeletons, points and (optionally)
+    part names drawn on it.
 
     rgb: (H, W, 3) uint8, the frame the poses were found in (not modified).
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 frame, got {rgb.shape} {rgb.dtype}")
     image = Image.fromarray(rgb, "RGB")
-    annotators: list[SkeletonAnnotator | PointAnnotator | LabelAnnotator] = [
+    annotators: list[ZoneAnnotator | SkeletonAnnotator | PointAnnotator | LabelAnnotator] = [
+        ZoneAnnotator(zones, labels=labels),
         SkeletonAnnotator(min_score=min_score),
         PointAnnotator(min_score=min_score),
     ]

@@ -1,4 +1,4 @@
-"""Rules applied to decoded poses (pure); each returns a new Poses and they compose."""
+"""Rules applied to decoded poses of any model (pure); each returns a new Poses and they compose."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from .constants import NUM_PARTS, SEED_CLEANUP_MIN_SCORE
 from .core import Poses
 from .letterbox import Letterbox
 
+__all__ = ["CLEANUPS", "filter_poses", "seed_cleanup", "seed_cleanup_single_person", "to_frame"]
+
 
 def to_frame(poses: Poses, box: Letterbox, *, clip: bool = True) -> Poses:
     """Model-input pixels -> frame pixels; clipped to [0, W-1] x [0, H-1] unless clip=False.
@@ -16,10 +18,13 @@ def to_frame(poses: Poses, box: Letterbox, *, clip: bool = True) -> Poses:
     places some keypoints past the border; TF.js returns them unclipped.
     """
     xy = box.to_frame(poses.xy)
+    boxes = None if poses.boxes is None else box.to_frame(poses.boxes.reshape(-1, 2, 2)).reshape(-1, 4)
     if clip:
-        np.clip(xy[..., 0], 0, box.frame_width - 1, out=xy[..., 0])
-        np.clip(xy[..., 1], 0, box.frame_height - 1, out=xy[..., 1])
-    return Poses(xy=xy, scores=poses.scores.copy(), pose_scores=poses.pose_scores.copy())
+        for points in (xy, boxes.reshape(-1, 2, 2) if boxes is not None else None):
+            if points is not None:
+                np.clip(points[..., 0], 0, box.frame_width - 1, out=points[..., 0])
+                np.clip(points[..., 1], 0, box.frame_height - 1, out=points[..., 1])
+    return poses.replace(xy=xy, scores=poses.scores.copy(), pose_scores=poses.pose_scores.copy(), boxes=boxes)
 
 
 def filter_poses(
@@ -66,7 +71,7 @@ def seed_cleanup(poses: Poses) -> Poses:
     seed_cleanup_single_person). Pose scores are the decoder's, unchanged.
     """
     scores = np.where(poses.scores >= SEED_CLEANUP_MIN_SCORE, poses.scores, 0).astype(np.float32)
-    return Poses(xy=poses.xy.copy(), scores=scores, pose_scores=poses.pose_scores.copy())
+    return poses.replace(xy=poses.xy.copy(), scores=scores, pose_scores=poses.pose_scores.copy())
 
 
 def seed_cleanup_single_person(poses: Poses) -> Poses:

@@ -95,6 +95,7 @@ class SnapshotWriter:
     """Writes JPEG snapshots into one folder and keeps it within bounds.
 
     Takes ready JPEG bytes: the caller encodes once for files and MQTT alike.
+    `max_bytes` 0 means no size cap (only `keep` counts).
     Raises OSError when the disk refuses (full, read-only, gone); the folder is
     then left as it was before the call.
     """
@@ -109,8 +110,8 @@ class SnapshotWriter:
     ):
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
-        if max_bytes < 1:
-            raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0 (0: no size cap), got {max_bytes}")
         self.directory = Path(directory)
         self.keep = keep
         self.max_bytes = max_bytes
@@ -155,7 +156,7 @@ class SnapshotWriter:
                 sizes.append(0)
         count, total = len(files), sum(sizes)
         for p, size in zip(files, sizes):
-            if count <= self.keep and total <= self.max_bytes:
+            if count <= self.keep and (not self.max_bytes or total <= self.max_bytes):
                 break
             if p == newest:
                 continue

@@ -22,12 +22,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
-from .errors import ConfigError, FrameError, SourceError
+from .errors import ConfigError, FrameError, SourceError, SourceUnavailable
+from .images import IMAGE_SUFFIXES, list_images, read_rgb
 
 log = logging.getLogger(__name__)
 
-#: Image files an image folder yields, matched case-insensitively.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: Network schemes PyAV opens as live streams.
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
 #: Seconds a network stream may take to connect, then to deliver each packet,
@@ -178,31 +177,8 @@ def probe_source(
 # --- Image folders and the demo --------------------------------------------------
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in `folder`, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file, upright as its EXIF orientation says.
-
-    Raises FrameError when the file cannot be read or decoded.
-    """
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as image:
-            upright = ImageOps.exif_transpose(image)
-            rgb = np.asarray(upright.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        # Pillow reports undecodable files as OSError (UnidentifiedImageError,
-        # "image file is truncated") and some broken headers as SyntaxError.
-        raise FrameError(f"{path.name}: cannot decode image: {exc}") from exc
-    return rgb
-
-
 class ImageFolderSource:
-    """Sorted *.jpg / *.jpeg / *.png files of one folder, one frame each."""
+    """Sorted image files (images.IMAGE_SUFFIXES) of one folder, one frame each."""
 
     live = False
 
@@ -239,7 +215,7 @@ class ImageFolderSource:
             self._good_this_pass = 0
         path = self._paths[self._next]
         self._next += 1
-        rgb = load_rgb(path)
+        rgb = read_rgb(path)
         self._good_this_pass += 1
         return rgb
 
@@ -501,8 +477,15 @@ PICAMERA2_LORES_FORMAT = "YUV420"
 
 
 def _open_picamera2(camera_num: int) -> Any:
-    from picamera2 import Picamera2  # apt python3-picamera2; only here
-
+    try:
+        from picamera2 import Picamera2  # apt python3-picamera2; only here
+    except ImportError as exc:
+        raise SourceUnavailable(
+            f"the Pi camera (source.uri = \"picamera2\") needs picamera2, which is not installed "
+            f"({exc}): on Raspberry Pi OS run sudo ./install.sh (python3-picamera2); elsewhere set "
+            "source.uri to /dev/videoN, an rtsp:// or http:// stream, a video file, an image "
+            "folder, or \"demo\" for the bundled photos"
+        ) from exc
     return Picamera2(camera_num)
 
 
@@ -599,6 +582,9 @@ class Picamera2Source:
                 self._lores_wh = tuple(config["lores"].get("size", self._lores_size))
             self._camera.start()
             self._started = True
+        except SourceUnavailable:
+            self.close()
+            raise
         except Exception as exc:  # no camera, "Pipeline handler in use", bad config...
             self.close()
             raise SourceError(f"{self.describe()}: cannot start camera: {exc}") from exc

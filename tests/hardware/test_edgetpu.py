@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from edgepose import backend
+from edgepose import tflite
+from edgepose.config import DecodeConfig, ModelConfig
+from edgepose.estimators import models_dir
+from edgepose.estimators.posenet.estimator import open_posenet
 
 CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}  # before / after firmware load
 
@@ -36,7 +39,7 @@ def _edgetpu_model() -> str:
     env = os.environ.get("EDGEPOSE_EDGETPU_MODEL")
     if env:
         return env
-    found = sorted(backend.models_dir().glob("*_edgetpu.tflite"))
+    found = sorted(models_dir().glob("*_edgetpu.tflite"))
     if not found:
         pytest.skip("no *_edgetpu.tflite: compile models/*_int8.tflite with edgetpu_compiler "
                     "or set EDGEPOSE_EDGETPU_MODEL")
@@ -44,17 +47,17 @@ def _edgetpu_model() -> str:
 
 
 def test_edgetpu_delegate_loads():
-    _, load_delegate, _ = backend.import_runtime()
-    assert backend.load_edgetpu_delegate(load_delegate) is not None
+    _, load_delegate, _ = tflite.import_runtime()
+    assert tflite.load_edgetpu_delegate(load_delegate) is not None
 
 
 def test_edgetpu_runs_a_compiled_model():
-    model = backend.load_model(_edgetpu_model(), accelerator="edgetpu")
-    assert model.accelerator == "edgetpu"
-    out = model.invoke()
+    estimator = open_posenet(ModelConfig(path=_edgetpu_model(), accelerator="edgetpu"), DecodeConfig())
+    assert estimator.info.accelerator == "edgetpu"
+    out = estimator.run_model()
     assert out.heatmaps.shape[-1] == 17
 
 
-def test_auto_picks_the_edgetpu_when_present():
-    model = backend.load_model(_edgetpu_model(), accelerator="auto")
+def test_auto_picks_the_edgetpu_for_a_compiled_file():
+    model = tflite.open_tflite(Path(_edgetpu_model()), accelerator="auto")
     assert model.accelerator == "edgetpu"

@@ -38,7 +38,7 @@ def test_all_good(tmp_path, mosquitto_broker):
     assert code == 0, lines
     assert line(lines, "config") == f"config: ok ({tmp_path / 'check.toml'})"
     assert line(lines, "model").startswith("model: ok (")
-    assert "cpu" in line(lines, "model") and "stride 16" in line(lines, "model")
+    assert "cpu" in line(lines, "model") and "stride16_int8" in line(lines, "model")
     assert line(lines, "source").startswith("source: ok ") and "demo" in line(lines, "source")
     where = f"{mosquitto_broker.host}:{mosquitto_broker.port}"
     assert line(lines, "broker") == f"broker: ok connected to {where} (MQTT 3.1.1)"
@@ -71,7 +71,7 @@ def test_missing_model_fails_naming_the_file(tmp_path, mosquitto_broker):
     code, lines = check(tmp_path, config)
     assert code == EXIT_FAILURE, lines
     model = line(lines, "model")
-    assert model.startswith(f"model: FAIL model file {missing} does not exist"), model
+    assert model.startswith(f"model: FAIL model.path: {missing} does not exist"), model
     assert line(lines, "broker").startswith("broker: ok"), "one failure does not hide the rest"
 
 

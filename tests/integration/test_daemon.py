@@ -185,16 +185,16 @@ class Daemon:
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
-    """start(config, env=None) -> a running Daemon; all are killed at teardown."""
+    """start(config, env=None, args=()) -> a running Daemon; all are killed at teardown."""
     started: list[Daemon] = []
 
-    def start(config: dict[str, Any], *, env: dict[str, str] | None = None) -> Daemon:
+    def start(config: dict[str, Any], *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Daemon:
         node = config["node"]["id"]
         config_path = write_config(tmp_path / f"{node}.toml", config)
         log_path = tmp_path / f"{node}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "edgepose", "run", "--config", str(config_path)],
+                [sys.executable, "-m", "edgepose", "run", "--config", str(config_path), *args],
                 cwd=tmp_path, env=child_env(env), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT,
             )

@@ -21,7 +21,7 @@ import pytest
 from edgepose import messages
 from edgepose.config import MqttConfig, TlsConfig
 from edgepose.constants import NUM_PARTS
-from edgepose.core import Detection, Frame, Message, Poses
+from edgepose.core import Frame, FrameResult, Message, Poses
 from edgepose.mqtt import MqttPublisher, probe
 
 from .conftest import AUTH_PASSWORD, AUTH_USER, free_port
@@ -42,12 +42,12 @@ def node() -> str:
     return "t" + uuid.uuid4().hex[:10]
 
 
-def detection(n: int = 1, seq: int = 7) -> Detection:
+def detection(n: int = 1, seq: int = 7) -> FrameResult:
     rng = np.random.default_rng(seq)
     xy = (rng.random((n, NUM_PARTS, 2)) * [640, 480]).astype(np.float32)
     scores = rng.random((n, NUM_PARTS)).astype(np.float32)
     frame = Frame(np.zeros((480, 640, 3), np.uint8), seq=seq, captured_at=1_700_000_000.25)
-    return Detection(frame, Poses(xy, scores, scores.mean(axis=1)), inference_ms=41.26, model="posenet-mnv1-075")
+    return FrameResult(frame, Poses(xy, scores, scores.mean(axis=1)), inference_ms=41.26, model="posenet-mnv1-075")
 
 
 class Commands:
@@ -177,10 +177,17 @@ STATS = {
     "inference_ms_p95": 55.0,
     "frames": 1200,
     "dropped_frames": 3,
+    "skipped_frames": 0,
     "corrupt_frames": 0,
     "source_errors": 1,
+    "source_reopens": 0,
     "mqtt_dropped": 0,
+    "snapshots_dropped": 0,
     "accelerator": "cpu",
+    "runtime": "ai-edge-litert",
+    "precision": "int8",
+    "threads": 2,
+    "model": "posenet_mnv1_075_stride16_int8 481x353",
     "cpu_temp_c": None,
     "uptime_s": 130,
 }

@@ -93,9 +93,33 @@ class RecordingSlot(LatestFrameSlot):
         super().__init__()
         self.offered: list[Frame] = []
 
-    def put(self, frame: Frame) -> bool:
+    def put(self, frame: Frame, *, until_taken=None) -> bool:
         self.offered.append(frame)
-        return super().put(frame)
+        return super().put(frame)  # never waits: nothing takes frames here
+
+
+def test_a_producer_can_wait_until_its_frame_is_taken():
+    slot, stop = LatestFrameSlot(), threading.Event()
+    assert slot.put(frame(0), until_taken=stop)
+    done = threading.Event()
+    producer = threading.Thread(target=lambda: (slot.put(frame(1), until_taken=stop), done.set()))
+    producer.start()
+    assert not done.wait(0.3), "the second frame must wait for the first to be taken"
+    assert slot.get(timeout=1).seq == 0
+    assert done.wait(5) and slot.get(timeout=1).seq == 1
+    assert slot.dropped == 0
+    producer.join()
+
+
+def test_a_waiting_producer_gives_up_when_stopped():
+    slot, stop = LatestFrameSlot(), threading.Event()
+    slot.put(frame(0))
+    result = []
+    producer = threading.Thread(target=lambda: result.append(slot.put(frame(1), until_taken=stop)))
+    producer.start()
+    stop.set()
+    producer.join(5)
+    assert result == [False] and slot.get(timeout=1).seq == 0
 
 
 def make_loop(
@@ -293,16 +317,20 @@ def test_failing_factory_is_retried_too():
     assert loop.stats.source_errors == 2
 
 
-def test_stop_at_end_finishes_the_loop_and_keeps_the_last_frame():
+def test_stop_at_end_delivers_every_frame_of_a_file_then_finishes():
     stop = threading.Event()
-    source = FakeSource([rgb(1), rgb(2)])
+    source = FakeSource([rgb(1), rgb(2), rgb(3)])
     slot = LatestFrameSlot()
     loop = make_loop(factory_of(source), stop=stop, slot=slot, stop_at_end=True)
-    loop.run()
-    assert loop.finished.is_set() and slot.closed
-    assert slot.get(timeout=0).seq == 1
-    assert slot.get(timeout=0) is None
-    assert loop.stats.source_errors == 0
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    seqs = []
+    while (taken := slot.get(timeout=5)) is not None:
+        seqs.append(taken.seq)
+    thread.join(5)
+    assert seqs == [0, 1, 2], "a file is not real time: no frame is dropped"
+    assert loop.finished.is_set() and slot.closed and loop.ended
+    assert loop.stats.source_errors == 0 and loop.stats.dropped_frames == 0
 
 
 def test_frame_rate_cap_paces_files_by_waiting():
@@ -361,19 +389,15 @@ def test_rejects_nonsense_settings(kwargs):
 
 
 def test_thread_delivers_frames_to_a_consumer_and_stops_on_request():
-    read_enough = threading.Event()
-    source = FakeSource(
-        [rgb(i % 256) for i in range(1000)], on_read=lambda s: s.reads >= 3 and read_enough.set()
-    )
+    source = FakeSource([rgb(i % 256) for i in range(1000)])
     slot = LatestFrameSlot()
     loop = CaptureLoop(
         factory_of(source), slot, max_fps=0, reopen_delay_s=1.0, reopen_delay_max_s=2.0
     )
     loop.start()
     try:
-        assert read_enough.wait(WAIT_S)
-        got = slot.get(timeout=WAIT_S)
-        assert isinstance(got, Frame)
+        got = [slot.get(timeout=WAIT_S) for _ in range(3)]
+        assert [f.seq for f in got] == [0, 1, 2]  # a file: each frame waits to be taken
     finally:
         loop.stop()
         assert loop.join(WAIT_S)

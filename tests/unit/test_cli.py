@@ -30,7 +30,7 @@ SKIER = DEMO / "000000000785.jpg"  # one person, 640x425
 
 def test_detect_prints_poses_in_original_image_pixels(capsys):
     assert main(["detect", str(SKIER)]) == ExitCode.OK
-    result = json.loads(capsys.readouterr().out)
+    [result] = json.loads(capsys.readouterr().out)  # always an array, even for one image
     assert (result["image"], result["width"], result["height"]) == (SKIER.name, 640, 425)
     assert len(result["poses"]) >= 1
     person = result["poses"][0]
@@ -46,7 +46,7 @@ def test_detect_runs_every_stride_and_precision(capsys, stride):
     for precision in ("--quantized", "--no-quantized"):
         assert main(["detect", str(SKIER), "--stride", str(stride), precision,
                      "--input-size", "257x193"]) == ExitCode.OK
-        result = json.loads(capsys.readouterr().out)
+        [result] = json.loads(capsys.readouterr().out)
         assert result["width"] == 640
 
 
@@ -70,7 +70,7 @@ def test_detect_keeps_going_past_unreadable_files_and_fails_at_the_end(tmp_path,
 
 def test_detect_seed_cleanup_single_person_gives_at_most_one_pose(capsys):
     assert main(["detect", str(DEMO / "000000000790.jpg"), "--cleanup", "seed-single"]) == ExitCode.OK
-    result = json.loads(capsys.readouterr().out)
+    [result] = json.loads(capsys.readouterr().out)
     assert len(result["poses"]) <= 1
     assert all(k["score"] == 0 or k["score"] >= 0.5 for k in result["poses"][0]["keypoints"])
 
@@ -89,13 +89,47 @@ def test_wrong_model_file_says_what_was_expected(tmp_path, capsys):
 
 
 def test_input_size_must_fit_the_stride(capsys):
-    assert main(["detect", str(SKIER), "--input-size", "300x200"]) == ExitCode.CONFIG
-    assert "does not fit output stride 16" in capsys.readouterr().err
+    assert main(["detect", str(SKIER), "--input-size", "300x200"]) == ExitCode.USAGE
+    assert "--input-size: model.input_size: 300x200 does not fit output stride 16" in capsys.readouterr().err
 
 
-def test_bad_decoder_values_are_usage_errors(capsys):
+def test_bad_decoder_values_are_usage_errors_with_the_configs_bounds(capsys):
     assert main(["detect", str(SKIER), "--max-poses", "0"]) == ExitCode.USAGE
-    assert "max_poses" in capsys.readouterr().err
+    assert "--max-poses: decode.max_poses: must be 1-20, got 0" in capsys.readouterr().err
+    assert main(["detect", str(SKIER), "--cleanup", "tidy"]) == ExitCode.USAGE
+    assert "--cleanup: decode.cleanup: must be one of" in capsys.readouterr().err
+
+
+def test_model_flags_override_a_config_file(tmp_path, capsys):
+    config = tmp_path / "edgepose.toml"
+    config.write_text('[model]\nstride = 8\ninput_size = "257x193"\n[decode]\nmax_poses = 1\n')
+    assert main(["bench", "--config", str(config), "--stride", "32", "--runs", "1", "--warmup", "0",
+                 "--json-summary"]) == ExitCode.OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["file"] == "posenet_mnv1_075_stride32_int8.tflite" and report["input_size"] == "257x193"
+
+
+def test_a_bad_config_file_is_still_exit_78(tmp_path, capsys):
+    config = tmp_path / "edgepose.toml"
+    config.write_text("[decode]\nmax_poses = 0\n")
+    assert main(["detect", str(SKIER), "--config", str(config)]) == ExitCode.CONFIG
+    assert "decode.max_poses: must be 1-20, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("runs", ["0", "-3", "x"])
+def test_bench_refuses_runs_below_one(runs, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--runs", runs])
+    assert exit_.value.code == ExitCode.USAGE
+    assert "--runs" in capsys.readouterr().err
+
+
+def test_models_lists_every_model_with_its_files(capsys):
+    assert main(["models", "--json"]) == ExitCode.OK
+    listing = json.loads(capsys.readouterr().out)
+    posenet = {m["name"]: m for m in listing["models"]}["posenet-mnv1-075"]
+    assert posenet["family"] == "posenet" and posenet["licence"] == "Apache-2.0"
+    assert set(posenet["files"]) == set(posenet["files_present"])
 
 
 def test_eval_scores_its_own_results_and_writes_coco_results(tmp_path, capsys):

@@ -18,18 +18,15 @@ from edgepose.config import (
     load_config,
     redacted,
 )
-from edgepose.constants import (
-    DEFAULT_INPUT_SIZE,
+from edgepose.constants import DEFAULT_MIN_PART_SCORE, DEFAULT_TOPIC_PREFIX
+from edgepose.errors import ConfigError, ExitCode
+from edgepose.estimators import DEFAULT_MODEL
+from edgepose.estimators.posenet.constants import (
     DEFAULT_MAX_POSES,
-    DEFAULT_MIN_PART_SCORE,
     DEFAULT_MIN_POSE_SCORE,
-    DEFAULT_MODEL,
     DEFAULT_NMS_RADIUS,
     DEFAULT_STRIDE,
-    DEFAULT_THREADS,
-    DEFAULT_TOPIC_PREFIX,
 )
-from edgepose.errors import ConfigError, ExitCode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-Pa55"
@@ -80,16 +77,26 @@ def flatten(table: dict, prefix: str = "") -> dict[str, object]:
 
 def test_defaults_alone_are_valid():
     config = load_config(None)
-    assert config.model.input_size == DEFAULT_INPUT_SIZE
-    assert config.source.uri == "demo"
+    assert config.model.input_size is None  # auto: the family's default for a resizable file
     assert config.mqtt.password is None
 
 
-def test_defaults_come_from_constants():
-    assert ModelConfig().path == DEFAULT_MODEL
+def test_empty_config_reads_the_pi_camera_not_the_demo_photos(tmp_path):
+    """The bug: an empty file, or one without [source], published stock photos from a Pi."""
+    assert load(tmp_path, "").source.uri == "picamera2"
+    assert load(tmp_path, "[mqtt]\nhost = \"broker\"\n").source.uri == "picamera2"
+
+
+def test_model_name_picks_the_model_and_the_old_path_spelling_still_works(tmp_path):
+    assert load(tmp_path, "").model.name == DEFAULT_MODEL
+    old = load(tmp_path, '[model]\npath = "posenet-mnv1-075"\n').model
+    assert (old.name, old.path) == ("posenet-mnv1-075", "")
+    assert "model.name: must be one of" in only_problem(tmp_path, '[model]\nname = "posenet"\n')
+
+
+def test_defaults_come_from_their_one_home():
+    assert ModelConfig().name == DEFAULT_MODEL
     assert ModelConfig().stride == DEFAULT_STRIDE
-    assert ModelConfig().input_size == DEFAULT_INPUT_SIZE
-    assert ModelConfig().threads == DEFAULT_THREADS
     assert DecodeConfig().max_poses == DEFAULT_MAX_POSES
     assert DecodeConfig().min_pose_score == DEFAULT_MIN_POSE_SCORE
     assert DecodeConfig().min_part_score == DEFAULT_MIN_PART_SCORE
@@ -107,10 +114,12 @@ def test_documented_config_lists_every_key_with_its_default():
         documented = flatten(tomllib.load(f))
     defaults = flatten(redacted(Config()))
     del defaults["mqtt.password"]  # resolved, never a key
+    # No zones by default: [[zones]] is documented by commented-out examples.
+    assert defaults.pop("zones") == []
     assert sorted(documented) == sorted(defaults)
     differing = {k for k in defaults if documented[k] != defaults[k]}
-    assert differing == {"source.uri"}  # the Pi install reads the camera
-    assert documented["source.uri"] == "picamera2"
+    assert differing == set()
+    assert documented["source.uri"] == "picamera2"  # the built-in default too
 
 
 def test_demo_config_runs_the_demo_locally(tmp_path):
@@ -339,43 +348,38 @@ def test_rejects_malformed_input_size(tmp_path):
 
 def test_rejects_stride_that_does_not_fit_input(tmp_path):
     message = only_problem(tmp_path, '[model]\nstride = 16\ninput_size = "350x257"\n')
-    assert message.startswith("model.input_size: 350x257 does not fit model.stride 16")
-    assert message.endswith("nearest valid sizes: 337x257, 353x257")
+    assert message.startswith("model.input_size: 350x257 does not fit output stride 16")
+    assert message.endswith("(model.stride 16)")
+    assert "nearest valid sizes: 337x257, 353x257" in message
 
 
 def test_stride_rule_checks_height_too(tmp_path):
     message = only_problem(tmp_path, '[model]\nstride = 32\ninput_size = "257x250"\n')
-    assert message.endswith("nearest valid sizes: 257x225, 257x257")
+    assert "nearest valid sizes: 257x225, 257x257" in message
 
 
 @pytest.mark.parametrize(
-    ("path", "quantized"),
-    [("models/posenet_mobilenet_v1_075.tflite", "false"), ("posenet-mnv1-075", "false")],
+    "model",
+    ['path = "models/posenet_mobilenet_v1_075_int8.tflite"', 'name = "posenet-mnv1-075"', ""],
 )
-def test_edgetpu_rejects_float_model(tmp_path, path, quantized):
-    message = only_problem(
-        tmp_path,
-        f'[model]\npath = "{path}"\nquantized = {quantized}\naccelerator = "edgetpu"\n',
-    )
-    assert message.startswith(
-        "model.accelerator: the Edge TPU needs an int8 model compiled with edgetpu_compiler"
-    )
-    assert path in message
+def test_edgetpu_rejects_a_model_not_compiled_for_it(tmp_path, model):
+    """A CPU model must never be handed to the Edge TPU delegate (it ran on a 1x1 input)."""
+    message = only_problem(tmp_path, f'[model]\n{model}\naccelerator = "edgetpu"\n')
+    assert message.startswith("model.accelerator: the Edge TPU runs only files compiled with edgetpu_compiler")
 
 
-@pytest.mark.parametrize(
-    ("path", "quantized"),
-    [
-        ("models/posenet_mobilenet_v1_075_353_481_quant_decoder_edgetpu.tflite", "false"),
-        ("posenet-mnv1-075", "true"),
-    ],
-)
-def test_edgetpu_accepts_compiled_or_int8_model(tmp_path, path, quantized):
+def test_edgetpu_accepts_a_compiled_model(tmp_path):
     config = load(
         tmp_path,
-        f'[model]\npath = "{path}"\nquantized = {quantized}\naccelerator = "edgetpu"\n',
+        '[model]\npath = "models/posenet_mobilenet_v1_075_353_481_quant_decoder_edgetpu.tflite"\n'
+        'accelerator = "edgetpu"\n',
     )
     assert config.model.accelerator == "edgetpu"
+
+
+def test_input_size_auto(tmp_path):
+    assert load(tmp_path, '[model]\ninput_size = "auto"\n').model.input_size is None
+    assert redacted(load_config(None))["model"]["input_size"] == "auto"
 
 
 # --- node and client ids --------------------------------------------------------------
@@ -384,7 +388,7 @@ def test_edgetpu_accepts_compiled_or_int8_model(tmp_path, path, quantized):
 def test_rejects_node_id_outside_allowed_chars(tmp_path):
     message = only_problem(tmp_path, '[node]\nid = "cam 1"\n')
     assert message == (
-        "node.id: may contain only letters, digits, '_' and '-', got \"cam 1\""
+        "node.id: must be 1-64 letters, digits, '_' or '-', got \"cam 1\""
     )
 
 
@@ -501,7 +505,7 @@ def test_redacted_hides_password(tmp_path):
     printed = redacted(config)
     assert printed["mqtt"]["password"] == "***"
     assert printed["mqtt"]["username"] == "u"
-    assert printed["model"]["input_size"] == "%dx%d" % DEFAULT_INPUT_SIZE
+    assert printed["model"]["input_size"] == "auto"
     assert redacted(load_config(None))["mqtt"]["password"] is None
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.__main__ import read_rgb
-from edgepose.backend import load_model
-from edgepose.detector import PoseDetector
+from edgepose.config import DecodeConfig, ModelConfig
+from edgepose.estimators.posenet.estimator import open_posenet
+from edgepose.images import read_rgb
 
 pytestmark = pytest.mark.shared
 
-SETTINGS = dict(max_poses=5, min_part_score=0.5, nms_radius=20.0, min_pose_score=0.0)
+SETTINGS = DecodeConfig(max_poses=5, min_part_score=0.5, nms_radius=20.0, min_pose_score=0.0)
 CORAL_RAW = "posenet_mobilenet_v1_075_481_641_quant.tflite"
 SKIER = Path(__file__).resolve().parents[2] / "edgepose" / "demo" / "000000000785.jpg"
 
@@ -39,14 +39,12 @@ def _best_pose_distance(ours, coral) -> float | None:
 
 
 def test_corals_raw_model_agrees_with_our_float_model(coral_models, coco_dev):
-    coral_model = load_model(str(coral_models / CORAL_RAW))
-    coral = PoseDetector(coral_model, **SETTINGS)
-    ours = PoseDetector(load_model("posenet-mnv1-075", stride=16, input_size=coral_model.input_size,
-                                   quantized=False), **SETTINGS)
+    coral = open_posenet(ModelConfig(path=str(coral_models / CORAL_RAW)), SETTINGS)
+    ours = open_posenet(ModelConfig(input_size=coral.info.input_size, quantized=False), SETTINGS)
     distances = []
     for path in sorted((coco_dev / "images").glob("*.jpg")):
         rgb = read_rgb(path)
-        distance = _best_pose_distance(ours.detect(rgb), coral.detect(rgb))
+        distance = _best_pose_distance(ours.estimate(rgb), coral.estimate(rgb))
         if distance is not None:
             distances.append(distance)
     assert len(distances) >= 25  # poses found on most of the 34 photos by both
@@ -57,10 +55,9 @@ def test_corals_raw_model_agrees_with_our_float_model(coral_models, coco_dev):
 
 
 def test_corals_smaller_raw_model_runs_at_its_own_size(coral_models):
-    model = load_model(str(coral_models / "posenet_mobilenet_v1_075_353_481_quant.tflite"))
-    assert model.input_size == (481, 353) and model.output_stride == 16
-    detector = PoseDetector(model, **SETTINGS)
-    poses = detector.detect(read_rgb(SKIER))
+    coral = open_posenet(ModelConfig(path=str(coral_models / "posenet_mobilenet_v1_075_353_481_quant.tflite")), SETTINGS)
+    assert coral.info.input_size == (481, 353) and coral.output_stride == 16
+    poses = coral.estimate(read_rgb(SKIER))
     assert len(poses) >= 1
     nose = poses.xy[int(np.argmax(poses.pose_scores)), 0]
     assert np.hypot(nose[0] - 367, nose[1] - 81) < 15  # COCO ground truth nose

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgepose import decode
-from edgepose.constants import NUM_EDGES, NUM_PARTS, PART_IDS, POSE_CHAIN_IDS
-from edgepose.core import PoseNetOutputs
+from edgepose.constants import NUM_PARTS, PART_IDS
+from edgepose.estimators.posenet import decode
+from edgepose.estimators.posenet.constants import NUM_EDGES, POSE_CHAIN_IDS
+from edgepose.estimators.posenet.outputs import PoseNetOutputs
 
 STRIDE = 16
 GRID_H, GRID_W = 17, 23  # a 257 x 353 input

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -39,30 +40,49 @@ SYSTEM_CHANGING = (
     "apt-get", "apt", "dpkg", "systemctl", "useradd", "usermod", "userdel", "groupadd",
     "curl", "wget", "gpg", "install", "udevadm", "journalctl", "sudo", "pip", "pip3",
     "debconf-set-selections", "chmod", "chown", "mosquitto", "rm", "mv", "mkdir", "cp",
+    "ln", "apt-mark", "dkms", "modprobe",
 )
 
 
 @pytest.fixture()
 def machine(tmp_path):
-    """Environment for a dry run on a fresh Raspberry Pi with Bookworm and Python 3.11."""
+    """Environment for a dry run on a fresh Raspberry Pi 4 with 64-bit Raspberry Pi OS
+    Bookworm and Python 3.11."""
     os_release = tmp_path / "os-release"
     os_release.write_text(BOOKWORM)
     model = tmp_path / "model"
     model.write_bytes(PI_MODEL.encode())
     group = tmp_path / "group"
     group.write_text(GROUPS_WITHOUT_APEX)
+    rpi_issue = tmp_path / "rpi-issue"
+    rpi_issue.write_text("Raspberry Pi reference 2024-11-19\n")
+    apt_sources = tmp_path / "apt"
+    (apt_sources / "sources.list.d").mkdir(parents=True)
     env = dict(os.environ)
     env.update(
         EDGEPOSE_OS_RELEASE=str(os_release),
         EDGEPOSE_DEVICE_MODEL=str(model),
+        EDGEPOSE_RPI_ISSUE=str(rpi_issue),
+        EDGEPOSE_APT_SOURCES_DIR=str(apt_sources),
         EDGEPOSE_GROUP_FILE=str(group),
         EDGEPOSE_PYTHON_VERSION="3.11",
+        EDGEPOSE_ARCH="arm64",
+        EDGEPOSE_KERNEL_RELEASE="6.6.51+rpt-rpi-v8",
+        EDGEPOSE_PAGE_SIZE="4096",
         EDGEPOSE_ASSUME_FRESH="1",
         EDGEPOSE_SYSTEMD="yes",
+        EDGEPOSE_POLICY_RC_D=str(tmp_path / "policy-rc.d"),
         EDGEPOSE_VENV=str(tmp_path / "dev-venv"),
     )
-    env.pop("NOTIFY_SOCKET", None)
+    for name in ("NOTIFY_SOCKET", "SUDO_USER", "EDGEPOSE_MOSQUITTO_ENABLED"):
+        env.pop(name, None)
     return env
+
+
+def os_release(tmp_path: Path, text: str, name: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
 
 
 def not_a_pi(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
@@ -114,7 +134,7 @@ def test_shellcheck_is_clean():
 
 def test_help_names_every_mode(machine):
     out = install_sh("--help", env=machine).stdout
-    for flag in ("--demo", "--test", "--uninstall", "--coral", "--coral-max", "--with-mosquitto",
+    for flag in ("--demo", "--test", "--uninstall", "--coral", "--coral-max", "--coral-pcie", "--with-mosquitto",
                  "--purge", "--broker", "--duration", "--dry-run"):
         assert flag in out
 
@@ -128,6 +148,7 @@ def test_help_names_every_mode(machine):
         ["--demo", "--broker", "no-port"],
         ["--demo", "--duration", "soon"],
         ["--test", "--coral"],
+        ["--demo", "--coral-pcie"],
         ["--purge"],
         ["--", "-x"],
         ["--demo", "--duration"],
@@ -209,61 +230,259 @@ def test_without_systemd_only_enables_for_next_boot(machine):
     assert "systemd is not running" in result.stderr
 
 
+def test_edgepose_is_on_path_through_a_wrapper_that_finds_the_models(machine):
+    out = install_sh("--dry-run", env=machine).stdout
+    assert "+ write /usr/local/bin/edgepose (mode 0755, root:root):" in out
+    wrapper = [line[len("    | "):] for line in out.split("+ write /usr/local/bin/edgepose", 1)[1].splitlines()[1:6]]
+    assert wrapper[0] == "#!/bin/sh"
+    assert ': "${EDGEPOSE_MODELS_DIR:=/opt/edgepose/models}"' in wrapper
+    assert 'exec /opt/edgepose/venv/bin/edgepose "$@"' in wrapper
+
+
+def test_the_installing_admin_joins_group_edgepose_to_read_the_config(machine):
+    """The config is root:edgepose 0640; the user behind sudo joins the group (not root)."""
+    lines = plan(env={**machine, "SUDO_USER": "pi"})
+    assert commands_with(lines, "install -m 0640 -o root -g edgepose", "/etc/edgepose/edgepose.toml")
+    assert "usermod --append --groups edgepose pi" in lines
+    assert not commands_with(plan(env=machine), "--groups edgepose")
+    assert not commands_with(plan(env={**machine, "SUDO_USER": "root"}), "--groups edgepose")
+
+
+def test_the_closing_hint_checks_as_the_service_user(machine):
+    out = install_sh("--dry-run", env=machine).stdout
+    assert "sudo -u edgepose edgepose check --config /etc/edgepose/edgepose.toml" in out
+
+
+def test_ubuntu_on_a_pi_gets_no_picamera2_and_a_warning(machine, tmp_path):
+    ubuntu = 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=noble\n'
+    env = {**machine, "EDGEPOSE_OS_RELEASE": os_release(tmp_path, ubuntu, "os-release-ubuntu"),
+           "EDGEPOSE_RPI_ISSUE": str(tmp_path / "absent"), "EDGEPOSE_PYTHON_VERSION": "3.12"}
+    result = install_sh("--dry-run", env=env)
+    assert "picamera2" not in " ".join(commands_with(result.stdout.splitlines(), "apt-get install"))
+    assert "not Raspberry Pi OS" in result.stderr
+
+
+def test_raspberry_pi_os_is_also_recognised_by_its_apt_source(machine, tmp_path):
+    sources = tmp_path / "apt-rpi"
+    (sources / "sources.list.d").mkdir(parents=True)
+    (sources / "sources.list.d" / "raspi.list").write_text(
+        "deb http://archive.raspberrypi.com/debian/ bookworm main\n")
+    env = {**machine, "EDGEPOSE_RPI_ISSUE": str(tmp_path / "absent"), "EDGEPOSE_APT_SOURCES_DIR": str(sources)}
+    assert commands_with(plan(env=env), "apt-get install", "python3-picamera2")
+
+
 # --- Coral -----------------------------------------------------------------------------
 
+LIBEDGETPU_TF = re.compile(r"libedgetpu1-(std|max)_16\.0tf([0-9.]+)-\d+\.(\w+)_arm64\.deb")
+WHEEL_TF = re.compile(r"tflite_runtime-([0-9.]+)-cp3(\d+)-cp3\d+-linux_aarch64\.whl")
 
-def test_coral_adds_the_repository_libedgetpu_and_pins_the_runtime(machine):
-    result = install_sh("--dry-run", "--coral", env=machine)
+
+def coral_plan(*args: str, env: dict[str, str]) -> tuple[list[str], str, str]:
+    result = install_sh("--dry-run", *args, env=env)
     lines = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
-    out = result.stdout
-    assert ("deb [signed-by=/etc/apt/keyrings/coral-edgetpu.gpg] "
-            "https://packages.cloud.google.com/apt coral-edgetpu-stable main") in out
-    assert "write /etc/apt/sources.list.d/coral-edgetpu.list (mode 0644, root:root):" in lines
-    assert commands_with(lines, "curl", "-o /etc/apt/keyrings/coral-edgetpu.gpg.download")
-    assert commands_with(lines, "apt-get install", "libedgetpu1-std")
+    return lines, result.stdout, result.stderr
+
+
+def tf_versions(lines: list[str]) -> tuple[str, str]:
+    """The TensorFlow version of the libedgetpu .deb and of the wheel the plan downloads."""
+    debs = {m.group(2) for line in commands_with(lines, "curl") for m in LIBEDGETPU_TF.finditer(line)}
+    wheels = {m.group(1) for line in commands_with(lines, "curl") for m in WHEEL_TF.finditer(line)}
+    assert len(debs) == 1 and len(wheels) == 1, lines
+    return debs.pop(), wheels.pop()
+
+
+def pins_table() -> list[list[str]]:
+    """CORAL_PINS rows as install.sh holds them."""
+    text = INSTALL_SH.read_text()
+    body = text.split("CORAL_PINS='", 1)[1].split("'", 1)[0]
+    return [line.split() for line in body.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_every_pinned_coral_pair_comes_from_one_tensorflow_version():
+    """The table itself: per OS and Python, the .deb and the wheel name the same TF version
+    in their file names as in the tf column, and the wheel matches the Python version."""
+    pairs: dict[tuple[str, str], set[str]] = {}
+    for codename, python, tf, kind, evidence, sha, url in pins_table():
+        assert evidence in ("shipped", "unverified")
+        assert sha == "-" or re.fullmatch(r"[0-9a-f]{64}", sha), sha
+        assert url.startswith("https://github.com/")
+        assert "pycoral" not in url
+        if kind.startswith("libedgetpu1-"):
+            m = LIBEDGETPU_TF.search(url)
+            assert m and m.group(1) == kind.split("-")[1] and m.group(2) == tf and m.group(3) == codename
+        elif kind == "tflite-runtime":
+            m = WHEEL_TF.search(url)
+            assert m and m.group(1) == tf and f"3.{m.group(2)}" == python
+        else:
+            assert kind == "gasket-dkms" and codename == "any"
+            continue
+        pairs.setdefault((codename, python), set()).add(tf)
+    assert {("bookworm", "3.11"), ("trixie", "3.13")} <= set(pairs)
+    assert all(len(tfs) == 1 for tfs in pairs.values()), pairs
+
+
+def test_coral_bookworm_installs_a_matching_libedgetpu_and_runtime(machine):
+    lines, out, err = coral_plan("--coral", env=machine)
+    deb_tf, wheel_tf = tf_versions(lines)
+    assert deb_tf == wheel_tf == "2.17.1"
+    assert "TensorFlow 2.17.1 on both sides" in out
+    assert commands_with(lines, "curl", "--proto =https", "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb")
+    assert commands_with(lines, "verify sha256", "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb.part")
+    apt_local = commands_with(lines, "apt-get install", "/var/cache/edgepose/coral/libedgetpu1-std_")
+    assert len(apt_local) == 1
     pip = commands_with(lines, "pip install")
     assert len(pip) == 1
-    assert "tflite-runtime==2.14.0" in pip[0] and "'numpy<2'" in pip[0]
-    assert "ai-edge-litert" not in pip[0]
+    assert "/var/cache/edgepose/coral/tflite_runtime-2.17.1-cp311-cp311-linux_aarch64.whl" in pip[0]
+    assert "'numpy<2'" in pip[0] and "ai-edge-litert" not in pip[0]
     assert commands_with(lines, "pip uninstall", "ai-edge-litert")
+    assert commands_with(lines, "python -c", "import tflite_runtime")
     assert commands_with(lines, "99-edgepose-coral.rules", "/etc/udev/rules.d/")
-    assert "groupadd --system apex" in lines
-    assert "usermod --append --groups apex,video,plugdev edgepose" in lines
-    assert "pycoral" not in out + result.stderr
+    # USB only: no PCIe driver, no apex group created.
+    assert not commands_with(lines, "gasket") and not commands_with(lines, "groupadd")
+    assert "usermod --append --groups video,plugdev edgepose" in lines
+    assert "packages.cloud.google.com" not in out
+    assert "pycoral" not in out + err
 
 
-def test_coral_repository_is_written_once_and_identically_on_every_run(machine):
-    first = install_sh("--dry-run", "--coral", env=machine).stdout
-    second = install_sh("--dry-run", "--coral", env=machine).stdout
-    assert first == second
-    assert first.count("deb [signed-by=") == 1
+def test_coral_dry_run_warns_that_unpinned_files_stop_a_real_run(machine):
+    """Checksums cannot be read from here: until they are pinned, a real run refuses."""
+    _, _, err = coral_plan("--coral", env=machine)
+    if any(row[5] == "-" for row in pins_table() if row[0] == "bookworm" and row[3] != "libedgetpu1-max"):
+        assert "no sha256 pinned" in err and "a real run stops here" in err
+
+
+def test_coral_trixie_installs_a_matching_pair_and_says_it_is_unverified(machine, tmp_path):
+    env = {**machine, "EDGEPOSE_PYTHON_VERSION": "3.13",
+           "EDGEPOSE_OS_RELEASE": os_release(tmp_path, TRIXIE, "os-release-trixie")}
+    lines, _, err = coral_plan("--coral", env=env)
+    deb_tf, wheel_tf = tf_versions(lines)
+    assert deb_tf == wheel_tf
+    assert commands_with(lines, "curl", ".trixie_arm64.deb")
+    pip = commands_with(lines, "pip install")
+    assert "cp313-cp313-linux_aarch64.whl" in pip[0] and "numpy<2" not in pip[0]
+    assert "nobody is known to have run" in err
 
 
 def test_coral_max_preseeds_and_installs_libedgetpu1_max(machine):
-    lines = plan("--coral-max", env=machine)
-    assert commands_with(lines, "apt-get install", "libedgetpu1-max")
+    lines, _, _ = coral_plan("--coral-max", env=machine)
+    assert commands_with(lines, "apt-get install", "/libedgetpu1-max_16.0tf2.17.1-1.bookworm_arm64.deb")
     assert not commands_with(lines, "libedgetpu1-std")
     assert commands_with(lines, "libedgetpu1-max", "debconf-set-selections")
+    assert tf_versions(lines)[0] == tf_versions(lines)[1]
 
 
-def test_coral_uses_existing_apex_group(machine, tmp_path):
+def test_coral_pcie_adds_the_gasket_driver_and_group_apex(machine):
+    lines, out, _ = coral_plan("--coral-pcie", env=machine)
+    assert tf_versions(lines)[0] == tf_versions(lines)[1]
+    assert commands_with(lines, "apt-get install", "dkms", "linux-headers-6.6.51+rpt-rpi-v8")
+    assert commands_with(lines, "curl", "gasket-dkms_1.0-18.2_all.deb")
+    assert commands_with(lines, "apt-get install", "/var/cache/edgepose/coral/gasket-dkms_1.0-18.2_all.deb")
+    assert "groupadd --system apex" in lines
+    assert "usermod --append --groups apex,video,plugdev edgepose" in lines
+    assert commands_with(lines, "udevadm trigger", "apex")
+    assert "reboot" in out
+
+
+def test_coral_pcie_uses_an_existing_apex_group(machine, tmp_path):
     group = tmp_path / "group-apex"
     group.write_text(GROUPS_WITH_APEX)
-    lines = plan("--coral", env={**machine, "EDGEPOSE_GROUP_FILE": str(group)})
+    lines, _, _ = coral_plan("--coral", "--coral-pcie", env={**machine, "EDGEPOSE_GROUP_FILE": str(group)})
     assert not commands_with(lines, "groupadd")
     assert "usermod --append --groups video,plugdev,apex edgepose" in lines
 
 
-@pytest.mark.parametrize("version", ["3.12", "3.13"])
-def test_coral_refuses_python_newer_than_3_11_before_changing_anything(machine, tmp_path, version):
-    os_release = tmp_path / "os-release-trixie"
-    os_release.write_text(TRIXIE)
-    env = {**machine, "EDGEPOSE_PYTHON_VERSION": version, "EDGEPOSE_OS_RELEASE": str(os_release)}
-    result = install_sh("--dry-run", "--coral", env=env, check=False)
-    assert result.returncode == 1
+def refused(args: list[str], env: dict[str, str]) -> str:
+    """A dry run that stops: exit 1, and not one command planned."""
+    result = install_sh("--dry-run", *args, env=env, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
     assert not [line for line in result.stdout.splitlines() if line.startswith("+ ")]
-    assert "tflite-runtime==2.14.0" in result.stderr and version in result.stderr
-    assert "Bookworm" in result.stderr and "ai-edge-litert" in result.stderr
+    return result.stderr
+
+
+def test_coral_pcie_refuses_a_16k_page_kernel_before_changing_anything(machine):
+    err = refused(["--coral-pcie"], {**machine, "EDGEPOSE_PAGE_SIZE": "16384",
+                                      "EDGEPOSE_KERNEL_RELEASE": "6.6.51+rpt-rpi-2712"})
+    assert "4 KB pages" in err and "kernel=kernel8.img" in err and "Nothing was changed" in err
+
+
+@pytest.mark.parametrize("arch", ["armhf", "armel"])
+@pytest.mark.parametrize("args", [["--coral"], []])
+def test_32_bit_arm_is_refused_with_a_clear_message(machine, arch, args):
+    err = refused(args, {**machine, "EDGEPOSE_ARCH": arch})
+    assert "32-bit" in err and arch in err and "64-bit" in err
+
+
+def test_coral_refuses_x86_64(machine):
+    err = refused(["--coral"], {**machine, "EDGEPOSE_ARCH": "amd64"})
+    assert "arm64" in err and "Nothing was changed" in err
+
+
+@pytest.mark.parametrize(
+    ("release", "version"),
+    [(BOOKWORM, "3.12"), (TRIXIE, "3.11"),
+     ('PRETTY_NAME="Ubuntu 24.04 LTS"\nID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=noble\n', "3.12")],
+)
+def test_coral_refuses_an_os_and_python_without_a_pinned_pair(machine, tmp_path, release, version):
+    env = {**machine, "EDGEPOSE_PYTHON_VERSION": version,
+           "EDGEPOSE_OS_RELEASE": os_release(tmp_path, release, "os-release-x")}
+    err = refused(["--coral"], env)
+    assert f"Python {version}" in err and "bookworm (Python 3.11)" in err
+    assert "Nothing was changed" in err and "ai-edge-litert" in err
+
+
+def test_coral_max_on_trixie_is_refused_until_it_is_pinned(machine, tmp_path):
+    env = {**machine, "EDGEPOSE_PYTHON_VERSION": "3.13",
+           "EDGEPOSE_OS_RELEASE": os_release(tmp_path, TRIXIE, "os-release-trixie")}
+    if any(row[0] == "trixie" and row[3] == "libedgetpu1-max" for row in pins_table()):
+        pytest.skip("CORAL_PINS now has a trixie libedgetpu1-max row")
+    assert "libedgetpu1-max" in refused(["--coral-max"], env)
+
+
+def sourced(script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run bash functions of install.sh (sourced: it defines them and runs nothing)."""
+    return subprocess.run(["bash", "-c", f'source "{INSTALL_SH}"\n{script}'], env=env,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=REPO_ROOT)
+
+
+def test_a_real_run_refuses_unpinned_coral_files(machine):
+    """The real-run branch of the check (DRY_RUN=0), called on its own: it only reads."""
+    script = f"""CORAL_PINS='
+{' '.join(['bookworm', '3.11', '2.17.1', 'libedgetpu1-std', 'shipped', '-', 'https://x/libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb'])}
+{' '.join(['bookworm', '3.11', '2.17.1', 'tflite-runtime', 'shipped', 'a' * 64, 'https://x/tflite_runtime-2.17.1-cp311-cp311-linux_aarch64.whl'])}
+'
+DRY_RUN=0 CORAL=std CORAL_PCIE=0
+coral_preflight
+echo REACHED-THE-END"""
+    result = sourced(script, machine)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "REACHED-THE-END" not in result.stdout
+    assert "no sha256 pinned" in result.stderr and "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb" in result.stderr
+    assert "Nothing was changed" in result.stderr
+
+
+def test_a_real_run_accepts_a_fully_pinned_pair_and_refuses_mixed_tf_versions(machine):
+    rows = [
+        f"bookworm 3.11 2.17.1 libedgetpu1-std shipped {'b' * 64} https://x/libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb",
+        f"bookworm 3.11 2.18.0 tflite-runtime shipped {'a' * 64} https://x/tflite_runtime-2.18.0-cp311-cp311-linux_aarch64.whl",
+    ]
+    mixed = sourced("CORAL_PINS='\n" + "\n".join(rows) + "\n'\nDRY_RUN=0 CORAL=std CORAL_PCIE=0\ncoral_preflight", machine)
+    assert mixed.returncode == 1 and "same TensorFlow version" in mixed.stderr
+    rows[1] = rows[1].replace("2.18.0", "2.17.1")
+    ok = sourced("CORAL_PINS='\n" + "\n".join(rows) + "\n'\nDRY_RUN=0 CORAL=std CORAL_PCIE=0\n"
+                 "coral_preflight && echo TF=$CORAL_TF NUMPY=$CORAL_NUMPY", machine)
+    assert ok.returncode == 0, ok.stderr
+    assert "TF=2.17.1 NUMPY=numpy<2" in ok.stdout
+
+
+def test_verify_sha256_accepts_the_pinned_file_and_removes_a_changed_one(machine, tmp_path):
+    good = tmp_path / "good.deb"
+    good.write_bytes(b"libedgetpu")
+    digest = hashlib.sha256(b"libedgetpu").hexdigest()
+    assert sourced(f'DRY_RUN=0; verify_sha256 "{good}" {digest}', machine).returncode == 0
+    assert good.exists()
+    bad = sourced(f'DRY_RUN=0; verify_sha256 "{good}" {"0" * 64}', machine)
+    assert bad.returncode == 1 and "sha256 mismatch" in bad.stderr
+    assert not good.exists()
 
 
 def test_unknown_os_is_a_warning_not_an_error(machine, tmp_path):
@@ -281,6 +500,7 @@ def test_uninstall_removes_the_service_and_keeps_config(machine):
     assert "systemctl disable --now edgepose.service" in lines
     assert commands_with(lines, "rm -f", "/etc/systemd/system/edgepose.service")
     assert commands_with(lines, "rm -rf", "/opt/edgepose")
+    assert "rm -f /usr/local/bin/edgepose" in lines
     assert not commands_with(lines, "/etc/edgepose")
     assert not commands_with(lines, "/var/lib/edgepose")
     assert not commands_with(lines, "userdel")
@@ -321,6 +541,35 @@ def test_fresh_machine_gets_apt_packages_for_demo(machine):
     lines = plan("--demo", env=machine)
     apt = commands_with(lines, "apt-get install")
     assert apt and {"python3-venv", "mosquitto", "mosquitto-clients"} <= set(apt[0].split())
+
+
+def test_installing_mosquitto_for_demo_or_tests_leaves_no_system_broker(machine):
+    """Debian's package would start a broker on 1883: a policy-rc.d forbids starts for that
+    apt call only, and the unit is left disabled as it was before."""
+    for mode in ("--demo", "--test"):
+        lines = plan(mode, env=machine)
+        policy = machine["EDGEPOSE_POLICY_RC_D"]
+        write = lines.index(f"write {policy} (mode 0755, root:root): exit 101 (no service starts)")
+        apt = lines.index(commands_with(lines, "apt-get install", "mosquitto")[0])
+        remove = lines.index(f"rm -f {policy}")
+        disable = lines.index("systemctl disable --quiet mosquitto.service")
+        assert write < apt < remove < disable
+
+
+def test_an_existing_policy_rc_d_and_an_enabled_broker_are_left_alone(machine, tmp_path):
+    policy = tmp_path / "policy-existing"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    env = {**machine, "EDGEPOSE_ASSUME_FRESH": "0", "EDGEPOSE_ASSUME_MISSING": "mosquitto",
+           "EDGEPOSE_POLICY_RC_D": str(policy), "EDGEPOSE_MOSQUITTO_ENABLED": "yes"}
+    lines = plan("--demo", env=env)
+    assert commands_with(lines, "apt-get install", "mosquitto")
+    assert not commands_with(lines, str(policy))
+    assert not commands_with(lines, "systemctl disable")
+
+
+def test_with_mosquitto_keeps_the_broker_the_user_asked_for(machine):
+    lines = plan("--with-mosquitto", env=machine)
+    assert not commands_with(lines, "policy-rc.d") and not commands_with(lines, "systemctl disable")
 
 
 def have_mosquitto() -> bool:
@@ -385,6 +634,7 @@ def test_venv_missing_an_extra_is_topped_up(machine, tmp_path):
         [],
         ["--coral", "--with-mosquitto"],
         ["--coral-max"],
+        ["--coral-pcie"],
         ["--uninstall", "--purge"],
         ["--demo", "--duration", "1"],
         ["--test", "--", "-q"],

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgepose import letterbox
-from edgepose.constants import INPUT_SCALE, INPUT_SHIFT
+from edgepose.estimators.posenet.constants import INPUT_SCALE, INPUT_SHIFT
 
 FLOAT_LUT = (np.arange(256) * INPUT_SCALE + INPUT_SHIFT).astype(np.float32)
 IDENTITY_LUT = np.arange(256, dtype=np.uint8)
@@ -65,7 +65,7 @@ def test_to_frame_is_input_times_scale_plus_offset():
 def test_samples_are_bilinear_at_scaled_coordinates(frame):
     rgb = random_frame(*frame)
     box = letterbox.plan(*frame, 33, 25)
-    got = letterbox.sample(rgb, box)
+    got = sample(rgb, box)
     for iy, ix in [(0, 0), (3, 7), (12, 16), (24, 32), (24, 0)]:
         want = bilinear(rgb, ix * box.scale + box.offset_x, iy * box.scale + box.offset_y)
         np.testing.assert_allclose(got[iy, ix], want, atol=1e-3)
@@ -74,7 +74,7 @@ def test_samples_are_bilinear_at_scaled_coordinates(frame):
 def test_border_replicates_the_frame_edge():
     rgb = random_frame(64, 32)
     box = letterbox.plan(64, 32, 33, 33)  # pads top and bottom
-    got = letterbox.sample(rgb, box)
+    got = sample(rgb, box)
     ys = np.arange(33) * box.scale + box.offset_y
     xs = np.arange(33) * box.scale + box.offset_x
 
@@ -101,7 +101,7 @@ def test_float_input_is_scaled_to_minus_one_one_without_rounding():
     box = letterbox.plan(64, 48, 33, 33)
     out = np.empty((33, 33, 3), np.float32)
     letterbox.letterbox_into(rgb, box, out, FLOAT_LUT)
-    want = letterbox.sample(rgb, box) * np.float32(2 / 255) - np.float32(1)
+    want = sample(rgb, box) * np.float32(2 / 255) - np.float32(1)
     np.testing.assert_array_equal(out, want)
     assert out.min() >= -1 and out.max() <= 1
 
@@ -112,7 +112,7 @@ def test_integer_input_is_rounded_then_looked_up():
     lut = (255 - np.arange(256)).astype(np.uint8)  # any table: here an inversion
     out = np.empty((33, 33, 3), np.uint8)
     letterbox.letterbox_into(rgb, box, out, lut)
-    want = lut[np.floor(letterbox.sample(rgb, box) + 0.5).astype(int)]
+    want = lut[np.floor(sample(rgb, box) + 0.5).astype(int)]
     np.testing.assert_array_equal(out, want)
 
 
@@ -154,6 +154,11 @@ EXACT_SIZES = [
 ]
 
 
+def sample(rgb: np.ndarray, box: letterbox.Letterbox) -> np.ndarray:
+    """(h, w, 3) float32 0..255: the frame resampled into the model input, unscaled."""
+    return letterbox._interpolate(rgb, box).reshape(box.input_height, box.input_width, 3).copy()
+
+
 def four_tap_sample(rgb: np.ndarray, box: letterbox.Letterbox) -> np.ndarray:
     """The kernel's formula, sample by sample: four taps, x then y, in float32."""
     sx, ox, sy, oy = letterbox._coefficients(box.frame_width, box.frame_height, box.input_width, box.input_height)
@@ -168,9 +173,9 @@ def four_tap_sample(rgb: np.ndarray, box: letterbox.Letterbox) -> np.ndarray:
 
 
 def quantized_lut(dtype, scale: float, zero_point: int) -> np.ndarray:
-    from edgepose.backend import input_lut
+    from edgepose.estimators.posenet.outputs import input_lut
 
-    return input_lut({"dtype": dtype, "quantization": (scale, zero_point)})
+    return input_lut(dtype, (scale, zero_point))
 
 
 LUTS = {
@@ -190,7 +195,7 @@ LUTS = {
 def test_samples_are_the_kernels_float32_arithmetic_bit_for_bit(frame, size):
     rgb = random_frame(*frame, seed=3)
     box = letterbox.plan(*frame, *size)
-    np.testing.assert_array_equal(letterbox.sample(rgb, box), four_tap_sample(rgb, box))
+    np.testing.assert_array_equal(sample(rgb, box), four_tap_sample(rgb, box))
 
 
 @pytest.mark.parametrize("frame, size", EXACT_SIZES)
@@ -237,9 +242,9 @@ def test_float_input_is_the_same_in_any_layout(frame, size):
 
 def test_sample_returns_its_own_array():
     box = letterbox.plan(64, 48, 33, 33)
-    first = letterbox.sample(random_frame(64, 48, seed=6), box)
+    first = sample(random_frame(64, 48, seed=6), box)
     kept = first.copy()
-    letterbox.sample(random_frame(64, 48, seed=7), box)
+    sample(random_frame(64, 48, seed=7), box)
     np.testing.assert_array_equal(first, kept)
 
 
@@ -265,4 +270,4 @@ def test_threads_sharing_a_letterbox_do_not_share_work_arrays():
 def test_rejects_frame_that_is_not_uint8():
     box = letterbox.plan(64, 48, 33, 33)
     with pytest.raises(ValueError):
-        letterbox.sample(random_frame(64, 48).astype(np.float32), box)
+        sample(random_frame(64, 48).astype(np.float32), box)

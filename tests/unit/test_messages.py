@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from edgepose import messages
-from edgepose.constants import NUM_PARTS, PART_NAMES, SCHEMA_VERSION
-from edgepose.core import Detection, Frame, Poses
+from edgepose.constants import NUM_PARTS, PART_NAMES
+from edgepose.core import Frame, FrameResult, Poses
 
 W, H = 640, 480
 
 
-def make_detection(xy=None, scores=None, pose_scores=None, *, seq=3, t=1_714_564_800.1234) -> Detection:
+def make_detection(xy=None, scores=None, pose_scores=None, *, seq=3, t=1_714_564_800.1234) -> FrameResult:
     """Poses from (N, 17, 2) frame pixels; defaults to one person, all parts at the centre."""
     if xy is None:
         xy = np.full((1, NUM_PARTS, 2), [W / 2, H / 2], np.float32)
@@ -25,7 +25,7 @@ def make_detection(xy=None, scores=None, pose_scores=None, *, seq=3, t=1_714_564
     scores = np.full((n, NUM_PARTS), 0.9, np.float32) if scores is None else np.asarray(scores, np.float32)
     pose_scores = scores.mean(axis=1) if pose_scores is None else np.asarray(pose_scores, np.float32)
     frame = Frame(np.zeros((H, W, 3), np.uint8), seq=seq, captured_at=t)
-    return Detection(frame, Poses(xy, scores, pose_scores), inference_ms=12.345, model="posenet-mnv1-075")
+    return FrameResult(frame, Poses(xy, scores, pose_scores), inference_ms=12.345, model="mnv1")
 
 
 def validate(kind: str, instance) -> None:
@@ -36,15 +36,39 @@ def validate(kind: str, instance) -> None:
 
 
 def test_poses_payload_is_compact_versioned_json_keyed_by_part_name():
-    msg = messages.poses_message(make_detection(), node_id="hall", model_name="mnv1", expiry_s=5)
+    msg = messages.poses_message(make_detection(), node_id="hall", expiry_s=5)
     assert (msg.topic, msg.qos, msg.retain, msg.expiry_s) == ("poses", 0, False, 5)
     assert b" " not in msg.payload
     p = json.loads(msg.payload)
-    assert p["v"] == SCHEMA_VERSION and p["node"] == "hall" and p["model"] == "mnv1"
+    assert p["v"] == 2 and p["node"] == "hall" and p["model"] == "mnv1"
     assert (p["frame"], p["width"], p["height"], p["person_count"]) == (3, W, H, 1)
     assert list(p["poses"][0]["keypoints"]) == list(PART_NAMES)
     assert p["poses"][0]["keypoints"]["nose"] == {"x": 0.5, "y": 0.5, "score": 0.9}
     validate("poses", p)
+
+
+def test_poses_v2_carry_track_id_and_box():
+    xy = np.zeros((2, NUM_PARTS, 2), np.float32)
+    xy[0, :, 0], xy[0, :, 1] = np.linspace(64, 128, NUM_PARTS), np.linspace(48, 240, NUM_PARTS)
+    xy[1] = 320.0
+    untracked = json.loads(messages.poses_message(make_detection(xy), node_id="n").payload)
+    assert [pose["id"] for pose in untracked["poses"]] == [None, None]
+    # no model box: the extent of the keypoints found
+    assert untracked["poses"][0]["box"] == [0.1, 0.1, 0.2, 0.5]
+    validate("poses", untracked)
+    result = make_detection(xy)
+    tracked = result.poses.replace(track_ids=np.array([7, 9]), boxes=np.float32([[0, 0, 64, 48], [1, 2, 700, 500]]))
+    p = json.loads(messages.poses_message(FrameResult(result.frame, tracked, 1.0, "m"), node_id="n").payload)
+    assert [pose["id"] for pose in p["poses"]] == [7, 9]
+    assert p["poses"][0]["box"] == [0.0, 0.0, 0.1, 0.1] and p["poses"][1]["box"][2:] == [1.0, 1.0]
+    validate("poses", p)
+
+
+def test_every_schema_version_stays_loadable():
+    assert messages.load_schema("poses", 1)["$id"].endswith(":v1")
+    assert messages.load_schema("poses")["$id"].endswith(":v2")
+    with pytest.raises(ValueError, match="versions 1 to 2"):
+        messages.load_schema("poses", 3)
 
 
 def test_poses_timestamp_is_utc_with_milliseconds_and_z():
@@ -73,15 +97,15 @@ def test_poses_outside_the_frame_are_clamped_to_unit_range():
 
 
 def test_no_people_gives_an_empty_list_and_count_zero():
-    d = Detection(Frame(np.zeros((H, W, 3), np.uint8), 0, 0.0), Poses.empty(), 5.0, "m")
+    d = FrameResult(Frame(np.zeros((H, W, 3), np.uint8), 0, 0.0), Poses.empty(), 5.0, "m")
     p = json.loads(messages.poses_message(d, node_id="n").payload)
     assert p["person_count"] == 0 and p["poses"] == []
     validate("poses", p)
 
 
-def test_model_name_defaults_to_the_detection_model():
+def test_model_is_the_results_model_label():
     p = json.loads(messages.poses_message(make_detection(), node_id="n").payload)
-    assert p["model"] == "posenet-mnv1-075"
+    assert p["model"] == "mnv1"
 
 
 def test_poses_schema_rejects_a_missing_keypoint():
@@ -94,11 +118,9 @@ def test_poses_schema_rejects_a_missing_keypoint():
 # --- retained state ------------------------------------------------------------------------
 
 
-def test_availability_is_retained_qos1_plain_text():
-    on, off = messages.availability_message(True), messages.availability_message(False)
-    assert (on.topic, on.payload, on.qos, on.retain) == ("availability", b"online", 1, True)
-    assert off.payload == b"offline"
-    validate("availability", off.payload.decode())
+def test_availability_payloads_match_their_schema():
+    validate("availability", "online")
+    validate("availability", "offline")
 
 
 def test_person_count_is_plain_integer_text():
@@ -115,10 +137,17 @@ STATS = {
     "inference_ms_p95": 55.04,
     "frames": 1200,
     "dropped_frames": 3,
+    "skipped_frames": 40,
     "corrupt_frames": 0,
     "source_errors": 1,
+    "source_reopens": 1,
     "mqtt_dropped": 7,
+    "snapshots_dropped": 0,
     "accelerator": "edgetpu",
+    "runtime": "tflite-runtime",
+    "precision": "int8",
+    "threads": 1,
+    "model": "posenet_mnv1_075_stride16_int8_edgetpu 481x353",
     "cpu_temp_c": 51.234,
     "uptime_s": 130.7,
 }
@@ -284,10 +313,11 @@ def test_discovery_is_one_device_message_with_shared_availability():
 def test_discovery_components_have_stable_ids_and_the_right_topics():
     _, cfg = discovery()
     comps = cfg["components"]
-    assert set(comps) == {"person_count", "person_detected", "inference_ms", "snapshot"}
+    assert {"person_count", "person_detected", "inference_ms", "snapshot", "take_snapshot"} <= set(comps)
     for key, comp in comps.items():
         assert re.fullmatch(r"[a-zA-Z0-9_-]+", key)
-        assert comp["unique_id"] == f"edgepose_hall-1_{key}"
+        if len(comp) > 1:  # not a removal
+            assert comp["unique_id"] == f"edgepose_hall-1_{key}"
     assert comps["person_count"]["platform"] == "sensor"
     assert comps["person_count"]["state_topic"] == "edgepose/hall-1/person_count"
     assert comps["person_detected"]["platform"] == "binary_sensor"
@@ -298,13 +328,14 @@ def test_discovery_components_have_stable_ids_and_the_right_topics():
     assert comps["snapshot"]["image_topic"] == "edgepose/hall-1/snapshot"
 
 
-def test_discovery_has_no_image_without_snapshots():
+def test_discovery_removes_the_image_without_snapshots():
+    # Leaving it out would keep the stale entity (Home Assistant 2025.4): only its platform removes it.
     _, cfg = discovery(publish_snapshot=False)
-    assert "snapshot" not in cfg["components"]
+    assert cfg["components"]["snapshot"] == {"platform": "image"}
 
 
 def test_discovery_refuses_ids_home_assistant_cannot_take():
-    with pytest.raises(ValueError, match="A-Za-z0-9_-"):
+    with pytest.raises(ValueError, match="must be 1-64 letters, digits"):
         messages.discovery_messages("hall 1", "edgepose", "homeassistant", False)
 
 
@@ -313,3 +344,98 @@ def test_every_schema_is_valid_draft_2020_12():
         schema = messages.load_schema(kind)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         jsonschema.Draft202012Validator.check_schema(schema)
+
+
+# --- acknowledge-fall command and the discovery of presence, zones and falls ---------------
+
+
+@pytest.mark.parametrize("payload", [b"", b"ack", b"ACK ", b"press", b"1", b'{"ack": true}'])
+def test_ack_fall_command_accepts_button_and_plain_payloads(payload):
+    assert messages.parse_ack_fall_command(payload) is True
+    assert messages.parse_command("cmd/ack_fall", payload) == "ack_fall"
+
+
+@pytest.mark.parametrize("payload", [b"0", b"false", b'{"ack": false}'])
+def test_ack_fall_command_no_ops(payload):
+    assert messages.parse_command("cmd/ack_fall", payload) is None
+
+
+@pytest.mark.parametrize("payload", [b"maybe", b'{"snapshot": true}', b"x" * 300])
+def test_ack_fall_command_refuses_anything_else(payload):
+    with pytest.raises(ValueError):
+        messages.parse_command("cmd/ack_fall", payload)
+
+
+def full_discovery(**kwargs) -> dict:
+    args = dict(presence=True, falls=True, zones=("bed", "door"), stats_interval_s=60.0)
+    args.update(kwargs)
+    (m,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", True, **args)
+    return json.loads(m.payload)["components"]
+
+
+def test_discovery_of_presence_zones_and_falls():
+    comps = full_discovery()
+    assert comps["presence_event"]["platform"] == "event"
+    assert comps["presence_event"]["event_types"] == ["person_entered", "person_left"]
+    assert comps["presence_event"]["state_topic"] == "edgepose/hall-1/events"
+    assert comps["fall_event"]["event_types"] == ["fall_detected", "fall_cleared"]
+    assert comps["fall"]["platform"] == "binary_sensor" and comps["fall"]["device_class"] == "safety"
+    assert comps["fall"]["state_topic"] == "edgepose/hall-1/state"
+    assert comps["ack_fall"]["command_topic"] == "edgepose/hall-1/cmd/ack_fall"
+    assert messages.parse_command("cmd/ack_fall", comps["ack_fall"]["payload_press"].encode()) == "ack_fall"
+    assert comps["take_snapshot"]["command_topic"] == "edgepose/hall-1/cmd/snapshot"
+    assert messages.parse_command("cmd/snapshot", comps["take_snapshot"]["payload_press"].encode()) == "snapshot"
+    assert comps["zone_bed_occupied"]["device_class"] == "occupancy"
+    assert "zones['bed'].occupied" in comps["zone_bed_occupied"]["value_template"]
+    assert comps["zone_door_count"]["state_topic"] == "edgepose/hall-1/state"
+
+
+def test_discovery_diagnostics_come_from_stats_and_expire():
+    comps = full_discovery()
+    for key in ("inference_ms", "fps", "dropped_frames", "source_errors", "cpu_temp_c", "uptime_s"):
+        assert comps[key]["entity_category"] == "diagnostic"
+        assert comps[key]["state_topic"] == "edgepose/hall-1/stats"
+        assert comps[key]["expire_after"] == 180
+    assert comps["cpu_temp_c"]["device_class"] == "temperature"
+    assert comps["uptime_s"]["device_class"] == "duration"
+    assert "expire_after" not in full_discovery(stats_interval_s=None)["fps"]
+    for key in messages.STATS_SENSORS:
+        assert key in messages.STATS_FIELDS
+
+
+def test_discovery_removes_what_is_no_longer_configured():
+    (before,) = messages.discovery_messages(
+        "hall-1", "edgepose", "homeassistant", True, presence=True, falls=True, zones=("bed",)
+    )
+    (after,) = messages.discovery_messages(
+        "hall-1", "edgepose", "homeassistant", False, presence=True, zones=("sofa",), previous=before.payload
+    )
+    comps = json.loads(after.payload)["components"]
+    assert comps["zone_bed_occupied"] == {"platform": "binary_sensor"}
+    assert comps["zone_bed_count"] == {"platform": "sensor"}
+    assert comps["fall"] == {"platform": "binary_sensor"}
+    assert comps["fall_event"] == {"platform": "event"}
+    assert comps["ack_fall"] == {"platform": "button"}
+    assert comps["snapshot"] == {"platform": "image"}
+    assert comps["zone_sofa_occupied"]["platform"] == "binary_sensor"
+    # A removal is sent once: the next start does not carry it forward again.
+    (again,) = messages.discovery_messages(
+        "hall-1", "edgepose", "homeassistant", False, presence=True, zones=("sofa",), previous=after.payload
+    )
+    assert "zone_bed_occupied" not in json.loads(again.payload)["components"]
+
+
+@pytest.mark.parametrize("previous", [b"", b"not json", b"[]", b'{"components": 3}'])
+def test_discovery_ignores_a_previous_payload_it_cannot_read(previous):
+    (m,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", False, previous=previous)
+    assert json.loads(m.payload)["components"]["person_count"]["platform"] == "sensor"
+
+
+def test_discovery_refuses_zone_names_home_assistant_cannot_take():
+    with pytest.raises(ValueError, match="zone name"):
+        messages.discovery_messages("hall-1", "edgepose", "homeassistant", False, presence=True, zones=("a b",))
+
+
+def test_uninstall_is_an_empty_retained_payload_on_the_device_topic():
+    m = messages.discovery_removal_message("hall-1", "homeassistant")
+    assert (m.topic, m.payload, m.retain, m.qos) == ("homeassistant/device/edgepose_hall-1/config", b"", True, 1)

@@ -62,14 +62,6 @@ def test_status_newlines_cannot_inject_other_assignments(receiver):
     notifier.close()
 
 
-def test_extend_timeout_is_sent_in_microseconds(receiver):
-    path, sock = receiver
-    notifier = Notifier.from_env({"NOTIFY_SOCKET": str(path)})
-    notifier.extend_timeout(2.5)
-    assert received(sock) == "EXTEND_TIMEOUT_USEC=2500000"
-    notifier.close()
-
-
 def test_abstract_namespace_socket():
     name = f"edgepose-test-{uuid.uuid4().hex}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

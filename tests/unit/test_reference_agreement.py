@@ -16,29 +16,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgepose.config import DecodeConfig, ModelConfig
 from edgepose.constants import NUM_PARTS
 from edgepose.core import Poses
-from edgepose.detector import PoseDetector
 from edgepose.errors import EdgePoseError
 
 pytestmark = pytest.mark.shared
 
 INPUT_SIZE = (385, 385)
 STRIDE = 16
-SETTINGS = dict(max_poses=5, min_part_score=0.5, nms_radius=20.0, min_pose_score=0.0, cleanup="none")
+SETTINGS = DecodeConfig(max_poses=5, min_part_score=0.5, nms_radius=20.0, min_pose_score=0.0, cleanup="none")
 #: A pose pair matches when its 17 keypoints are this close on average (frame px).
 MATCH_MEAN_PX = 5.0
 
 
-def _detector() -> PoseDetector:
-    from edgepose.backend import load_model
+def _detector():
+    from edgepose.estimators.posenet.estimator import open_posenet
 
     try:
-        model = load_model("posenet-mnv1-075", stride=STRIDE, input_size=INPUT_SIZE, threads=2, quantized=False)
+        # Unclipped: TF.js returns keypoints past the border as they are.
+        return open_posenet(ModelConfig(stride=STRIDE, input_size=INPUT_SIZE, threads=2, quantized=False),
+                            SETTINGS, clip=False)
     except EdgePoseError as exc:  # no model file or no runtime here
         pytest.skip(str(exc))
-    # Unclipped: TF.js returns keypoints past the border as they are.
-    return PoseDetector(model, clip=False, **SETTINGS)
 
 
 def _results(image_id: int, poses: Poses) -> list[dict]:
@@ -64,7 +64,7 @@ def runs(coco_dev: Path, tfjs_reference: Path):
     for image in gt["images"]:
         with Image.open(coco_dev / "images" / image["file_name"]) as im:
             rgb = np.asarray(im.convert("RGB"))
-        ours += _results(image["id"], detector.detect(rgb))
+        ours += _results(image["id"], detector.estimate(rgb))
     return gt, reference, ours
 
 

@@ -177,10 +177,17 @@ def test_snapshots_from_an_earlier_run_count_towards_retention(tmp_path):
     assert second.snapshots() == new
 
 
-@pytest.mark.parametrize("kw", [{"keep": 0}, {"max_bytes": 0}])
-def test_rejects_limits_below_one(tmp_path, kw):
+@pytest.mark.parametrize("kw", [{"keep": 0}, {"max_bytes": -1}])
+def test_rejects_impossible_limits(tmp_path, kw):
     with pytest.raises(ValueError):
         writer(tmp_path, **kw)
+
+
+def test_max_bytes_zero_means_no_size_cap(tmp_path):
+    """The bug: documented as "no limit", max_bytes = 0 crashed the daemon (exit 70)."""
+    w = writer(tmp_path, keep=3, max_bytes=0)
+    written = [w.write(b"x" * 1000, T0 + timedelta(seconds=i), "interval") for i in range(5)]
+    assert w.snapshots() == written[-3:]  # only `keep` counts
 
 
 # --- SnapshotPolicy ---------------------------------------------------------

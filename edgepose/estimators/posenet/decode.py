@@ -24,8 +24,10 @@ import math
 
 import numpy as np
 
-from .constants import LOCAL_MAXIMUM_RADIUS, NUM_EDGES, NUM_PARTS, OFFSET_REFINE_STEPS, POSE_CHAIN_IDS
-from .core import Poses, PoseNetOutputs
+from ...constants import NUM_PARTS
+from ...core import Poses
+from .constants import LOCAL_MAXIMUM_RADIUS, NUM_EDGES, OFFSET_REFINE_STEPS, POSE_CHAIN_IDS
+from .outputs import PoseNetOutputs
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -1,0 +1,149 @@
+"""Pose estimators: one interface for every model family, and the registry of named models.
+
+A model family (PoseNet, MoveNet, ...) lives in a folder of its own with its
+constants, pure pre/post-processing and an estimator class; it reaches the TF
+Lite runtime only through `edgepose.tflite`. The rest of edgepose sees only
+`Estimator`: an RGB frame in, `Poses` in frame pixels out. To add a model,
+write its folder and add a `ModelSpec` to `MODELS` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sysconfig
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from ..core import Poses
+from ..errors import ModelError
+
+if TYPE_CHECKING:
+    from ..config import DecodeConfig, ModelConfig
+    from ..tflite import TfliteModel
+
+#: Environment variable naming the folder that holds the .tflite files.
+MODELS_DIR_ENV = "EDGEPOSE_MODELS_DIR"
+
+
+@dataclass(frozen=True, slots=True)
+class EstimatorInfo:
+    """What an estimator runs, for logs, messages, stats and `edgepose check`."""
+
+    name: str  # registry name, e.g. "posenet-mnv1-075"
+    family: str  # "posenet", "movenet"
+    input_size: tuple[int, int]  # (w, h) the model runs at
+    precision: str  # "float32", "float16", "int8"
+    accelerator: str  # "cpu", "edgetpu"
+    runtime: str  # "ai-edge-litert", "tflite-runtime"
+    path: Path  # the model file
+    threads: int = 1
+
+    @property
+    def label(self) -> str:
+        """Short text for messages: file stem and input size."""
+        return f"{self.path.stem} {self.input_size[0]}x{self.input_size[1]}"
+
+
+class Estimator(Protocol):
+    """What every model family implements. Not thread-safe: one caller at a time."""
+
+    info: EstimatorInfo
+    #: Milliseconds of the last estimate(): "preprocess", "invoke", "decode".
+    last_timing: dict[str, float]
+    #: The TF Lite model it invokes (`edgepose bench --model-only` times it alone).
+    model: TfliteModel
+
+    def estimate(self, rgb: np.ndarray) -> Poses:
+        """(H, W, 3) uint8 RGB -> every person found, in frame pixels."""
+        ...
+
+    def reset(self) -> None:
+        """Forget state carried between frames (a crop that follows a person):
+        call it between unrelated images."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One named model in the registry."""
+
+    name: str
+    family: str
+    summary: str
+    precisions: tuple[str, ...]
+    input_rule: str  # how the input size is chosen, for `edgepose models`
+    edgetpu: str  # whether and how an Edge TPU build can be had
+    licence: str
+    files: tuple[str, ...]  # file names in models_dir()
+    #: "module:function" taking (ModelConfig, DecodeConfig) -> Estimator; imported when opened.
+    opener: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="posenet-mnv1-075",
+            family="posenet",
+            summary="PoseNet MobileNetV1 0.75, multi-person (TF.js PoseNet, converted)",
+            precisions=("float32", "int8"),
+            input_rule="resizable: W-1 and H-1 multiples of model.stride (8, 16, 32); default 481x353",
+            edgetpu="compile the int8 build with edgetpu_compiler (README)",
+            licence="Apache-2.0",
+            files=tuple(
+                f"posenet_mnv1_075_stride{s}_{p}.tflite" for s in (8, 16, 32) for p in ("float32", "int8")
+            ),
+            opener="edgepose.estimators.posenet.estimator:open_posenet",
+        ),
+    )
+}
+#: The model a config without [model] runs.
+DEFAULT_MODEL = "posenet-mnv1-075"
+
+
+def models_dir() -> Path:
+    """Where the bundled .tflite files are.
+
+    $EDGEPOSE_MODELS_DIR when set; else the checkout's models/ (a clone or an
+    editable install); else <prefix>/share/edgepose/models, where a regular
+    `pip install .` puts them.
+    """
+    env = os.environ.get(MODELS_DIR_ENV)
+    if env:
+        return Path(env)
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "models").is_dir():
+        return root / "models"
+    return Path(sysconfig.get_path("data")) / "share" / "edgepose" / "models"
+
+
+def model_file(name: str) -> Path:
+    """The bundled file `name`, or a ModelError that says where it was looked for."""
+    path = models_dir() / name
+    if not path.is_file():
+        raise ModelError(
+            f"model file {path} is missing: see models/SOURCES.md, or point "
+            f"{MODELS_DIR_ENV} at the folder that holds it"
+        )
+    return path
+
+
+def open_estimator(model: ModelConfig, decode: DecodeConfig) -> Estimator:
+    """The estimator `model.name` names, loaded and ready."""
+    spec = MODELS.get(model.name)
+    if spec is None:
+        raise ModelError(f"unknown model {model.name!r} (known: {', '.join(MODELS)})")
+    module_name, _, function = spec.opener.partition(":")
+    opener: Callable[..., Estimator] = getattr(importlib.import_module(module_name), function)
+    return opener(model, decode)
+
+
+__all__ = ["DEFAULT_MODEL", "MODELS", "Estimator", "EstimatorInfo", "ModelSpec", "model_file",
+           "models_dir", "open_estimator"]

@@ -1,0 +1,206 @@
+"""Motion gating: skip inference on frames where nothing changed and nobody is around.
+
+Pure numpy, no I/O and no clock: the caller passes each frame (RGB, or a Y plane such
+as picamera2's lores YUV420 stream) and its monotonic capture time.
+
+The cheap part is a small grey image: block means over cells of the frame (about 64x48
+cells), luma from integer weights. A cell has changed when it differs from a slowly
+adapting background by more than ``pixel_threshold`` grey levels; the scene moved when
+at least ``min_changed`` of the cells changed. The background follows the scene with a
+time constant (not a per-frame rate), so slow movement is caught at any frame rate,
+and a global brightness shift (auto exposure, a cloud) is subtracted before cells are
+compared.
+
+``MotionGate`` turns that into a decision per frame: every frame while someone was
+seen in the last ``hold_s``; otherwise only on motion, or every ``idle_interval_s``
+so that someone who appears without moving is still found within one interval.
+
+Cost per frame (thread CPU time, the lowest of 5 passes over 300 frames of a real
+768x576 clip, on the shared 2-core development machine under load): 1.5 ms from RGB,
+0.4 ms from a Y plane; the decision itself on the 64x48 grid is about 0.1-0.2 ms.
+Replaying that clip after 30 s of its own empty background (10 fps, sensor noise
+added): 15 of the 300 static frames were inferred (the first, then one every 2 s),
+and the first person was reported on the clip's first frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: BT.601 luma in 8-bit fixed point: (77 R + 150 G + 29 B) / 256 (the weights sum to 256).
+LUMA_WEIGHTS = (77, 150, 29)
+
+#: Default grid of the small grey image (cells across, cells down).
+DEFAULT_GRID = (64, 48)
+
+
+def _block_size(height: int, width: int, grid: tuple[int, int]) -> int:
+    """Square cells: the largest block that still gives at least ``grid`` cells."""
+    cols, rows = grid
+    return max(1, min(width // cols, height // rows))
+
+
+def _block_sum(plane: np.ndarray, block: int) -> np.ndarray:
+    """Sum of each block x block cell of a 2-D (or 3-D, channels last) uint8 array.
+
+    Rows first, over whole contiguous rows (channels flattened in): numpy adds block
+    rows of W*C bytes at a time into uint16 (255 * block fits for block <= 257), which
+    is 2-3x cheaper than one reduction over a 4-D strided view. Then the columns of
+    the small result."""
+    height, width = plane.shape[:2]
+    channels = plane.shape[2] if plane.ndim == 3 else 1
+    rows, cols = height // block, width // block
+    if block > 257:
+        raise ValueError(f"cell of {block} px is too large")
+    flat = np.ascontiguousarray(plane[: rows * block]).reshape(rows, block, width * channels)
+    down = flat.sum(axis=1, dtype=np.uint16)[:, : cols * block * channels]
+    sums = down.reshape(rows, cols, block, channels).sum(axis=2, dtype=np.uint32)
+    return sums if plane.ndim == 3 else sums[..., 0]
+
+
+def grey_from_rgb(rgb: np.ndarray, grid: tuple[int, int] = DEFAULT_GRID) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> small (rows, cols) uint8 grey image of block means.
+
+    Block sums first, luma second: the weights are applied to ~3k cells, not to every
+    pixel. Edges that do not fill a whole cell are dropped."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected (H, W, 3) RGB, got shape {rgb.shape}")
+    block = _block_size(rgb.shape[0], rgb.shape[1], grid)
+    sums = _block_sum(rgb, block)  # (rows, cols, 3) uint32
+    r, g, b = LUMA_WEIGHTS
+    luma = sums[..., 0] * r + sums[..., 1] * g + sums[..., 2] * b
+    denominator = 256 * block * block
+    return ((luma + denominator // 2) // denominator).astype(np.uint8)
+
+
+def grey_from_y(y: np.ndarray, grid: tuple[int, int] = DEFAULT_GRID) -> np.ndarray:
+    """(H, W) uint8 luma plane (e.g. the Y of YUV420, row padding already cut off) ->
+    small (rows, cols) uint8 grey image of block means."""
+    if y.ndim != 2:
+        raise ValueError(f"expected an (H, W) Y plane, got shape {y.shape}")
+    block = _block_size(y.shape[0], y.shape[1], grid)
+    area = block * block
+    return ((_block_sum(y, block) + area // 2) // area).astype(np.uint8)
+
+
+def changed_fraction(background: np.ndarray, grey: np.ndarray, pixel_threshold: int,
+                     compensate_brightness: bool = True) -> float:
+    """Fraction of cells of ``grey`` that differ from ``background`` by more than
+    ``pixel_threshold`` grey levels (after removing the median difference, when
+    ``compensate_brightness``: a uniform exposure change moves every cell alike)."""
+    diff = grey.astype(np.float32) - background
+    if compensate_brightness:
+        diff -= np.median(diff)
+    return float(np.count_nonzero(np.abs(diff) > pixel_threshold)) / diff.size
+
+
+@dataclass(frozen=True)
+class MotionSettings:
+    """The gate's knobs (the config's ``[motion]`` table maps onto these)."""
+
+    pixel_threshold: int = 12        # grey levels (0..255) a cell must move by
+    min_changed: float = 0.005       # fraction of cells that must change (0.005 of 64x48 = 15 cells)
+    background_tau_s: float = 1.0    # how fast the background follows the scene
+    idle_interval_s: float = 2.0     # with no motion and nobody seen: one inference every this
+    hold_s: float = 3.0              # after someone was seen: every frame for this long
+    grid: tuple[int, int] = DEFAULT_GRID
+    compensate_brightness: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.pixel_threshold <= 255:
+            raise ValueError("pixel_threshold must be 0..255")
+        if not 0.0 < self.min_changed <= 1.0:
+            raise ValueError("min_changed must be in (0, 1]")
+        if self.background_tau_s <= 0 or self.idle_interval_s <= 0 or self.hold_s < 0:
+            raise ValueError("background_tau_s and idle_interval_s must be > 0, hold_s >= 0")
+        if min(self.grid) < 1:
+            raise ValueError("grid must be at least 1x1")
+
+
+class MotionDetector:
+    """Changed-cell fraction of each frame against a background that adapts with a
+    time constant (exponential moving average, weight 1 - exp(-dt / tau))."""
+
+    def __init__(self, settings: MotionSettings = MotionSettings()) -> None:
+        self.settings = settings
+        self._background: np.ndarray | None = None
+        self._last_mono: float | None = None
+
+    def reset(self) -> None:
+        """Forget the background (a new source, a camera that reconnected)."""
+        self._background = None
+        self._last_mono = None
+
+    def update(self, grey: np.ndarray, now: float) -> float:
+        """Compare ``grey`` with the background, then fold it in. Returns the fraction
+        of changed cells; 1.0 for the first frame or after the image size changed."""
+        s = self.settings
+        if self._background is None or self._background.shape != grey.shape:
+            self._background = grey.astype(np.float32)
+            self._last_mono = now
+            return 1.0
+        fraction = changed_fraction(self._background, grey, s.pixel_threshold, s.compensate_brightness)
+        dt = max(0.0, now - (self._last_mono if self._last_mono is not None else now))
+        alpha = 1.0 - math.exp(-dt / s.background_tau_s)
+        self._background += alpha * (grey.astype(np.float32) - self._background)
+        self._last_mono = now
+        return fraction
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether to run inference on this frame, and why (for stats and logs)."""
+
+    run: bool
+    reason: str       # "first" | "tracking" | "motion" | "interval" | "idle"
+    motion: float     # fraction of changed cells (0..1)
+
+
+class MotionGate:
+    """Per-frame inference decision. Call ``decide`` for every frame, run the model when
+    ``run`` is true, then ``observe`` the number of people it found."""
+
+    def __init__(self, settings: MotionSettings = MotionSettings()) -> None:
+        self.settings = settings
+        self.detector = MotionDetector(settings)
+        self._last_run: float | None = None
+        self._last_seen: float | None = None
+
+    def reset(self) -> None:
+        self.detector.reset()
+        self._last_run = None
+        self._last_seen = None
+
+    def decide_rgb(self, rgb: np.ndarray, now: float) -> GateDecision:
+        return self.decide(grey_from_rgb(rgb, self.settings.grid), now)
+
+    def decide_y(self, y: np.ndarray, now: float) -> GateDecision:
+        return self.decide(grey_from_y(y, self.settings.grid), now)
+
+    def decide(self, grey: np.ndarray, now: float) -> GateDecision:
+        """``grey``: the small image from ``grey_from_rgb``/``grey_from_y``; ``now``: the
+        frame's monotonic capture time. The background is updated on every frame, run or
+        not, so it is current when tracking ends."""
+        s = self.settings
+        motion = self.detector.update(grey, now)
+        if self._last_run is None:
+            reason = "first"
+        elif self._last_seen is not None and now - self._last_seen < s.hold_s:
+            reason = "tracking"
+        elif motion >= s.min_changed:
+            reason = "motion"
+        elif now - self._last_run >= s.idle_interval_s:
+            reason = "interval"
+        else:
+            return GateDecision(False, "idle", motion)
+        self._last_run = now
+        return GateDecision(True, reason, motion)
+
+    def observe(self, now: float, people: int) -> None:
+        """After an inference on the frame captured at ``now``: ``people`` poses kept
+        (after the score threshold). Someone seen keeps every frame running for ``hold_s``."""
+        if people > 0:
+            self._last_seen = now if self._last_seen is None else max(self._last_seen, now)

@@ -1,0 +1,362 @@
+"""events.py: debounced presence, the fall state machine, event and state messages."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import numpy as np
+import pytest
+
+from edgepose import messages
+from edgepose.config import FallConfig, PresenceConfig
+from edgepose.core import Poses
+from edgepose.events import Event, EventIds, EventStage, Posture, Presence, SceneState, posture
+from edgepose.tracking import Tracker
+from edgepose.zones import Zone
+
+from .synthetic import CANONICAL, bend, crumpled, fallen, lerp, person, poses_of, sit_chair, squat
+
+W, H = 640, 480
+FPS = 10.0
+BASE = CANONICAL.xy
+WALL0 = 1_714_564_800.0
+
+
+def validate(kind: str, payload: bytes) -> dict:
+    obj = json.loads(payload)
+    jsonschema.Draft202012Validator(messages.load_schema(kind)).validate(obj)
+    return obj
+
+
+class Scene:
+    """Tracker + EventStage driven by frames of unit skeletons, at 10 frames a second."""
+
+    def __init__(self, presence=PresenceConfig(), falls=FallConfig(), zones=()):
+        self.tracker = Tracker()
+        self.stage = EventStage(presence, falls, list(zones), EventIds("hall", "boot1"))
+        self.t = 0.0
+        self.events: list[Event] = []
+        self.results = []
+
+    def frame(self, *people: tuple[np.ndarray, np.ndarray]) -> list[Event]:
+        poses = self.tracker.process(poses_of(*people), self.t)
+        result = self.stage.process(poses, W, H, self.t, WALL0 + self.t)
+        self.results.append(result)
+        self.events.extend(result.events)
+        self.t = round(self.t + 1 / FPS, 6)
+        return list(result.events)
+
+    def hold(self, seconds: float, *people) -> list[Event]:
+        out = []
+        for _ in range(int(round(seconds * FPS))):
+            out += self.frame(*people)
+        return out
+
+    def motion(self, seconds: float, pose_at, height=200, feet=(320, 430)) -> list[Event]:
+        """pose_at(u) for u from 0 to 1 over `seconds`."""
+        out = []
+        n = int(round(seconds * FPS))
+        for k in range(1, n + 1):
+            out += self.frame(person(pose_at(k / n), height, feet))
+        return out
+
+    def types(self) -> list[tuple[str, str | None]]:
+        return [(e.type, e.zone) for e in self.events]
+
+
+def standing(feet=(320, 430), height=200):
+    return person(BASE, height, feet)
+
+
+# --- events and ids --------------------------------------------------------------------
+
+
+def test_event_ids_are_unique_per_node_and_boot():
+    ids = EventIds("hall", "b7")
+    assert [ids.next() for _ in range(3)] == ["hall-b7-1", "hall-b7-2", "hall-b7-3"]
+
+
+def test_event_is_frozen_with_read_only_fields():
+    e = Event("i", "person_entered", 1.0, 2.0, 3, None, {"person_count": 1})
+    with pytest.raises(AttributeError):
+        e.type = "person_left"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        e.fields["person_count"] = 2  # type: ignore[index]
+    with pytest.raises(ValueError, match="unknown event type"):
+        Event("i", "party", 1.0, 2.0, 3, None)
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields"),
+    [
+        ("person_entered", {"person_count": 1}),
+        ("person_left", {"person_count": 0}),
+        ("fall_detected", {"confidence": 0.8, "torso_deg": 85.0, "drop": 0.9, "snapshot": "x.jpg"}),
+        ("fall_cleared", {"reason": "recovered", "fall_event_id": "hall-b-1"}),
+    ],
+)
+def test_event_messages_are_qos1_never_retained_and_validate(kind, fields):
+    event = Event("hall-b-2", kind, WALL0 + 0.1234, 5.0, 3, "bed", fields)
+    msg = messages.event_message(event, node_id="hall")
+    assert (msg.topic, msg.qos, msg.retain) == ("events", 1, False)
+    obj = validate("events", msg.payload)
+    assert obj["id"] == "hall-b-2" and obj["type"] == kind and obj["ts"] == "2024-05-01T12:00:00.123Z"
+    assert obj["track_id"] == 3 and obj["zone"] == "bed"
+
+
+def test_events_schema_refuses_fields_of_another_type():
+    event = Event("x", "person_entered", WALL0, 0.0, 1, None, {"confidence": 0.5})
+    with pytest.raises(jsonschema.ValidationError):
+        validate("events", messages.event_message(event, node_id="hall").payload)
+
+
+def test_state_message_is_retained_and_validates():
+    state = SceneState(2, (("bed", 1), ("door", 0)), ())
+    msg = messages.state_message(state, now=WALL0)
+    assert (msg.topic, msg.qos, msg.retain) == ("state", 1, True)
+    obj = validate("state", msg.payload)
+    assert obj["zones"] == {"bed": {"person_count": 1, "occupied": True}, "door": {"person_count": 0, "occupied": False}}
+    assert obj["occupied"] is True and obj["fall"] is False
+
+
+# --- presence -----------------------------------------------------------------------------
+
+
+def test_presence_enters_after_enter_s_and_leaves_after_hold_s():
+    p = Presence(PresenceConfig(enter_s=0.5, hold_s=3.0))
+    assert p.update({1}, {1}, 0.0) == []
+    assert p.update({1}, {1}, 0.4) == []
+    assert p.update({1}, {1}, 0.5) == [("person_entered", 1, 1)]
+    assert p.update(set(), set(), 3.4) == []
+    assert p.update(set(), set(), 3.6) == [("person_left", 1, 0)]
+
+
+def test_a_one_frame_false_detection_never_enters():
+    p = Presence(PresenceConfig(enter_s=0.5, hold_s=3.0))
+    events = p.update({1}, {1}, 0.0)
+    for k in range(1, 30):
+        events += p.update(set(), set(), k / FPS)
+    assert events == [] and p.count == 0
+
+
+def test_missed_frames_do_not_make_anyone_leave():
+    scene = Scene()
+    scene.hold(1.0, standing())
+    for _ in range(10):  # every third frame missed, and two in a row now and then
+        scene.frame(standing())
+        scene.frame()
+        scene.frame()
+    assert scene.types() == [("person_entered", None)]
+    assert scene.results[-1].state.person_count == 1
+
+
+def test_count_and_state_follow_the_debounced_presence_not_each_frame():
+    scene = Scene(PresenceConfig(enter_s=0.5, hold_s=2.0))
+    scene.frame(standing())
+    assert scene.results[-1].state.person_count == 0  # not yet: enter_s
+    scene.hold(0.6, standing())
+    assert scene.results[-1].state.person_count == 1
+    changed = [r.state_changed for r in scene.results]
+    assert changed.count(True) == 2  # the first frame (0 people) and the entry
+    scene.hold(1.9)
+    assert scene.results[-1].state.person_count == 1  # still within hold_s
+    scene.hold(0.3)
+    assert scene.results[-1].state.person_count == 0
+    assert scene.types() == [("person_entered", None), ("person_left", None)]
+
+
+def test_two_people_enter_and_leave_in_order_with_counts():
+    scene = Scene(PresenceConfig(enter_s=0.3, hold_s=1.0))
+    a, b = standing((200, 430)), standing((450, 430))
+    scene.hold(1.0, a)
+    scene.hold(1.0, a, b)
+    scene.hold(1.5, b)
+    scene.hold(1.5)
+    counts = [(e.type, e.fields["person_count"]) for e in scene.events]
+    assert counts == [("person_entered", 1), ("person_entered", 2), ("person_left", 1), ("person_left", 0)]
+    first_id = scene.events[0].track_id
+    assert scene.events[2].track_id == first_id  # the first to come is the first to go
+
+
+def test_a_new_track_for_the_same_person_within_the_hold_is_no_new_visit():
+    presence = PresenceConfig(enter_s=0.3, hold_s=3.0)
+    p = Presence(presence)
+    p.update({1}, {1}, 0.0)
+    assert p.update({1}, {1}, 0.3) == [("person_entered", 1, 1)]
+    # Track 1 is lost; the tracker finds the person again as track 2.
+    assert p.update({2}, {2}, 1.5) == []
+    assert p.update({2}, {2}, 1.8) == []  # takes over track 1's place: no entry, no exit later
+    assert p.count == 1
+    assert p.update(set(), set(), 5.0) == [("person_left", 2, 0)]
+
+
+def test_zone_presence_has_its_own_events_and_counts():
+    door = Zone("door", "occupancy", False, "feet", np.array([[0.0, 0.0], [0.4, 0.0], [0.4, 1.0], [0.0, 1.0]]))
+    scene = Scene(PresenceConfig(enter_s=0.3, hold_s=0.5), zones=[door])
+    scene.hold(1.0, standing((100, 430)))  # in the door zone
+    scene.hold(1.0, standing((150, 430)))
+    scene.hold(2.0, standing((500, 430)))  # walked out of the zone, still in view
+    assert scene.types() == [("person_entered", None), ("person_entered", "door"), ("person_left", "door")]
+    assert scene.results[-1].state.zones == (("door", 0),)
+    assert scene.results[-1].state.person_count == 1
+
+
+def test_event_stage_needs_track_ids():
+    stage = EventStage(PresenceConfig(), FallConfig(), [], EventIds("n", "b"))
+    with pytest.raises(ValueError, match="tracked"):
+        stage.process(poses_of(standing()), W, H, 0.0, WALL0)
+
+
+# --- posture ------------------------------------------------------------------------------
+
+
+def pose_posture(unit) -> Posture:
+    xy, scores = person(unit, 200, (320, 430))
+    return posture(xy, scores, min_score=0.3, upright_deg=30, down_deg=60)
+
+
+def test_posture_upright_down_and_between():
+    assert pose_posture(BASE).state == "upright"
+    assert pose_posture(fallen(BASE, 90)).state == "down"
+    assert pose_posture(fallen(BASE, -85)).state == "down"
+    assert pose_posture(fallen(BASE, 45)).state == "between"
+
+
+def test_bending_over_tips_the_torso_but_not_the_body():
+    p = pose_posture(bend(BASE, 90))
+    assert p.torso_deg > 80 and p.body_deg < 60 and p.state == "between"
+
+
+def test_posture_without_a_torso_uses_the_box_aspect():
+    xy, scores = person(fallen(BASE, 90), 200, (320, 430))
+    scores[[5, 6]] = 0.0  # no shoulders
+    p = posture(xy, scores, min_score=0.3, upright_deg=30, down_deg=60)
+    assert p.torso_deg is None and p.state == "down"
+    assert posture(xy, np.zeros(17), min_score=0.3, upright_deg=30, down_deg=60).state == "unknown"
+
+
+# --- falls (hand-made skeleton; test_fall_dataset.py runs the COCO ones) -----------------
+
+
+def fall(scene: Scene, seconds: float = 0.6, deg: float = 88.0) -> list[Event]:
+    return scene.motion(seconds, lambda u: fallen(BASE, deg * u * u))
+
+
+def test_a_fall_is_raised_after_the_confirmation_period_with_track_zone_and_confidence():
+    room = Zone("living", "occupancy", False, "centre", np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]))
+    scene = Scene(falls=FallConfig(confirm_s=2.0), zones=[room])
+    scene.hold(2.0, standing())
+    assert fall(scene) == []
+    down = person(fallen(BASE, 88.0), 200, (320, 430))
+    assert scene.hold(1.5, down) == []  # not yet: confirming
+    events = scene.hold(1.0, down)
+    (event,) = [e for e in events if e.type == "fall_detected"]
+    assert event.track_id == scene.events[0].track_id and event.zone == "living"
+    assert 0.5 <= event.fields["confidence"] <= 1.0
+    assert scene.results[-1].state.fall and scene.results[-1].snapshot is False
+    assert any(r.snapshot for r in scene.results)  # the frame of the fall asks for a snapshot
+    validate("events", messages.event_message(event, node_id="hall").payload)
+    validate("state", messages.state_message(scene.results[-1].state).payload)
+
+
+def test_the_fall_stays_on_while_down_and_clears_when_upright_again():
+    scene = Scene(falls=FallConfig(confirm_s=1.0, clear_s=2.0))
+    scene.hold(2.0, standing())
+    fall(scene)
+    down = person(fallen(BASE, 88.0), 200, (320, 430))
+    scene.hold(30.0, down)
+    detected = [e for e in scene.events if e.type == "fall_detected"]
+    assert len(detected) == 1 and scene.results[-1].state.fall
+    scene.motion(2.0, lambda u: fallen(BASE, 88.0 * (1 - u)))  # gets up slowly (upright for the last 0.7 s)
+    scene.hold(1.0, standing())
+    assert not any(e.type == "fall_cleared" for e in scene.events)  # upright, but not for clear_s yet
+    scene.hold(1.0, standing())
+    (cleared,) = [e for e in scene.events if e.type == "fall_cleared"]
+    assert cleared.fields == {"reason": "recovered", "fall_event_id": detected[0].id}
+    assert not scene.results[-1].state.fall
+
+
+def test_a_fall_can_be_acknowledged_and_is_not_raised_again_while_still_down():
+    scene = Scene(falls=FallConfig(confirm_s=1.0))
+    scene.hold(2.0, standing())
+    fall(scene)
+    down = person(fallen(BASE, 88.0), 200, (320, 430))
+    scene.hold(1.5, down)
+    result = scene.stage.acknowledge(scene.t, WALL0 + scene.t)
+    (cleared,) = result.events
+    assert cleared.type == "fall_cleared" and cleared.fields["reason"] == "acknowledged"
+    assert result.state_changed and not result.state.fall
+    scene.hold(10.0, down)
+    assert [e.type for e in scene.events].count("fall_detected") == 1
+    assert scene.stage.acknowledge(scene.t, WALL0).events == ()  # nothing on: nothing to clear
+
+
+def test_a_fall_followed_by_getting_up_within_the_confirmation_is_not_raised():
+    scene = Scene(falls=FallConfig(confirm_s=2.0))
+    scene.hold(2.0, standing())
+    fall(scene)
+    scene.hold(0.5, person(fallen(BASE, 88.0), 200, (320, 430)))
+    scene.motion(0.8, lambda u: fallen(BASE, 88.0 * (1 - u)))
+    scene.hold(3.0, standing())
+    assert not any(e.type.startswith("fall") for e in scene.events)
+
+
+def test_no_fall_in_a_lying_ok_zone():
+    bed = Zone("bed", "occupancy", True, "centre", np.array([[0.4, 0.7], [1.0, 0.7], [1.0, 1.0], [0.4, 1.0]]))
+    scene = Scene(falls=FallConfig(confirm_s=1.0), zones=[bed])
+    scene.hold(2.0, standing())
+    fall(scene, deg=88.0)  # flops onto the bed to the right, as fast as a fall
+    scene.hold(5.0, person(fallen(BASE, 88.0), 200, (320, 430)))
+    assert not any(e.type.startswith("fall") for e in scene.events)
+    assert scene.results[-1].state.zones == (("bed", 1),)
+
+
+@pytest.mark.parametrize(
+    ("name", "seconds", "pose_at"),
+    [
+        ("lying down slowly", 6.0, lambda u: fallen(BASE, 88.0 * u)),
+        ("bending over", 0.6, lambda u: bend(BASE, 95.0 * u)),
+        ("squatting to tie shoes", 0.8, lambda u: bend(squat(BASE, 0.5 * u), 65.0 * u)),
+        ("sitting down", 0.8, lambda u: lerp(BASE, sit_chair(BASE), u)),
+        ("knees giving way, staying upright", 0.5, lambda u: lerp(BASE, crumpled(BASE), u)),
+    ],
+)
+def test_everyday_movements_are_not_falls(name, seconds, pose_at):
+    scene = Scene(falls=FallConfig(confirm_s=1.0))
+    scene.hold(2.0, standing())
+    scene.motion(seconds, pose_at)
+    final = person(pose_at(1.0), 200, (320, 430))
+    scene.hold(8.0, final)
+    assert not any(e.type.startswith("fall") for e in scene.events), name
+
+
+def test_a_track_lost_mid_fall_passes_its_history_and_fall_to_the_new_track():
+    scene = Scene(falls=FallConfig(confirm_s=1.0, clear_s=1.0))
+    scene.hold(2.0, standing())
+    fall(scene)
+    down = person(fallen(BASE, 88.0), 200, (320, 430))
+    scene.hold(2.0, down)
+    first = [e for e in scene.events if e.type == "fall_detected"][0]
+    scene.hold(2.0)  # lost from view: longer than the tracker's max age
+    scene.hold(1.0, down)  # found again where they lay, under a new track id
+    assert scene.results[-1].state.fall
+    scene.motion(1.0, lambda u: fallen(BASE, 88.0 * (1 - u)))
+    scene.hold(1.5, standing())
+    (cleared,) = [e for e in scene.events if e.type == "fall_cleared"]
+    assert cleared.fields["fall_event_id"] == first.id and cleared.fields["reason"] == "recovered"
+
+
+def test_falls_disabled_raise_nothing():
+    scene = Scene(falls=FallConfig(enabled=False, confirm_s=0.0))
+    scene.hold(2.0, standing())
+    fall(scene)
+    scene.hold(5.0, person(fallen(BASE, 88.0), 200, (320, 430)))
+    assert not any(e.type.startswith("fall") for e in scene.events)
+    assert scene.stage.acknowledge(scene.t, WALL0).events == ()
+
+
+def test_empty_frames_keep_the_stage_going():
+    stage = EventStage(PresenceConfig(), FallConfig(), [], EventIds("n", "b"))
+    result = stage.process(Poses.empty().replace(track_ids=np.zeros(0, np.int64)), W, H, 0.0, WALL0)
+    assert result.events == () and result.state.person_count == 0
