@@ -35,7 +35,7 @@ import pytest
 from edgepose import messages
 from edgepose.config import MqttConfig, TlsConfig
 from edgepose.constants import NUM_PARTS
-from edgepose.core import Detection, Frame, Poses
+from edgepose.core import Frame, FrameResult, Poses
 from edgepose.mqtt import MqttPublisher
 from edgepose.outbox import PRIORITY_CRITICAL, PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, OutboxMessage
 
@@ -73,11 +73,11 @@ def outage(seconds: float) -> None:
     threading.Event().wait(seconds)
 
 
-def detection(seq: int) -> Detection:
+def detection(seq: int) -> FrameResult:
     xy = np.full((1, NUM_PARTS, 2), 100.0, np.float32)
     scores = np.full((1, NUM_PARTS), 0.9, np.float32)
     frame = Frame(np.zeros((48, 64, 3), np.uint8), seq=seq, captured_at=time.time())
-    return Detection(frame, Poses(xy, scores, scores.mean(axis=1)), inference_ms=40.0, model="test")
+    return FrameResult(frame, Poses(xy, scores, scores.mean(axis=1)), inference_ms=40.0, model="test")
 
 
 def event(seq: int, priority: int = PRIORITY_EVENT, run: str = "") -> OutboxMessage:
