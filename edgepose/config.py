@@ -18,6 +18,7 @@ import math
 import os
 import re
 import socket
+import stat
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -42,10 +43,12 @@ __all__ = [
     "ModelConfig",
     "MqttConfig",
     "NodeConfig",
+    "OutboxConfig",
     "SnapshotConfig",
     "SourceConfig",
     "TlsConfig",
     "broker_overrides",
+    "check_writable",
     "load_config",
     "redacted",
 ]
@@ -61,6 +64,37 @@ JPEG_QUALITY_MAX = 100
 MAX_TRACKS_LIMIT = 100  # greedy matching is quadratic in tracks x poses
 MAX_ZONES = 32  # each zone is an entity in Home Assistant and a test per pose per frame
 MAX_ZONE_POINTS = 64
+# Upper bounds the code can actually use. Durations stay far below
+# threading.TIMEOUT_MAX (a longer wait is an OverflowError, not a long wait).
+DURATION_MAX_S = 86_400.0  # a day
+FILTER_HZ_MAX = 1000.0  # One Euro cut-offs: far above any frame rate
+FILTER_BETA_MAX = 1e6  # beyond this the filter is simply off while moving
+FALL_DROP_MAX = 10.0  # hip drop, in standing hip heights
+INPUT_SIZE_MAX = 4097  # model input side (k * stride + 1); larger is memory, not accuracy
+FRAME_SIDE_MAX = 8192  # camera capture width/height
+FPS_MAX = 1000.0
+FPS_MIN = 0.001  # one frame per 1000 s; smaller (but not 0 = no cap) is a typo
+QUEUE_MAX = 100_000
+SNAPSHOT_KEEP_MAX = 1_000_000
+BYTES_MAX = 2**40  # 1 TiB: any disk cap beyond that is a typo
+OUTBOX_MESSAGES_MIN, OUTBOX_MESSAGES_MAX = 10, 1_000_000
+OUTBOX_BYTES_MIN, OUTBOX_BYTES_MAX = 64 * 1024, 2**31
+# MQTT 3.1.1 servers must accept 1-23 alphanumerics and may accept more; mosquitto takes
+# up to 65535 bytes. The ids are also topic levels and Home Assistant ids, so keep them short.
+NODE_ID_MAX = 64
+CLIENT_ID_MAX = 128
+STRING_MAX = 4096  # any other string: URIs, names
+TOPIC_MAX = 1024  # a topic prefix; MQTT allows 65535 bytes for the whole topic
+USERNAME_MAX = 1024
+# Paths: Linux NAME_MAX and PATH_MAX (bytes, PATH_MAX including the NUL).
+NAME_MAX = 255
+PATH_MAX = 4096
+#: Secrets and certificates are small: refuse anything bigger unread (/dev/zero, a FIFO, a log file).
+SECRET_FILE_MAX = 4096
+CERT_FILE_MAX = 1024 * 1024
+CONFIG_FILE_MAX = 1024 * 1024
+#: Tables and arrays deeper than this are refused before anything recurses over them.
+NESTING_MAX = 16
 
 #: systemd credential (LoadCredential=mqtt_password:...) read when no password is configured.
 CREDENTIAL_MQTT_PASSWORD = "mqtt_password"
@@ -82,6 +116,9 @@ class _Rule:
     gt: float | None = None
     le: float | None = None
     nonempty: bool = False
+    off: Any = None  # a value that means "off" and skips the range check (0 = no cap)
+    max_len: int = STRING_MAX  # strings: most UTF-8 bytes
+    path: bool = False  # strings: a filesystem path (checked, ~ expanded by the user of it)
     pattern: str | None = None  # full match, for strings
     pattern_help: str = ""
     toml: type | None = None  # the TOML type, when the field holds a parsed value
@@ -99,16 +136,53 @@ def _key(default: Any, **rule: Any) -> Any:
 def _parse_size(text: str) -> tuple[int, int] | None:
     if text.strip().lower() == "auto":
         return None
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    match = re.fullmatch(r"\s*(\d{1,9})\s*[xX]\s*(\d{1,9})\s*", text)
     if not match:
         raise ValueError(f'expected "WxH" such as "481x353", or "auto", got {_show(text)}')
     width, height = int(match[1]), int(match[2])
-    if width < 2 or height < 2:
-        raise ValueError(f"width and height must be at least 2, got {_show(text)}")
+    if not (2 <= width <= INPUT_SIZE_MAX and 2 <= height <= INPUT_SIZE_MAX):
+        raise ValueError(f"width and height must be 2-{INPUT_SIZE_MAX}, got {_show(text)}")
     return width, height
 
 
+def _check_path_text(text: str) -> None:
+    """Refuse what would make os calls raise instead of answer: NUL bytes, names over
+    NAME_MAX, paths over PATH_MAX, ``~user`` for a user that does not exist."""
+    if "\x00" in text:
+        raise ValueError("a path cannot contain a NUL byte")
+    raw = os.fsencode(text) if _encodable(text) else None
+    if raw is None:
+        raise ValueError(f"not a valid file name: {_show(text)}")
+    if len(raw) >= PATH_MAX:
+        raise ValueError(f"path is {len(raw)} bytes long, at most {PATH_MAX - 1}")
+    for part in raw.split(b"/"):
+        if len(part) > NAME_MAX:
+            raise ValueError(
+                f"a path component is {len(part)} bytes long, at most {NAME_MAX}: "
+                f"{_show(part.decode('utf-8', 'replace'))}"
+            )
+    if text.startswith("~"):
+        try:
+            expanded = os.fsencode(str(Path(text).expanduser()))
+        except RuntimeError:  # ~nosuchuser, or no home directory at all
+            user = text[1:].split("/", 1)[0]
+            raise ValueError(
+                f"cannot expand {_show('~' + user)}: " + (f"no user {_show(user)}" if user else "no home directory")
+            ) from None
+        if len(expanded) >= PATH_MAX:
+            raise ValueError(f"path is {len(expanded)} bytes long once ~ is expanded, at most {PATH_MAX - 1}")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        os.fsencode(text)
+    except UnicodeError:  # a lone surrogate
+        return False
+    return True
+
+
 def _parse_dir(text: str) -> Path:
+    _check_path_text(text)
     return Path(text).expanduser()
 
 
@@ -158,7 +232,7 @@ class ModelConfig:
     """Which model runs where. `name` picks the family; the other keys refine it."""
 
     name: str = _key(DEFAULT_MODEL, choices=tuple(MODELS))
-    path: str = ""  # a .tflite file of that model's family instead of the bundled build
+    path: str = _key("", path=True)  # a .tflite file of that model's family instead of the bundled build
     stride: int = _key(posenet.DEFAULT_STRIDE, choices=posenet.OUTPUT_STRIDES)  # PoseNet
     #: (w, h); None ("auto"): the family's default for a resizable file, else the file's own size.
     input_size: tuple[int, int] | None = _key(None, toml=str, parse=_parse_size)
@@ -187,20 +261,20 @@ class DecodeConfig:
 class SourceConfig:
     #: The Pi camera; "demo" (the bundled photos) only when asked for by name.
     uri: str = _key("picamera2", nonempty=True)
-    max_fps: float = _key(10.0, ge=0)  # 0 = no cap
+    max_fps: float = _key(10.0, off=0.0, ge=FPS_MIN, le=FPS_MAX)  # 0 = no cap
     loop: bool = False  # restart files and folders at their end; false: stop there (the demo always loops)
-    width: int = _key(640, ge=1)  # camera capture size
-    height: int = _key(480, ge=1)
-    reopen_delay_s: float = _key(1.0, gt=0)  # first back-off after a failure
-    reopen_delay_max_s: float = _key(30.0, gt=0)  # back-off doubles up to this
+    width: int = _key(640, ge=1, le=FRAME_SIDE_MAX)  # camera capture size
+    height: int = _key(480, ge=1, le=FRAME_SIDE_MAX)
+    reopen_delay_s: float = _key(1.0, ge=0.01, le=DURATION_MAX_S)  # first back-off after a failure
+    reopen_delay_max_s: float = _key(30.0, ge=0.01, le=DURATION_MAX_S)  # back-off doubles up to this
 
 
 @dataclass(frozen=True, slots=True)
 class TlsConfig:
     enabled: bool = False
-    ca_file: str = ""  # "" = the system CA store
-    cert_file: str = ""  # client certificate, for brokers that require one
-    key_file: str = ""
+    ca_file: str = _key("", path=True)  # "" = the system CA store
+    cert_file: str = _key("", path=True)  # client certificate, for brokers that require one
+    key_file: str = _key("", path=True)
     insecure: bool = False  # skip the hostname check; with no ca_file, the certificate check too
 
 
@@ -210,10 +284,16 @@ class MqttConfig:
     host: str = _key("localhost", nonempty=True)
     port: int = _key(1883, ge=1, le=PORT_MAX)
     protocol: Literal["3.1.1", "5"] = "3.1.1"
-    client_id: str = ""  # "" -> "edgepose-<node id>"
-    keepalive_s: int = _key(30, ge=0, le=KEEPALIVE_MAX_S)
-    username: str = ""
-    password_file: str = ""  # relative -> $CREDENTIALS_DIRECTORY when set
+    client_id: str = _key(  # "" -> "edgepose-<node id>"
+        "",
+        max_len=CLIENT_ID_MAX,
+        pattern=r"[A-Za-z0-9_-]*",
+        pattern_help="may contain only letters, digits, '_' and '-' (what every MQTT broker accepts)",
+    )
+    #: A half-open link is noticed after 1.5-2x this (broker, client): keep it well under 60.
+    keepalive_s: int = _key(15, ge=1, le=KEEPALIVE_MAX_S)
+    username: str = _key("", max_len=USERNAME_MAX)
+    password_file: str = _key("", path=True)  # relative -> $CREDENTIALS_DIRECTORY when set
     password_env: str = _key(
         "",
         pattern=r"([A-Za-z_][A-Za-z0-9_]*)?",
@@ -221,19 +301,21 @@ class MqttConfig:
     )
     topic_prefix: str = _key(
         DEFAULT_TOPIC_PREFIX,
+        max_len=TOPIC_MAX,
         pattern=f"{_TOPIC_LEVEL}(/{_TOPIC_LEVEL})*",
         pattern_help="must be a topic such as \"edgepose\" or \"site/edgepose\": "
         "not empty, no '+' or '#', no leading, trailing or doubled '/'",
     )
     poses_mode: Literal["every_frame", "on_change", "interval", "off"] = "every_frame"
-    poses_interval_s: float = _key(1.0, gt=0)
+    poses_interval_s: float = _key(1.0, ge=0.01, le=DURATION_MAX_S)
     poses_expiry_s: int = _key(5, ge=0, le=MESSAGE_EXPIRY_MAX_S)  # MQTT 5 message expiry; 0 = never expires
-    stats_interval_s: float = _key(60.0, gt=0)
+    stats_interval_s: float = _key(60.0, ge=0.1, le=DURATION_MAX_S)
     publish_snapshot: bool = False
-    max_queued: int = _key(100, ge=1)
+    max_queued: int = _key(100, ge=1, le=QUEUE_MAX)  # QoS 0 poses waiting for the socket
     home_assistant: bool = False
     discovery_prefix: str = _key(
         "homeassistant",
+        max_len=TOPIC_MAX,
         pattern=f"{_TOPIC_LEVEL}(/{_TOPIC_LEVEL})*",
         pattern_help="must be a topic: not empty, no '+' or '#', "
         "no leading, trailing or doubled '/'",
@@ -247,13 +329,13 @@ class MqttConfig:
 class SnapshotConfig:
     enabled: bool = True
     dir: Path = _key(Path("snapshots"), toml=str, nonempty=True, parse=_parse_dir)
-    interval_s: float = _key(60.0, ge=0)  # 0 = no periodic snapshots
+    interval_s: float = _key(60.0, ge=0, le=DURATION_MAX_S)  # 0 = no periodic snapshots
     on_count_change: bool = True
     #: PoseNet's person count flickers between frames: at most one snapshot per this many seconds
     #: for count changes and intervals (commands are never held back).
-    cooldown_s: float = _key(5.0, ge=0)
-    keep: int = _key(100, ge=1)
-    max_bytes: int = _key(50_000_000, ge=0)  # 0 = no size cap
+    cooldown_s: float = _key(5.0, ge=0, le=DURATION_MAX_S)
+    keep: int = _key(100, ge=1, le=SNAPSHOT_KEEP_MAX)
+    max_bytes: int = _key(50_000_000, ge=0, le=BYTES_MAX)  # 0 = no size cap
     jpeg_quality: int = _key(85, ge=1, le=JPEG_QUALITY_MAX)
     labels: bool = True
 
@@ -272,7 +354,7 @@ class TrackingConfig:
     #: Box overlap (IoU) a pose needs to continue a track when keypoints cannot decide.
     min_iou: float = _key(0.15, ge=0, le=1)
     #: Seconds a track lives on unseen; a person seen again within it keeps their id.
-    max_age_s: float = _key(1.0, gt=0)
+    max_age_s: float = _key(1.0, gt=0, le=DURATION_MAX_S)
     #: Most tracks alive at once; beyond it the longest unseen is dropped.
     max_tracks: int = _key(18, ge=1, le=MAX_TRACKS_LIMIT)
 
@@ -288,11 +370,11 @@ class SmoothingConfig:
 
     enabled: bool = True
     #: Cut-off frequency (Hz) when still: lower removes more jitter and lags more.
-    min_cutoff_hz: float = _key(0.5, gt=0)
+    min_cutoff_hz: float = _key(0.5, gt=0, le=FILTER_HZ_MAX)
     #: How fast the cut-off rises with speed (per frame-fraction per second): higher lags less when moving.
-    beta: float = _key(10.0, ge=0)
+    beta: float = _key(10.0, ge=0, le=FILTER_BETA_MAX)
     #: Cut-off frequency (Hz) for the speed estimate itself.
-    d_cutoff_hz: float = _key(1.0, gt=0)
+    d_cutoff_hz: float = _key(1.0, gt=0, le=FILTER_HZ_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,9 +382,9 @@ class PresenceConfig:
     """Debounced presence (events.py): counts follow people, not single frames."""
 
     #: Seconds a person must be seen before they count as entered.
-    enter_s: float = _key(0.5, ge=0)
+    enter_s: float = _key(0.5, ge=0, le=DURATION_MAX_S)
     #: Seconds a person may go unseen before they count as left.
-    hold_s: float = _key(3.0, ge=0)
+    hold_s: float = _key(3.0, ge=0, le=DURATION_MAX_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,14 +397,14 @@ class FallConfig:
     #: Torso and whole body at least this far from vertical: down.
     down_deg: float = _key(60.0, ge=0, le=90)
     #: The change from upright to down must happen within this many seconds (slower: lying down).
-    window_s: float = _key(1.0, gt=0)
+    window_s: float = _key(1.0, gt=0, le=DURATION_MAX_S)
     #: The hips must drop by at least this fraction of their standing height above the feet
     #: within the window (1 = all the way to the floor).
-    min_drop: float = _key(0.5, ge=0)
+    min_drop: float = _key(0.5, ge=0, le=FALL_DROP_MAX)
     #: Seconds the person must stay down before a fall is raised.
-    confirm_s: float = _key(2.0, ge=0)
+    confirm_s: float = _key(2.0, ge=0, le=DURATION_MAX_S)
     #: Seconds the person must be upright again before the fall clears.
-    clear_s: float = _key(2.0, ge=0)
+    clear_s: float = _key(2.0, ge=0, le=DURATION_MAX_S)
     #: Keypoints scoring below this are not used for angles and heights.
     min_part_score: float = _key(0.3, ge=0, le=1)
 
@@ -349,6 +431,18 @@ class ZoneConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxConfig:
+    """The disk outbox for events and telemetry that must survive outages and restarts."""
+
+    enabled: bool = True
+    #: SQLite file; relative -> the state directory ($STATE_DIRECTORY under systemd).
+    path: Path = _key(Path("outbox.sqlite3"), toml=str, nonempty=True, parse=_parse_dir)
+    #: Bounds; when either is reached the oldest telemetry goes first, events last.
+    max_messages: int = _key(10_000, ge=OUTBOX_MESSAGES_MIN, le=OUTBOX_MESSAGES_MAX)
+    max_bytes: int = _key(16_000_000, ge=OUTBOX_BYTES_MIN, le=OUTBOX_BYTES_MAX)
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -363,6 +457,7 @@ class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
@@ -385,9 +480,20 @@ def load_config(
     Raises ConfigError listing every problem found, each as "dotted.key: message".
     """
     raw = _read_toml(Path(path)) if path is not None else {}
+    try:
+        return _load(raw, overrides or {})
+    except RecursionError:  # _check_depth should make this unreachable; never a traceback
+        raise ConfigError("config: tables or arrays nested too deeply") from None
+
+
+def _load(raw: dict[str, Any], overrides: dict[str, object]) -> Config:
+    """Validate a parsed TOML document (plus overrides): a Config or one ConfigError."""
     problems: list[str] = []
-    _apply_overrides(raw, overrides or {}, problems)
+    _apply_overrides(raw, overrides, problems)
     _accept_model_name_in_path(raw)
+    _check_depth(raw, problems)
+    if problems:
+        raise ConfigError(problems)
     bad: set[str] = set()  # keys whose own check failed: cross-field rules skip them
     config = Config(**_check_table(Config, raw, "", problems, bad))
     _check_model(config.model, bad, problems)
@@ -402,21 +508,66 @@ def load_config(
             )
     _check_zones(config.zones, bad, problems)
     password = _resolve_password(config.mqtt, bad, problems)
+    node_id = config.node.id or _hostname_id()
+    client_id = config.mqtt.client_id or f"edgepose-{node_id}"
+    if not {"node.id", "mqtt.client_id"} & bad and len(client_id.encode()) > CLIENT_ID_MAX:
+        problems.append(f"mqtt.client_id: at most {CLIENT_ID_MAX} bytes, got {len(client_id.encode())}")
+    snapshot_dir = _resolve_state_path("snapshots.dir", config.snapshots.dir, problems)
+    outbox_path = _resolve_state_path("outbox.path", config.outbox.path, problems)
     if problems:
         raise ConfigError(problems)
-    node_id = config.node.id or _hostname_id()
     return dataclasses.replace(
         config,
         node=dataclasses.replace(config.node, id=node_id),
         mqtt=dataclasses.replace(
             config.mqtt,
-            client_id=config.mqtt.client_id or f"edgepose-{node_id}",
+            client_id=client_id,
             password=password,
         ),
-        snapshots=dataclasses.replace(
-            config.snapshots, dir=_resolve_state_path(config.snapshots.dir)
-        ),
+        snapshots=dataclasses.replace(config.snapshots, dir=snapshot_dir),
+        outbox=dataclasses.replace(config.outbox, path=outbox_path),
     )
+
+
+def check_writable(config: Config) -> None:
+    """At daemon start: the snapshot folder and the outbox's folder exist (made if need
+    be) and take a file. Under systemd (``$STATE_DIRECTORY`` set) they must also lie in
+    the state directory: ``ProtectSystem=strict`` makes every other place read-only.
+    Raises one ConfigError naming each key that fails. Not part of `load_config`, so
+    ``detect`` and ``check`` never create folders.
+    """
+    problems: list[str] = []
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    wanted: list[tuple[str, Path]] = []
+    if config.snapshots.enabled:
+        wanted.append(("snapshots.dir", Path(config.snapshots.dir)))
+    if config.outbox.enabled:
+        wanted.append(("outbox.path", Path(config.outbox.path).parent))
+    for key, directory in wanted:
+        if state and not _is_within(directory, Path(state)):
+            problems.append(
+                f"{key}: {directory} is outside the service's state directory {state}; "
+                "the unit's ProtectSystem=strict makes it read-only (use a relative path)"
+            )
+            continue
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe = directory / f".edgepose-write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            problems.append(f"{key}: cannot write to {directory}: {reason}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
 
 
 def redacted(config: Config) -> dict[str, Any]:
@@ -449,16 +600,72 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
+        data = read_small_file(path, CONFIG_FILE_MAX)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{_show_path(path)}: cannot read config file: {reason}") from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: line {line}: not UTF-8 text") from None
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{_show_path(path)}: line {line}: not UTF-8 text") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: TOML syntax error {_toml_error_position(exc, text)}") from None
+        raise ConfigError(f"{_show_path(path)}: TOML syntax error {_toml_error_position(exc, text)}") from None
+    except ValueError as exc:  # e.g. an integer literal over Python's 4300-digit limit
+        raise ConfigError(f"{_show_path(path)}: TOML value error: {_show(str(exc))}") from None
+    except RecursionError:  # tomllib recurses per nested array / inline table
+        raise ConfigError(
+            f"{_show_path(path)}: tables or arrays nested too deeply (at most {NESTING_MAX} levels)"
+        ) from None
+
+
+def read_small_file(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, refused unread when it is anything else or over `limit`.
+
+    Opened non-blocking, so a FIFO never hangs the caller, and checked with fstat
+    on the opened file, so /dev/zero or a swapped-in symlink is never read.
+    Raises OSError (cannot open) or ValueError (not a regular file, too big).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file (a device, FIFO or folder is never read)")
+        if info.st_size > limit:
+            raise ValueError(f"{info.st_size} bytes, at most {limit}")
+        chunks, size = [], 0
+        while chunk := os.read(fd, limit + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise ValueError(f"over {limit} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _show_path(path: Path | str) -> str:
+    text = str(path)
+    return text if len(text) <= 200 else text[:100] + "..." + text[-60:]
+
+
+def _check_depth(raw: dict[str, Any], problems: list[str]) -> None:
+    """Refuse tables/arrays nested beyond NESTING_MAX, iteratively (no recursion to blow)."""
+    stack: list[tuple[Any, str, int]] = [(raw, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > NESTING_MAX:
+            problems.append(f"{where or 'config'}: nested more than {NESTING_MAX} levels deep")
+            continue
+        if isinstance(value, dict):
+            for key, item in value.items():
+                name = _key_text(str(key))
+                stack.append((item, f"{where}.{name}" if where else name, depth + 1))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                stack.append((item, f"{where}[{index}]", depth + 1))
 
 
 def _toml_error_position(exc: tomllib.TOMLDecodeError, text: str) -> str:
@@ -503,7 +710,8 @@ def _apply_overrides(
 def _accept_model_name_in_path(raw: dict[str, Any]) -> None:
     """Before model.name existed, model.path held the model's name: still read it so."""
     model = raw.get("model")
-    if isinstance(model, dict) and model.get("path") in MODELS and "name" not in model:
+    if isinstance(model, dict) and isinstance(model.get("path"), str) and model["path"] in MODELS \
+            and "name" not in model:
         model["name"] = model.pop("path")
 
 
@@ -635,6 +843,17 @@ def _check_value(dotted: str, value: Any, hint: Any, rule: _Rule, problems: list
         if not isinstance(value, str):
             hint_text = f" (one of {_list(choices)}, in quotes)" if choices else ""
             return fail(f"expected a string{hint_text}, got {_describe(value)}")
+        if "\x00" in value:
+            return fail("must not contain a NUL byte")
+        if not _encodable(value):
+            return fail(f"not valid text: {_show(value)}")
+        if not rule.path and len(value.encode("utf-8", "surrogateescape")) > rule.max_len:
+            return fail(f"at most {rule.max_len} bytes, got {len(value.encode('utf-8', 'surrogateescape'))}")
+        if rule.path and value:
+            try:
+                _check_path_text(value)
+            except ValueError as exc:
+                return fail(str(exc))
     else:  # pragma: no cover - a schema mistake, not a user mistake
         raise TypeError(f"{dotted}: no TOML type for {hint!r}")
 
@@ -649,14 +868,17 @@ def _check_value(dotted: str, value: Any, hint: Any, rule: _Rule, problems: list
         return fail(message)
     if rule.pattern is not None and not re.fullmatch(rule.pattern, value):
         return fail(f"{rule.pattern_help}, got {_show(value)}")
-    if rule.ge is not None and rule.le is not None:
+    if rule.off is not None and value == rule.off:
+        pass
+    elif rule.ge is not None and rule.le is not None:
         if not rule.ge <= value <= rule.le:
-            return fail(f"must be {_show(rule.ge)}-{_show(rule.le)}, got {_show(value)}")
+            also = f" (or {_show(rule.off)} for none)" if rule.off is not None else ""
+            return fail(f"must be {_show(rule.ge)}-{_show(rule.le)}{also}, got {_show(value)}")
     elif rule.ge is not None and not value >= rule.ge:
         return fail(f"must be >= {_show(rule.ge)}, got {_show(value)}")
     elif rule.le is not None and not value <= rule.le:
         return fail(f"must be <= {_show(rule.le)}, got {_show(value)}")
-    if rule.gt is not None and not value > rule.gt:
+    if rule.gt is not None and value != rule.off and not value > rule.gt:
         return fail(f"must be > {_show(rule.gt)}, got {_show(value)}")
     if rule.parse is not None:
         try:
@@ -666,8 +888,16 @@ def _check_value(dotted: str, value: Any, hint: Any, rule: _Rule, problems: list
     return value
 
 
+def _key_text(name: str) -> str:
+    """One key as TOML would write it: bare when it can be, quoted otherwise (an empty
+    or odd key must still be visible in a message)."""
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,60}", name):
+        return name
+    return _show(name)
+
+
 def _unknown_key(prefix: str, name: str) -> str:
-    dotted = prefix + name
+    dotted = prefix + _key_text(name)
     if dotted == "mqtt.password":
         return (
             f"{dotted}: unknown key; passwords are never read from the config file: "
@@ -782,11 +1012,15 @@ def _check_tls(tls: TlsConfig, bad: set[str], problems: list[str]) -> None:
         value, dotted = getattr(tls, name), f"mqtt.tls.{name}"
         if not value or dotted in bad:
             continue
-        path = Path(value)
-        if not path.is_file():
-            problems.append(f"{dotted}: no such file: {path}")
-        elif not os.access(path, os.R_OK):
-            problems.append(f"{dotted}: {path} is not readable")
+        path = Path(value).expanduser()
+        try:
+            read_small_file(path, CERT_FILE_MAX)
+        except FileNotFoundError:
+            problems.append(f"{dotted}: no such file: {_show_path(path)}")
+        except OSError as exc:
+            problems.append(f"{dotted}: cannot read {_show_path(path)}: {exc.strerror or type(exc).__name__}")
+        except ValueError as exc:
+            problems.append(f"{dotted}: cannot read {_show_path(path)}: {exc}")
     if tls.key_file and not tls.cert_file:
         problems.append("mqtt.tls.key_file: needs mqtt.tls.cert_file")
 
@@ -831,16 +1065,22 @@ def _resolve_password(mqtt: MqttConfig, bad: set[str], problems: list[str]) -> s
 
 def _read_secret(key: str, path: Path, problems: list[str]) -> str | None:
     try:
-        secret = path.read_bytes().decode("utf-8")
+        secret = read_small_file(path, SECRET_FILE_MAX).decode("utf-8")
     except OSError as exc:
-        problems.append(f"{key}: cannot read {path}: {exc.strerror or type(exc).__name__}")
+        problems.append(f"{key}: cannot read {_show_path(path)}: {exc.strerror or type(exc).__name__}")
         return None
-    except UnicodeDecodeError:
-        problems.append(f"{key}: {path} is not UTF-8 text")
+    except ValueError as exc:  # not a regular file, too big (UnicodeDecodeError is below)
+        if isinstance(exc, UnicodeDecodeError):
+            problems.append(f"{key}: {_show_path(path)} is not UTF-8 text")
+        else:
+            problems.append(f"{key}: cannot read {_show_path(path)}: {exc}")
         return None
     secret = secret.rstrip("\r\n")
     if not secret:
-        problems.append(f"{key}: {path} is empty")
+        problems.append(f"{key}: {_show_path(path)} is empty")
+        return None
+    if "\x00" in secret or "\n" in secret:
+        problems.append(f"{key}: {_show_path(path)} holds more than one line or a NUL byte")
         return None
     return secret
 
@@ -854,12 +1094,20 @@ def _hostname_id() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", short)[:64] or "edgepose"
 
 
-def _resolve_state_path(path: Path) -> Path:
+def _resolve_state_path(key: str, path: Path, problems: list[str]) -> Path:
     """Relative paths live in systemd's StateDirectory when there is one."""
     if path.is_absolute():
         return path
     state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return (Path(state) if state else Path.cwd()) / path
+    try:
+        base = Path(state) if state else Path.cwd()
+    except OSError as exc:  # the working directory was removed
+        problems.append(f"{key}: relative, but the working directory is gone ({exc.strerror})")
+        return path
+    full = base / path
+    if len(os.fsencode(str(full))) >= PATH_MAX:
+        problems.append(f"{key}: {_show_path(full)} is over {PATH_MAX - 1} bytes once made absolute")
+    return full
 
 
 # --- message helpers ------------------------------------------------------------------
@@ -873,6 +1121,10 @@ def _show(value: Any) -> str:
         text = json.dumps(value, ensure_ascii=False)
     elif isinstance(value, float):
         text = f"{value:g}"
+    elif isinstance(value, int):
+        text = str(value) if abs(value) < 10**60 else ("-" if value < 0 else "") + "a huge integer"
+    elif isinstance(value, (list, dict)):  # never repr: it recurses, and may be huge
+        text = "an array" if isinstance(value, list) else "a table"
     else:
         text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -1,18 +1,42 @@
 """The MQTT adapter: the only module that imports paho-mqtt (>= 2).
 
 `MqttPublisher` connects in paho's network thread (``connect_async`` +
-``loop_start``), so a missing broker never blocks start-up or the camera loop;
-paho reconnects with back-off. The broker is told ``offline`` by a retained
-last will set before connecting, ``online`` on every connect. Retained node
-state (person count, stats, snapshot, Home Assistant discovery) is kept here
-and re-published on every connect, because a broker restarted without
-persistence forgets it.
+``loop_start``), so a missing broker never blocks start-up or the camera loop.
 
-A broker outage is not an error: `MqttPublisher.publish` never raises for it.
-QoS 0 messages that cannot go out now (disconnected, or `max_queued` QoS 0
-messages still waiting for the socket) are dropped and counted in
-`MqttPublisher.dropped`; QoS > 0 messages wait in paho's queue, bounded by
-``max_queued_messages_set`` (a full queue drops and counts too).
+Three paths, so telemetry can never starve what must get through:
+
+- **Availability and retained state** (``online``, person count, stats,
+  snapshot, Home Assistant discovery). Kept here, latest value per topic, and
+  re-published on every connect (a broker restarted without persistence forgot
+  them). At most one message per topic is in paho's queue at a time (a newer
+  value waits for the older one's PUBACK), so this path is bounded by the
+  number of topics and is never refused: paho's own queue is left unbounded and
+  the live path below is bounded here instead. The old session's will
+  (``offline``) can land *after* our ``online`` when a half-open link is
+  noticed by the broker late (keepalive x 1.5): we subscribe to our own
+  availability topic and answer any ``offline`` seen while connected with
+  ``online``, and re-send ``online`` once after keepalive x 1.5 anyway (for
+  brokers whose ACL forbids the subscription).
+- **Live stream** (``poses``, QoS 0): dropped and counted when disconnected or
+  when `max_queued` messages still wait for the socket; messages written into
+  a socket that then died, with no packet from the broker after them, are
+  counted too (``poses_unconfirmed``).
+- **Acknowledged delivery** for the disk outbox (`publish_acked`): QoS 1, the
+  caller is told when the broker acknowledged (PUBACK) and removes the message
+  only then. paho re-sends unacknowledged QoS 1 messages after a reconnect.
+
+Reconnects use bounded exponential back-off with jitter (cap 2 s);
+a failed connect names its cause (TLS verification, hostname mismatch,
+refused credentials, refused connection, unknown host, TLS to a plain port)
+at WARNING once, then at DEBUG while the cause stays the same. paho's own log
+lines for normal reconnect and shutdown states are demoted to DEBUG.
+
+Bounded inputs: on MQTT 5 the CONNECT carries a Maximum Packet Size
+(`MAX_INCOMING_PACKET_BYTES`), so the broker never forwards a bigger command
+and paho never reads one into memory. MQTT 3.1.1 has no such field: set the
+broker's ``max_packet_size`` (mosquitto 2.x; ``message_size_limit`` before)
+to protect a node on 3.1.1. Commands obey a cooldown per command, and invalid
+ones are logged at a bounded rate.
 
 Both entry points take the `config.MqttConfig` that ``load_config`` validated
 and resolved (password read, ``client_id`` filled in): defaults live there only.
@@ -20,7 +44,9 @@ and resolved (password read, ``client_id`` filled in): defaults live there only.
 
 from __future__ import annotations
 
+import errno
 import logging
+import random
 import socket
 import ssl
 import threading
@@ -44,17 +70,31 @@ log = logging.getLogger(__name__)
 #: Config value -> paho protocol constant.
 PROTOCOLS: dict[str, int] = {"3.1.1": paho.MQTTv311, "5": paho.MQTTv5}
 
-#: Reconnect back-off: first retry after the minimum, doubling to the maximum.
-RECONNECT_MIN_S = 1
-RECONNECT_MAX_S = 30
-#: QoS > 0 messages on the wire at once (paho's default); capped by max_queued.
+#: Reconnect back-off: the first retry after about the minimum, doubling up to the
+#: cap, each delay drawn from [d/2, d] (jitter, so nodes do not reconnect in step).
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 2.0  # the first message after a broker restart goes out within ~3 s
+#: A connection that lasted this long resets the back-off; a shorter one (a client
+#: id taken over by another node, say) keeps backing off.
+STABLE_CONNECTION_S = 10.0
+#: TCP connect and TLS handshake timeout per attempt.
+CONNECT_TIMEOUT_S = 5.0
+#: QoS > 0 messages on the wire at once (paho's default).
 MAX_INFLIGHT = 20
+#: MQTT 5 Maximum Packet Size we announce: commands are at most
+#: messages.MAX_COMMAND_BYTES, topics are bounded by the config.
+MAX_INCOMING_PACKET_BYTES = 16 * 1024
 #: Received payloads are logged only this far.
 LOG_PAYLOAD_BYTES = 64
+#: Invalid or throttled commands: at most this many log lines per window.
+COMMAND_LOG_BURST = 5
+COMMAND_LOG_WINDOW_S = 60.0
 #: Commands arrive on <prefix>/<node>/cmd/<name>.
 CMD_SUFFIX = "cmd"
 
 OnCommand = Callable[[str], None]
+OnAck = Callable[[bool], None]
+OnConnection = Callable[[bool], None]
 
 
 def _preview(payload: bytes) -> str:
@@ -86,29 +126,163 @@ def _tls_context(tls: TlsConfig) -> ssl.SSLContext:
     return ctx
 
 
-def _new_client(cfg: MqttConfig, client_id: str) -> paho.Client:
+class _Client(paho.Client):
+    """paho's client, remembering why the last connect attempt failed.
+
+    paho's network loop catches the exception of a failed (re)connect and calls
+    ``on_connect_fail`` without it; we keep it so the log can name the cause.
+    Anything but an OSError would end paho's thread for good (a bug, or a value
+    paho refuses): it is turned into an OSError so the loop keeps retrying and
+    the cause is still logged.
+    """
+
+    last_connect_error: BaseException | None = None
+
+    def reconnect(self) -> Any:
+        self.last_connect_error = None
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            self.last_connect_error = exc
+            raise
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            self.last_connect_error = exc
+            raise OSError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _new_client(cfg: MqttConfig, client_id: str) -> _Client:
     """A paho client with protocol, credentials and TLS set; not connected."""
     protocol = PROTOCOLS[cfg.protocol]  # config.py allows only these keys
-    client = paho.Client(
+    client = _Client(
         callback_api_version=paho.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=protocol,
         clean_session=True if protocol != paho.MQTTv5 else None,
     )
-    client.enable_logger(log.getChild("paho"))
     if cfg.username:
         client.username_pw_set(cfg.username, cfg.password)
     if cfg.tls.enabled:
         # paho takes its hostname check from the context's check_hostname.
         client.tls_set_context(_tls_context(cfg.tls))
+    client.connect_timeout = CONNECT_TIMEOUT_S
     return client
+
+
+# --- why a connection failed ---------------------------------------------------------------
+
+_PAHO_ROUTINE = (
+    "Client is not connected",  # paho's loop after a close: a normal reconnect/shutdown state
+    "failed to receive on socket",
+    "timeout on socket",
+    "Connection failed, retrying",
+)
+
+
+def connect_error_cause(exc: BaseException, *, host: str, port: int, tls: bool) -> str:
+    """One line naming why a connect attempt failed, for a log or ``edgepose check``."""
+    where = f"{host}:{port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or str(exc)
+        if exc.verify_code == 62 or "hostname" in detail.lower() or "ip address mismatch" in detail.lower():
+            return (f"TLS: the broker's certificate does not name {host!r} (hostname mismatch: {detail}); "
+                    "connect by the name in the certificate")
+        return f"TLS: the broker's certificate is not trusted ({detail}); check mqtt.tls.ca_file"
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or str(exc)
+        if reason in ("WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING", "RECORD_LAYER_FAILURE") or isinstance(
+            exc, ssl.SSLEOFError
+        ):
+            return f"TLS handshake with {where} failed ({reason}): is port {port} a plain MQTT port, not TLS?"
+        return f"TLS handshake with {where} failed ({reason})"
+    if tls and isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        return f"TLS handshake with {where} failed (connection reset): is port {port} a plain MQTT port, not TLS?"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"cannot reach broker {where}: connection refused (is the broker running and listening on port {port}?)"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot reach broker {where}: unknown host {host!r} ({exc.strerror or exc})"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return f"cannot reach broker {where}: no answer within {CONNECT_TIMEOUT_S:g} s"
+    if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return f"cannot reach broker {where}: {exc.strerror}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot reach broker {where}: {exc.strerror}"
+    return f"cannot connect to {where} ({type(exc).__name__}: {exc})"
+
+
+def _connack_cause(reason_code: Any, where: str) -> str:
+    text = str(reason_code)
+    lowered = text.lower()
+    if "user name or password" in lowered or "not authori" in lowered:
+        return f"broker {where} refused the credentials ({text}); check mqtt.username and the password"
+    if "identifier" in lowered:
+        return f"broker {where} refused the client id ({text}); check mqtt.client_id"
+    return f"broker {where} refused the connection ({text})"
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+
+class Backoff:
+    """Bounded exponential back-off with jitter: each delay is drawn from [d/2, d]."""
+
+    def __init__(self, base_s: float, cap_s: float, rng: Callable[[], float] = random.random) -> None:
+        if not 0 < base_s <= cap_s:
+            raise ValueError(f"back-off needs 0 < base <= cap, got {base_s}, {cap_s}")
+        self.base_s, self.cap_s, self._rng = base_s, cap_s, rng
+        self._step = 0
+
+    def next(self) -> float:
+        delay = min(self.cap_s, self.base_s * (2 ** min(self._step, 30)))
+        self._step += 1
+        return delay * (0.5 + 0.5 * self._rng())
+
+    def reset(self) -> None:
+        self._step = 0
+
+
+class RateLimitedLog:
+    """At most `burst` lines per `window_s`; then one line saying how many were held back."""
+
+    def __init__(self, logger: logging.Logger, burst: int, window_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._log, self._burst, self._window_s, self._clock = logger, burst, window_s, clock
+        self._lock = threading.Lock()
+        self._window_start = -float("inf")
+        self._count = 0
+        self.suppressed = 0  # total, for stats
+
+    def log(self, level: int, msg: str, *args: Any) -> bool:
+        now = self._clock()
+        with self._lock:
+            held = 0
+            if now - self._window_start >= self._window_s:
+                held = self._count - self._burst if self._count > self._burst else 0
+                self._window_start, self._count = now, 0
+            self._count += 1
+            allowed = self._count <= self._burst
+            if not allowed:
+                self.suppressed += 1
+        if held:
+            self._log.log(level, "MQTT: %d similar messages not logged in the last %.0f s", held, self._window_s)
+        if allowed:
+            self._log.log(level, msg, *args)
+        return allowed
 
 
 @dataclass
 class _Retained:
     payload: bytes
     qos: int
-    seq: int  # bumped on every update, so on_connect can tell what changed meanwhile
+    seq: int  # bumped on every update
+    sent_seq: int = 0  # the seq handed to paho last (0: never, or to be re-sent)
+    inflight_mid: int | None = None  # handed to paho, not yet acknowledged
+
+
+@dataclass
+class _Pending:
+    kind: str  # "qos0" | "direct" | "retained" | "acked" | "availability"
+    topic: str = ""
+    on_ack: OnAck | None = None
 
 
 class MqttPublisher:
@@ -117,6 +291,8 @@ class MqttPublisher:
     `on_command` is called with a command name (``"snapshot"``) on paho's
     network thread: it must only set a flag or enqueue, never run inference.
     Use `start` / `stop`, or the publisher as a context manager.
+    ``command_cooldown_s``: a command of the same name is acted on at most once
+    per this many seconds (the daemon passes ``snapshots.cooldown_s``).
     """
 
     def __init__(
@@ -126,8 +302,9 @@ class MqttPublisher:
         *,
         on_command: OnCommand | None = None,
         discovery: list[Message] | None = None,
-        reconnect_min_s: int = RECONNECT_MIN_S,
-        reconnect_max_s: int = RECONNECT_MAX_S,
+        reconnect_min_s: float = RECONNECT_MIN_S,
+        reconnect_max_s: float = RECONNECT_MAX_S,
+        command_cooldown_s: float = 0.0,
     ) -> None:
         self.node_id = node_id
         self.host = mqtt_cfg.host
@@ -138,18 +315,35 @@ class MqttPublisher:
         self._on_command = on_command
         self._max_queued = mqtt_cfg.max_queued
         self._keepalive = mqtt_cfg.keepalive_s
+        self._tls = mqtt_cfg.tls.enabled
+        self._command_cooldown_s = command_cooldown_s
 
         self._lock = threading.Lock()
         self._connected = threading.Event()
-        self._dropped = 0
+        self._subscribed = threading.Event()  # SUBACK of this connection: commands are heard
         self._retained: dict[str, _Retained] = {}  # full topic -> latest retained state
         self._seq = 0
-        self._pending: dict[int, int] = {}  # mid -> qos, handed to paho, not yet sent/acked
-        self._early: set[int] = set()  # mids whose on_publish beat the registration
+        self._pending: dict[int, _Pending] = {}  # mid -> what it was, handed to paho, not yet sent/acked
+        self._early: dict[int, bool] = {}  # mid -> failed, for acks that beat the registration
         self._qos0_pending = 0
+        self._direct_pending = 0
+        self._qos0_unconfirmed = 0  # QoS 0 written since the broker last sent us anything
+        self._listeners: list[OnConnection] = []
         self._stopping = False
         self._started = False
-        self._connect_failures = 0
+        self._thread: threading.Thread | None = None
+        self._backoff = Backoff(reconnect_min_s, max(reconnect_min_s, reconnect_max_s))
+        self._connected_at: float | None = None
+        self._attempt_reported = False
+        self._last_cause: str | None = None
+        self._recheck: threading.Timer | None = None
+        self._last_command_at: dict[str, float] = {}
+        self._command_log = RateLimitedLog(log, COMMAND_LOG_BURST, COMMAND_LOG_WINDOW_S)
+        self._counts = dict.fromkeys(
+            ("poses_dropped", "poses_unconfirmed", "refused", "rejected", "availability_corrections",
+             "connects", "connect_failures", "commands", "commands_invalid", "commands_throttled"),
+            0,
+        )
 
         self.availability_topic = self.topic(TOPIC_AVAILABILITY)
         self.command_topic = self.topic(f"{CMD_SUFFIX}/#")
@@ -164,14 +358,19 @@ class MqttPublisher:
 
         client = _new_client(mqtt_cfg, mqtt_cfg.client_id)
         client.will_set(self.availability_topic, PAYLOAD_OFFLINE, qos=1, retain=True)
-        client.max_queued_messages_set(self._max_queued)
-        client.max_inflight_messages_set(min(MAX_INFLIGHT, self._max_queued))
-        client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)
+        # Unbounded in paho: the live path is bounded here, retained state by its topics,
+        # the outbox by its own window. A cap in paho would refuse `online` (issue 8).
+        client.max_queued_messages_set(0)
+        client.max_inflight_messages_set(MAX_INFLIGHT)
+        client.reconnect_delay_set(self._backoff.next(), self._backoff.cap_s)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_pre_connect = self._on_pre_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_log = self._on_log
         self._client = client
 
     def __repr__(self) -> str:  # no credentials, ever
@@ -188,8 +387,13 @@ class MqttPublisher:
         kwargs: dict[str, Any] = {}
         if self._client.protocol == paho.MQTTv5:
             kwargs["clean_start"] = True
+            props = Properties(PacketTypes.CONNECT)
+            props.MaximumPacketSize = MAX_INCOMING_PACKET_BYTES
+            kwargs["properties"] = props
         self._client.connect_async(self.host, self.port, keepalive=self._keepalive, **kwargs)
         self._client.loop_start()
+        # paho keeps its network thread here; we hold it too, for `alive` (supervision).
+        self._thread = getattr(self._client, "_thread", None)
         log.info("MQTT: connecting to %s:%d as %s", self.host, self.port, self.topic(""))
         return self
 
@@ -198,6 +402,7 @@ class MqttPublisher:
         if not self._started or self._stopping:
             return
         self._stopping = True
+        self._cancel_recheck()
         if self.connected:
             info = self._client.publish(self.availability_topic, PAYLOAD_OFFLINE, qos=1, retain=True)
             try:
@@ -209,6 +414,7 @@ class MqttPublisher:
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
+        self._subscribed.clear()
         log.info("MQTT: stopped (%d messages dropped)", self.dropped)
 
     def __enter__(self) -> "MqttPublisher":
@@ -223,15 +429,37 @@ class MqttPublisher:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def alive(self) -> bool:
+        """paho's network thread runs (or we were stopped on purpose): for a supervisor."""
+        if not self._started or self._stopping:
+            return True
+        return self._thread is not None and self._thread.is_alive()
+
     def wait_connected(self, timeout: float) -> bool:
-        """True once connected (and retained state re-sent); False after `timeout` s."""
-        return self._connected.wait(timeout)
+        """True once connected, retained state re-sent and the command subscription
+        acknowledged; False after `timeout` s."""
+        return self._subscribed.wait(timeout) and self._connected.is_set()
 
     @property
     def dropped(self) -> int:
-        """Messages given up on: QoS 0 while disconnected or backed up, queue full."""
+        """Messages given up on: live messages not sent or unconfirmed, refused, rejected."""
         with self._lock:
-            return self._dropped
+            c = self._counts
+            return c["poses_dropped"] + c["poses_unconfirmed"] + c["refused"] + c["rejected"]
+
+    def stats(self) -> dict[str, int | bool]:
+        """Counters for the stats message (see the daemon wiring notes)."""
+        with self._lock:
+            out: dict[str, int | bool] = dict(self._counts)
+        out["commands_log_suppressed"] = self._command_log.suppressed
+        out["connected"] = self.connected
+        return out
+
+    def add_connection_listener(self, listener: OnConnection) -> None:
+        """`listener(True)` after each connect (online sent), `listener(False)` on each loss;
+        called on paho's thread: it must only set a flag or enqueue."""
+        self._listeners.append(listener)
 
     def topic(self, suffix: str) -> str:
         return messages.node_topic(self._topic_prefix, self.node_id, suffix)
@@ -241,23 +469,64 @@ class MqttPublisher:
     def publish(self, msg: Message) -> bool:
         """Send `msg` under this node's prefix; False when it was dropped. Never raises for an outage.
 
-        Retained messages are remembered (latest per topic) and sent on the
-        next connect when the broker is away now; they are not counted as dropped.
+        Retained messages are state: the latest per topic is kept and sent now
+        or on the next connect; they are never refused nor counted as dropped.
+        QoS 0 messages are the live stream; QoS 1 non-retained messages that do
+        not go through the outbox wait in paho's queue, bounded by ``max_queued``.
         """
         topic = self.topic(msg.topic)
         if msg.retain:
-            with self._lock:
-                self._seq += 1
-                self._retained[topic] = _Retained(msg.payload, msg.qos, self._seq)
-                if not self._connected.is_set():
-                    return True
-            return self._send(topic, msg.payload, msg.qos, True, msg.expiry_s)
-        if msg.qos == 0:
-            with self._lock:
+            self._publish_retained(topic, msg.payload, msg.qos)
+            return True
+        with self._lock:
+            if msg.qos == 0:
                 if not self._connected.is_set() or self._qos0_pending >= self._max_queued:
-                    self._dropped += 1
+                    self._counts["poses_dropped"] += 1
                     return False
-        return self._send(topic, msg.payload, msg.qos, False, msg.expiry_s)
+            elif self._direct_pending >= self._max_queued:
+                self._counts["refused"] += 1
+                return False
+        kind = "qos0" if msg.qos == 0 else "direct"
+        return self._send(topic, msg.payload, msg.qos, False, _Pending(kind), msg.expiry_s) is not None
+
+    def publish_acked(self, suffix: str, payload: bytes, on_ack: OnAck) -> bool:
+        """For the outbox: QoS 1 on ``<prefix>/<node>/<suffix>``; `on_ack(ok)` on paho's thread
+        once the broker answered (ok False: an MQTT 5 negative PUBACK). False (nothing
+        sent) while disconnected: the caller keeps the message and tries again after
+        a connect. Never refused for queue size: the outbox bounds what it hands over.
+        """
+        if not self._connected.is_set():
+            return False
+        return self._send(self.topic(suffix), payload, 1, False, _Pending("acked", on_ack=on_ack)) is not None
+
+    def _publish_retained(self, topic: str, payload: bytes, qos: int) -> None:
+        with self._lock:
+            self._seq += 1
+            entry = self._retained.get(topic)
+            if entry is None:
+                entry = self._retained[topic] = _Retained(payload, qos, self._seq)
+            else:
+                entry.payload, entry.qos, entry.seq = payload, qos, self._seq
+            if not self._connected.is_set() or entry.inflight_mid is not None:
+                return  # sent on connect, or when the one in flight is acknowledged
+        self._send_retained(topic)
+
+    def _send_retained(self, topic: str) -> None:
+        """Hand the latest value of one retained topic to paho, if it is not there already."""
+        with self._lock:
+            entry = self._retained[topic]
+            if entry.inflight_mid is not None or entry.sent_seq == entry.seq:
+                return
+            payload, qos, seq = entry.payload, entry.qos, entry.seq
+            entry.inflight_mid = -1  # reserved until paho gives the mid
+        mid = self._send(topic, payload, qos, True, _Pending("retained", topic=topic))
+        with self._lock:
+            if entry.inflight_mid == -1:  # the ack may already have cleared it
+                entry.inflight_mid = mid
+            if mid is not None:
+                entry.sent_seq = max(entry.sent_seq, seq)
+            else:
+                entry.inflight_mid = None
 
     def _properties(self, expiry_s: int | None) -> Properties | None:
         if self._client.protocol != paho.MQTTv5 or not expiry_s:
@@ -266,92 +535,197 @@ class MqttPublisher:
         props.MessageExpiryInterval = int(expiry_s)
         return props
 
-    def _send(self, topic: str, payload: bytes, qos: int, retain: bool, expiry_s: int | None = None) -> bool:
-        """Hand one message to paho and track it until paho reports it sent."""
+    def _send(self, topic: str, payload: bytes, qos: int, retain: bool, what: _Pending,
+              expiry_s: int | None = None) -> int | None:
+        """Hand one message to paho and track it until paho reports it sent; its mid, or None."""
         try:
             info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=self._properties(expiry_s))
         except ValueError as exc:  # bad topic or oversized payload: a bug, not an outage
             log.error("MQTT: cannot publish to %s: %s", topic, exc)
             with self._lock:
-                self._dropped += 1
-            return False
+                self._counts["refused"] += 1
+            return None
         queued = info.rc == paho.MQTT_ERR_SUCCESS or (qos > 0 and info.rc == paho.MQTT_ERR_NO_CONN)
+        early_failed: bool | None = None
         with self._lock:
             if not queued:
-                self._dropped += 1
-                return False
+                self._counts["poses_dropped" if qos == 0 else "refused"] += 1
+                return None
             if info.mid in self._early:
-                self._early.discard(info.mid)
+                early_failed = self._early.pop(info.mid)
             else:
-                self._pending[info.mid] = qos
-                if qos == 0:
+                self._pending[info.mid] = what
+                if what.kind == "qos0":
                     self._qos0_pending += 1
-        return True
+                elif what.kind == "direct":
+                    self._direct_pending += 1
+        if early_failed is not None:
+            self._finish(what, info.mid, early_failed)
+        return info.mid
 
     # --- paho callbacks (paho's network thread) ----------------------------------------
 
+    def _on_pre_connect(self, client: paho.Client, userdata: Any) -> None:
+        self._attempt_reported = False
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:  # e.g. an ACL: commands or the late-will check will not work
+            log.warning("MQTT: broker refused a subscription (%s); commands may not arrive", ", ".join(refused))
+        if self._connected.is_set():
+            self._subscribed.set()
+
+    def _on_log(self, client: paho.Client, userdata: Any, level: int, buf: str) -> None:
+        """paho's log: routine connection states at DEBUG, never as ERROR; inbound packets
+        also prove the broker was alive after what we wrote (see poses_unconfirmed)."""
+        if buf.startswith("Received "):
+            self._qos0_unconfirmed = 0
+        if level == paho.MQTT_LOG_ERR:
+            if buf.startswith("Caught exception"):  # one of our callbacks raised: a bug
+                log.error("MQTT (paho): %s", buf)
+            elif buf.startswith(_PAHO_ROUTINE):
+                log.debug("MQTT (paho): %s", buf)
+            else:
+                log.warning("MQTT (paho): %s", buf)
+        elif level == paho.MQTT_LOG_WARNING:
+            log.warning("MQTT (paho): %s", buf)
+        elif log.isEnabledFor(logging.DEBUG - 1):  # paho is chatty: one line per packet
+            log.log(logging.DEBUG - 1, "MQTT (paho): %s", buf)
+
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
-            log.error(
-                "MQTT: broker %s:%d refused the connection: %s", self.host, self.port, reason_code
-            )
+            self._report_failure(_connack_cause(reason_code, f"{self.host}:{self.port}"))
             return
-        self._connect_failures = 0
-        log.info("MQTT: connected to %s:%d", self.host, self.port)
-        client.subscribe(self.command_topic, qos=1)
-        if self._ha_status_topic:
-            client.subscribe(self._ha_status_topic, qos=1)
-        self._send(self.availability_topic, PAYLOAD_ONLINE.encode("ascii"), 1, True)
+        with self._lock:
+            self._counts["connects"] += 1
+        if self._last_cause is not None:
+            log.info("MQTT: connected to %s:%d (after: %s)", self.host, self.port, self._last_cause)
+        else:
+            log.info("MQTT: connected to %s:%d", self.host, self.port)
+        self._last_cause = None
+        self._connected_at = time.monotonic()
+        # Availability first: published here, before paho re-sends anything it held.
+        client.subscribe([(self.command_topic, 1), (self.availability_topic, 1)]
+                         + ([(self._ha_status_topic, 1)] if self._ha_status_topic else []))
+        self._send(self.availability_topic, PAYLOAD_ONLINE.encode("ascii"), 1, True, _Pending("availability"))
         self._send_discovery()
-        # Re-send retained state; anything updated meanwhile is sent again
-        # before publish() may go direct, so the broker ends up with the latest.
-        sent: dict[str, int] = {}
-        while True:
-            with self._lock:
-                todo = [(t, r) for t, r in self._retained.items() if sent.get(t) != r.seq]
-                if not todo:
-                    self._connected.set()
-                    return
-            for topic, entry in todo:
-                self._send(topic, entry.payload, entry.qos, True)
-                sent[topic] = entry.seq
+        with self._lock:
+            for entry in self._retained.values():
+                if entry.inflight_mid is None or entry.qos == 0:
+                    entry.inflight_mid, entry.sent_seq = None, 0  # (re)send: the broker may have forgotten
+                # else: paho re-sends the one in flight; the latest follows its PUBACK
+            topics = list(self._retained)
+            self._connected.set()
+        for topic in topics:
+            self._send_retained(topic)
+        self._schedule_recheck()
+        for listener in self._listeners:
+            listener(True)
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self._connect_failures += 1
-        level = logging.WARNING if self._connect_failures == 1 else logging.DEBUG
-        log.log(level, "MQTT: cannot reach broker %s:%d; retrying in the background", self.host, self.port)
+        exc = getattr(client, "last_connect_error", None)
+        if exc is None:
+            cause = f"cannot connect to {self.host}:{self.port}"
+        else:
+            cause = connect_error_cause(exc, host=self.host, port=self.port, tls=self._tls)
+        self._report_failure(cause)
+        self._next_delay()
+
+    def _report_failure(self, cause: str) -> None:
+        """WARNING once per distinct cause, then DEBUG; always counted."""
+        if self._attempt_reported:
+            return
+        self._attempt_reported = True
+        with self._lock:
+            self._counts["connect_failures"] += 1
+        if self._stopping:
+            return
+        if cause != self._last_cause:
+            log.warning("MQTT: %s; retrying in the background", cause)
+            self._last_cause = cause
+        else:
+            log.debug("MQTT: %s; retrying", cause)
+
+    def _next_delay(self) -> None:
+        delay = self._backoff.next()
+        self._client.reconnect_delay_set(delay, delay)
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        self._cancel_recheck()
+        self._subscribed.clear()
         with self._lock:
             was_connected = self._connected.is_set()
             self._connected.clear()
-            lost = [mid for mid, qos in self._pending.items() if qos == 0]
+            lost = [mid for mid, p in self._pending.items() if p.kind == "qos0" or
+                    (p.kind == "retained" and self._retained.get(p.topic, _Retained(b"", 1, 0)).qos == 0)]
             for mid in lost:
-                del self._pending[mid]
-            self._dropped += len(lost)
+                what = self._pending.pop(mid)
+                if what.kind == "retained":
+                    entry = self._retained.get(what.topic)
+                    if entry is not None and entry.inflight_mid == mid:
+                        entry.inflight_mid, entry.sent_seq = None, 0
+                else:
+                    self._counts["poses_dropped"] += 1
+            if was_connected and not self._stopping:
+                # Written into a socket that died with no packet from the broker after them.
+                self._counts["poses_unconfirmed"] += self._qos0_unconfirmed
+            self._qos0_unconfirmed = 0
             self._qos0_pending = 0
             self._early.clear()
         if self._stopping:
             return
         if was_connected:
+            up = time.monotonic() - (self._connected_at or 0.0)
+            if up >= STABLE_CONNECTION_S:
+                self._backoff.reset()
             log.warning("MQTT: lost connection to %s:%d (%s); reconnecting", self.host, self.port, reason_code)
         else:
-            log.debug("MQTT: disconnected before ready (%s)", reason_code)
+            self._report_failure(
+                f"{self.host}:{self.port} closed the connection before answering ({reason_code})"
+                + ("" if self._tls else f": a TLS-only port? (mqtt.tls.enabled is false)")
+            )
+        self._next_delay()
+        for listener in self._listeners:
+            listener(False)
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        failed = bool(reason_code.is_failure)
         with self._lock:
-            qos = self._pending.pop(mid, None)
-            if qos is None:
-                self._early.add(mid)
-            elif qos == 0:
+            what = self._pending.pop(mid, None)
+            if what is None:
+                self._early[mid] = failed
+                return
+        self._finish(what, mid, failed)
+
+    def _finish(self, what: _Pending, mid: int, failed: bool) -> None:
+        """A message paho has written (QoS 0) or the broker acknowledged (QoS 1)."""
+        resend: str | None = None
+        with self._lock:
+            if what.kind == "qos0":
                 self._qos0_pending -= 1
-            if reason_code.is_failure:
-                self._dropped += 1
-        if reason_code.is_failure:
-            log.warning("MQTT: broker rejected message %d: %s", mid, reason_code)
+                self._qos0_unconfirmed += 1
+            elif what.kind == "direct":
+                self._direct_pending -= 1
+            elif what.kind == "retained":
+                entry = self._retained.get(what.topic)
+                if entry is not None and entry.inflight_mid in (mid, -1):
+                    entry.inflight_mid = None
+                    if entry.sent_seq != entry.seq and self._connected.is_set():
+                        resend = what.topic
+            if failed:
+                self._counts["rejected"] += 1
+        if failed:
+            log.warning("MQTT: broker rejected message %d", mid)
+        if what.on_ack is not None:
+            what.on_ack(not failed)
+        if resend is not None:
+            self._send_retained(resend)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         topic = msg.topic
+        if topic == self.availability_topic:
+            self._on_availability(msg.payload)
+            return
         if self._ha_status_topic and topic == self._ha_status_topic:
             if msg.payload.strip() == PAYLOAD_ONLINE.encode("ascii"):
                 log.info("MQTT: Home Assistant is online; re-sending discovery")
@@ -359,29 +733,75 @@ class MqttPublisher:
             return
         cmd_prefix = self.topic(f"{CMD_SUFFIX}/")
         if not topic.startswith(cmd_prefix):
-            log.warning("MQTT: ignoring message on unexpected topic %s", topic)
+            self._command_log.log(logging.WARNING, "MQTT: ignoring message on unexpected topic %s", topic)
             return
         if msg.retain:
-            log.warning(
-                "MQTT: ignoring retained command on %s (clear it with an empty retained message)", topic
+            self._command_log.log(
+                logging.WARNING,
+                "MQTT: ignoring retained command on %s (clear it with an empty retained message)", topic,
             )
             return
         suffix = topic[len(self.topic("")) :]
         try:
             command = messages.parse_command(suffix, msg.payload)
         except ValueError as exc:
-            log.warning("MQTT: ignoring %s %s: %s", topic, _preview(msg.payload), exc)
+            with self._lock:
+                self._counts["commands_invalid"] += 1
+            self._command_log.log(logging.WARNING, "MQTT: ignoring %s %s: %s", topic, _preview(msg.payload), exc)
             return
         if command is None or self._on_command is None:
             return
+        now = time.monotonic()
+        last = self._last_command_at.get(command)
+        if last is not None and now - last < self._command_cooldown_s:
+            with self._lock:
+                self._counts["commands_throttled"] += 1
+            self._command_log.log(
+                logging.INFO, "MQTT: ignoring %s command: %.1f s cooldown (last one %.1f s ago)",
+                command, self._command_cooldown_s, now - last,
+            )
+            return
+        self._last_command_at[command] = now
+        with self._lock:
+            self._counts["commands"] += 1
         try:
             self._on_command(command)
         except Exception:  # a bad handler must not kill paho's thread
             log.exception("MQTT: command handler failed for %s", command)
 
+    def _on_availability(self, payload: bytes) -> None:
+        """Our own availability topic: an ``offline`` while we are connected is the old
+        session's will landing late (a half-open link): say ``online`` again."""
+        if bytes(payload).strip() != PAYLOAD_OFFLINE.encode("ascii"):
+            return
+        if self._stopping or not self._connected.is_set():
+            return
+        with self._lock:
+            self._counts["availability_corrections"] += 1
+        log.info("MQTT: the broker says this node is offline (a late will); re-publishing online")
+        self._send(self.availability_topic, PAYLOAD_ONLINE.encode("ascii"), 1, True, _Pending("availability"))
+
+    def _schedule_recheck(self) -> None:
+        """Re-send ``online`` once after keepalive x 1.5 (+1 s), when a late will has fired
+        for sure, in case the subscription to our own topic is not allowed."""
+        self._cancel_recheck()
+        timer = threading.Timer(self._keepalive * 1.5 + 1.0, self._recheck_online)
+        timer.daemon = True
+        self._recheck = timer
+        timer.start()
+
+    def _cancel_recheck(self) -> None:
+        timer, self._recheck = self._recheck, None
+        if timer is not None:
+            timer.cancel()
+
+    def _recheck_online(self) -> None:
+        if self._connected.is_set() and not self._stopping:
+            self._send(self.availability_topic, PAYLOAD_ONLINE.encode("ascii"), 1, True, _Pending("availability"))
+
     def _send_discovery(self) -> None:
         for m in self._discovery:
-            self._send(m.topic, m.payload, m.qos, m.retain)
+            self._send(m.topic, m.payload, m.qos, m.retain, _Pending("availability"))
 
 
 # --- edgepose check ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -77,7 +78,7 @@ class Broker:
     def write_conf(self) -> None:
         lines = [
             f"listener {self.port} {self.host}",
-            "persistence false",
+            *([] if any(line.startswith("persistence ") for line in self.extra_conf) else ["persistence false"]),
             "log_dest stderr",
             "log_type error",
             "log_type warning",
@@ -129,8 +130,40 @@ class Broker:
         self.stop()
         self.start()
 
+    # --- faults: a frozen broker (half-open links), a crashed one --------------------------
+
+    def freeze(self) -> None:
+        """SIGSTOP: the kernel still accepts TCP for it, nothing answers (a half-open link)."""
+        assert self.proc is not None and self.proc.poll() is None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, nothing saved; `start` brings it back on the same port."""
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGCONT)  # a frozen process dies too, but be explicit
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def persistent_conf(workdir: Path) -> list[str]:
+    """Broker settings that save sessions and queued messages after every change, so a
+    durable subscriber survives a SIGKILL of the broker."""
+    return [
+        "persistence true",
+        f"persistence_location {workdir}/",
+        "autosave_interval 1",
+        "autosave_on_changes true",
+        "max_queued_messages 100000",
+    ]
 
 
 def _make_broker(tmp: Path, extra_conf: list[str] | None = None, *, start: bool = True) -> Broker:
@@ -151,11 +184,14 @@ def mosquitto_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broke
 
 @pytest.fixture
 def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
-    """Private brokers for tests that stop or restart theirs: make(extra_conf=None, start=True)."""
+    """Private brokers for tests that stop, freeze, kill or restart theirs:
+    make(extra_conf=None, start=True, persistent=False) (see `persistent_conf`)."""
     made: list[Broker] = []
 
-    def make(extra_conf: list[str] | None = None, *, start: bool = True) -> Broker:
-        broker = _make_broker(tmp_path / f"broker{len(made)}", extra_conf, start=start)
+    def make(extra_conf: list[str] | None = None, *, start: bool = True, persistent: bool = False) -> Broker:
+        workdir = tmp_path / f"broker{len(made)}"
+        conf = list(extra_conf or []) + (persistent_conf(workdir) if persistent else [])
+        broker = _make_broker(workdir, conf, start=start)
         made.append(broker)
         return broker
 
@@ -264,6 +300,27 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broke
     broker.stop()
 
 
+@pytest.fixture(scope="session")
+def tls_auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, TlsFiles]]:
+    """TLS (a certificate for ``localhost`` made here) and AUTH_USER / AUTH_PASSWORD together."""
+    tmp = tmp_path_factory.mktemp("mosquitto-tls-auth")
+    files = _write_tls_files(tmp, "localhost")
+    pwfile = tmp / "passwd"
+    subprocess.run(
+        [_find_binary("mosquitto_passwd"), "-b", "-c", str(pwfile), AUTH_USER, AUTH_PASSWORD],
+        check=True,
+        capture_output=True,
+    )
+    pwfile.chmod(0o600)
+    broker = _make_broker(
+        tmp,
+        [f"cafile {files.ca_file}", f"certfile {files.cert_file}", f"keyfile {files.key_file}",
+         "allow_anonymous false", f"password_file {pwfile}"],
+    )
+    yield broker, files
+    broker.stop()
+
+
 # --- a subscriber that collects messages -------------------------------------------------
 
 Match = Callable[[paho.MQTTMessage], bool]
@@ -277,7 +334,9 @@ class Subscriber:
     """
 
     def __init__(self, host: str, port: int, topics: list[str], *, protocol: int = paho.MQTTv311,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, durable: bool = False) -> None:
+        """`durable`: a persistent session (clean_session false) that reconnects by itself,
+        for brokers that are killed and restarted with persistence on."""
         self.messages: list[paho.MQTTMessage] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
@@ -285,7 +344,10 @@ class Subscriber:
             callback_api_version=paho.CallbackAPIVersion.VERSION2,
             client_id=f"test-sub-{uuid.uuid4().hex[:8]}",
             protocol=protocol,
+            clean_session=False if durable else None if protocol == paho.MQTTv5 else True,
         )
+        self._client.reconnect_delay_set(0.2, 1)
+        self._client.max_queued_messages_set(0)
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *a: self._subscribed.set()
         self._client.connect(host, port)
@@ -322,6 +384,14 @@ class Subscriber:
                 raise AssertionError(f"got {len(got)} of {count} matching messages in {timeout} s; saw {seen}")
             return got[:count]
 
+    def subscribe_more(self, topic: str, timeout: float = 5.0) -> None:
+        """One more subscription, waiting for its SUBACK."""
+        done = threading.Event()
+        self._client.on_subscribe = lambda *a: done.set()
+        self._client.subscribe(topic, 1)
+        if not done.wait(timeout):
+            raise AssertionError(f"subscriber: no SUBACK for {topic} within {timeout} s")
+
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         info.wait_for_publish(5.0)
@@ -336,8 +406,8 @@ def subscriber() -> Iterator[Callable[..., Subscriber]]:
     """make(broker, *topics, protocol=paho.MQTTv311) -> a connected, subscribed Subscriber."""
     made: list[Subscriber] = []
 
-    def make(broker: Broker, *topics: str, protocol: int = paho.MQTTv311) -> Subscriber:
-        sub = Subscriber(broker.host, broker.port, list(topics), protocol=protocol)
+    def make(broker: Broker, *topics: str, protocol: int = paho.MQTTv311, durable: bool = False) -> Subscriber:
+        sub = Subscriber(broker.host, broker.port, list(topics), protocol=protocol, durable=durable)
         made.append(sub)
         return sub
 

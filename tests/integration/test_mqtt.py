@@ -372,7 +372,7 @@ class _Waiter(logging.Handler):
 
 
 def test_a_refused_connection_is_not_treated_as_connected(auth_broker, publishers):
-    waiter = _Waiter("refused the connection")
+    waiter = _Waiter("refused the credentials")
     logger = logging.getLogger("edgepose.mqtt")
     logger.addHandler(waiter)
     try:

@@ -267,7 +267,7 @@ def test_rejects_non_positive_nms_radius(tmp_path):
 
 def test_rejects_negative_max_fps(tmp_path):
     assert only_problem(tmp_path, "[source]\nmax_fps = -1\n") == (
-        "source.max_fps: must be >= 0, got -1"
+        "source.max_fps: must be 0.001-1000 (or 0 for none), got -1"
     )
 
 
@@ -286,13 +286,13 @@ def test_rejects_reopen_delay_max_below_delay(tmp_path):
 
 def test_rejects_snapshot_keep_below_1(tmp_path):
     assert only_problem(tmp_path, "[snapshots]\nkeep = 0\n") == (
-        "snapshots.keep: must be >= 1, got 0"
+        "snapshots.keep: must be 1-1000000, got 0"
     )
 
 
 def test_rejects_negative_snapshot_max_bytes(tmp_path):
     assert only_problem(tmp_path, "[snapshots]\nmax_bytes = -1\n") == (
-        "snapshots.max_bytes: must be >= 0, got -1"
+        "snapshots.max_bytes: must be 0-1099511627776, got -1"
     )
 
 

@@ -168,3 +168,51 @@ def test_systemd_analyze_verify(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Unknown key" not in output and "Unknown section" not in output, output
+
+
+def test_a_crash_loop_ends_in_a_failed_unit(unit):
+    """With RestartSec=5 the default limit (5 starts in 10 s) never triggers."""
+    unit_section = unit["Unit"]
+    interval = int(one(unit_section, "StartLimitIntervalSec"))
+    burst = int(one(unit_section, "StartLimitBurst"))
+    restart_s = int(one(unit["Service"], "RestartSec"))
+    assert burst >= 2 and interval > burst * restart_s * 4  # room for a slow model load each time
+    assert "StartLimitIntervalSec" not in unit["Service"]  # [Unit] is where systemd reads it
+
+
+def test_memory_is_capped_for_a_1gb_pi(service):
+    value = one(service, "MemoryMax")
+    match = re.fullmatch(r"(\d+)([KMG])", value)
+    assert match, value
+    mib = int(match[1]) * {"K": 1 / 1024, "M": 1, "G": 1024}[match[2]]
+    assert 256 <= mib <= 768
+
+
+def test_syscall_filter_drops_privileged_calls_and_mounts_are_private(service):
+    filters = service["SystemCallFilter"]
+    assert "@system-service" in filters
+    assert any(f.startswith("~") and "@privileged" in f for f in filters)
+    assert one(service, "PrivateMounts") == "yes"
+
+
+def test_watchdog_policy_is_written_down_in_the_unit():
+    text = UNIT_PATH.read_text()
+    for phrase in ("Watchdog policy", "source retrying", "stuck inference", "STATUS="):
+        assert phrase in text, phrase
+
+
+def test_systemd_analyze_security_score(tmp_path):
+    """`systemd-analyze security --offline=yes` (systemd >= 250): 1.6 at the time of writing."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    text = re.sub(r"^ExecStart=\S+", "ExecStart=/bin/true", UNIT_PATH.read_text(), flags=re.MULTILINE)
+    copy = tmp_path / "edgepose.service"
+    copy.write_text(text)
+    result = subprocess.run([analyze, "security", "--offline=yes", str(copy)],
+                            capture_output=True, text=True, timeout=60)
+    if "--offline" in result.stderr and result.returncode != 0:
+        pytest.skip("this systemd-analyze has no --offline")
+    match = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match[1]) <= 1.6
