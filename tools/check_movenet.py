@@ -75,8 +75,10 @@ def run_tflite(interp, pixels: np.ndarray) -> np.ndarray:
         interp.allocate_tensors()
     interp._allocated = True
     scale, zero = inp["quantization"]
-    if scale not in (0.0, 1.0) or zero != 0:
-        raise SystemExit(f"unexpected input quantization {scale}, {zero}")
+    int8_input = abs(scale - 1 / 127.5) < 1e-6 and zero == 128
+    if inp["dtype"] != np.uint8 or not ((scale, zero) == (0.0, 0) or int8_input):
+        raise SystemExit(f"unexpected input {inp['dtype']} quantization {scale}, {zero}")
+    # raw pixels for both builds (int8: read as p / 127.5 - 1 through the quantisation)
     interp.set_tensor(inp["index"], pixels[None].astype(inp["dtype"]))
     interp.invoke()
     return interp.get_tensor(interp.get_output_details()[0]["index"])[0].copy()

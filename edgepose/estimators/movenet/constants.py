@@ -31,9 +31,13 @@ CROP_FILTER_ALPHA = 0.9
 DEFAULT_MIN_POSE_SCORE = 0.25
 
 #: Passes over a still image (``detect``, ``eval``): the first pass finds the
-#: person, the second runs on the crop derived from the first pass's keypoints.
-#: Two passes measured better than one on the dev photos (README, issue 7).
-STILL_IMAGE_PASSES = 2
+#: person from TF.js's first crop, each further pass runs on the crop derived
+#: from the previous pass's keypoints. OKS AP on the 34 dev photos (float16
+#: builds; 1 / 2 / 3 / 4 passes): Lightning 0.130 / 0.163 / 0.171 / 0.169,
+#: Thunder 0.178 / 0.205 / 0.214; int8 Lightning 0.100 / 0.159 / 0.156, int8
+#: Thunder 0.154 / 0.204 / 0.208. Three passes: the best for three of the four
+#: and above the reference's two-pass AP (0.163, 0.205) for the float builds.
+STILL_IMAGE_PASSES = 3
 
 # --- MultiPose -----------------------------------------------------------------
 #: Input sides must be multiples of this.
