@@ -34,9 +34,9 @@ DEFAULT_MIN_POSE_SCORE = 0.25
 #: person from TF.js's first crop, each further pass runs on the crop derived
 #: from the previous pass's keypoints. OKS AP on the 34 dev photos (float16
 #: builds; 1 / 2 / 3 / 4 passes): Lightning 0.130 / 0.163 / 0.171 / 0.169,
-#: Thunder 0.178 / 0.205 / 0.214; int8 Lightning 0.100 / 0.159 / 0.156, int8
-#: Thunder 0.154 / 0.204 / 0.208. Three passes: the best for three of the four
-#: and above the reference's two-pass AP (0.163, 0.205) for the float builds.
+#: Thunder 0.178 / 0.205 / 0.214; int8 Lightning 0.100 / 0.159 / 0.159, int8
+#: Thunder 0.162 / 0.210 / 0.215. Three passes: best or tied best for all four,
+#: and above TF.js's two-pass AP (0.163, 0.205) for both float builds.
 STILL_IMAGE_PASSES = 3
 
 # --- MultiPose -----------------------------------------------------------------

@@ -24,7 +24,8 @@ watches the sides of its frame may prefer "letterbox" with several passes).
 
 MultiPose ``long_side`` (TF.js: 256), OKS AP on the dev photos with the
 float16 build: 256 0.200, 320 0.245, 384 0.272, 448 0.263, 512 0.285; the
-int8 build: 256 0.184, 384 0.241. Invoke time grows with the pixel count.
+int8 build: 256 0.184, 320 0.222, 384 0.241, 512 0.255. Invoke time grows with
+the pixel count.
 """
 
 from __future__ import annotations
