@@ -161,3 +161,13 @@ def _demo_photo() -> np.ndarray:
     path = Path(__file__).resolve().parents[2] / "edgepose" / "demo" / "000000000785.jpg"
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
+
+
+def test_singlepose_lost_person_resets_crop() -> None:
+    """A frame without a person scores below min_pose_score: no pose, and the
+    next frame starts again from the first crop (TF.js resets too)."""
+    est = MoveNetSinglePose(LitertModel(model_path("lightning", "float16")))
+    assert len(est.estimate(_demo_photo())) == 1 and est._crop is not None
+    blank = np.zeros((240, 320, 3), np.uint8)
+    assert len(est.estimate(blank)) == 0
+    assert est._crop is None
