@@ -314,6 +314,21 @@ def check_graph(gd, side: int | None) -> None:
     consumers = [n.name for n in gd.node if INPUT_NODE in [i.split(":")[0] for i in n.input]]
     if consumers != [CAST_NODE]:
         raise SystemExit(f"the input feeds {consumers}, expected only {CAST_NODE}")
+    # The int8 builds enter at INT8_INPUT_NODE and are fed raw pixels: that is
+    # right only if the graph normalises as (p - 0) * NORM_SCALE - 1 there.
+    from tensorflow import make_ndarray
+
+    def const(name: str) -> np.ndarray:
+        return make_ndarray(nodes[name].attr["value"].tensor)
+
+    norm = nodes[INT8_INPUT_NODE]
+    mul = nodes[norm.input[0]]
+    sub = nodes[mul.input[0]]
+    ok = (norm.op == "Sub" and mul.op == "Mul" and sub.op == "Sub"
+          and np.all(const(sub.input[1]) == 0) and np.all(const(mul.input[1]) == NORM_SCALE)
+          and np.all(const(norm.input[1]) == 1))
+    if not ok:
+        raise SystemExit(f"{INT8_INPUT_NODE} is not the expected normalisation p * {NORM_SCALE} - 1")
 
 
 def build_module(tf, gd, side: int | None, *, input_dtype, enter_at: str = CAST_NODE):
