@@ -45,6 +45,12 @@ def tfjs_reference() -> Path:
 
 
 @pytest.fixture(scope="session")
+def movenet_reference() -> Path:
+    """../shared/reference/movenet-tfjs: what TF.js pose-detection's MoveNet returns on coco-kp-dev."""
+    return shared_path("reference", "movenet-tfjs")
+
+
+@pytest.fixture(scope="session")
 def coral_models() -> Path:
     """../shared/models/coral-posenet: Coral's own PoseNet files (never copied into the repo)."""
     return shared_path("models", "coral-posenet")

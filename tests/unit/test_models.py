@@ -1,5 +1,5 @@
-"""The committed PoseNet models: checksums listed in models/SOURCES.md, and that
-each one loads, resizes and yields the expected output shapes."""
+"""The committed models: checksums listed in models/SOURCES.md, and that each
+one loads (and resizes, where it can) and yields the expected output shapes."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ SOURCES = MODELS_DIR / "SOURCES.md"
 
 OUTPUTS = (("heatmaps", 17), ("offsets", 34), ("displacement_fwd", 32), ("displacement_bwd", 32))
 MODEL_RE = re.compile(r"^posenet_mnv1_075_stride(8|16|32)_(float32|int8)\.tflite$")
+MOVENET_RE = re.compile(r"^movenet_(lightning|thunder|multipose)_(float16|int8)\.tflite$")
+#: Single-pose MoveNet: static square input side.
+MOVENET_SIDE = {"lightning": 192, "thunder": 256}
 ROW_RE = re.compile(r"^\|\s*`?([^|`\s]+)`?\s*\|\s*`?([0-9a-f]{64})`?\s*\|\s*$")
 
 
@@ -38,8 +41,8 @@ def sha256_table() -> dict[str, str]:
     return table
 
 
-def tflite_files() -> list[Path]:
-    return sorted(MODELS_DIR.glob("*.tflite"))
+def tflite_files(prefix: str = "") -> list[Path]:
+    return sorted(MODELS_DIR.glob(f"{prefix}*.tflite"))
 
 
 def test_sources_table_lists_files() -> None:
@@ -54,6 +57,14 @@ def test_every_model_is_listed() -> None:
     missing = [p.name for p in tflite_files() if p.name not in table]
     assert not missing, f"models absent from the SOURCES.md sha256 table: {missing}"
     assert "posenet_mnv1_075_stride16_float32.tflite" in table
+    for name in ("lightning", "thunder", "multipose"):
+        for precision in ("float16", "int8"):
+            assert f"movenet_{name}_{precision}.tflite" in table
+
+
+def test_every_model_file_is_known() -> None:
+    unknown = [p.name for p in tflite_files() if not (MODEL_RE.match(p.name) or MOVENET_RE.match(p.name))]
+    assert not unknown, f"unexpected model file names: {unknown}"
 
 
 @pytest.mark.parametrize("name", sorted(sha256_table()) if SOURCES.exists() else [])
@@ -73,7 +84,7 @@ def _interpreter_class():
     return Interpreter
 
 
-@pytest.mark.parametrize("path", tflite_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", tflite_files("posenet_"), ids=lambda p: p.name)
 @pytest.mark.parametrize("height,width", [(257, 353), (385, 385)])
 def test_model_resizes_and_outputs(path: Path, height: int, width: int) -> None:
     match = MODEL_RE.match(path.name)
@@ -113,3 +124,42 @@ def test_model_resizes_and_outputs(path: Path, height: int, width: int) -> None:
             assert d["quantization"][0] > 0, f"{name} lacks a quantization scale"
         else:
             assert np.isfinite(value).all(), name
+
+
+@pytest.mark.parametrize("path", tflite_files("movenet_"), ids=lambda p: p.name)
+def test_movenet_input_and_output(path: Path) -> None:
+    """uint8 pixel input (int8 builds: read as p / 127.5 - 1 through scale 1/127.5
+    and zero point 128, so raw pixels), float32
+    output; single-pose static [1, S, S, 3] -> [1, 1, 17, 3]; MultiPose resizable
+    [1, -1, -1, 3] -> [1, 6, 56] at any multiple of 32."""
+    match = MOVENET_RE.match(path.name)
+    assert match, f"unexpected model file name {path.name}"
+    name, kind = match.groups()
+    interp = _interpreter_class()(model_path=str(path), num_threads=1)
+    (inp,) = interp.get_input_details()
+    assert inp["name"] == "image" and inp["dtype"] == np.uint8
+    scale, zero = inp["quantization"]
+    if kind == "int8":
+        assert abs(scale - 1 / 127.5) < 1e-6 and zero == 128
+    else:
+        assert (scale, zero) == (0.0, 0)
+    if name == "multipose":
+        assert list(inp["shape_signature"]) == [1, -1, -1, 3]
+        sizes = [(256, 256), (192, 256), (320, 224)]
+    else:
+        side = MOVENET_SIDE[name]
+        assert list(inp["shape_signature"]) == [1, side, side, 3]
+        sizes = [(side, side)]
+    rng = np.random.default_rng(0)
+    for height, width in sizes:
+        if name == "multipose":
+            interp.resize_tensor_input(inp["index"], [1, height, width, 3])
+        interp.allocate_tensors()
+        interp.set_tensor(inp["index"], rng.integers(0, 256, size=(1, height, width, 3), dtype=np.uint8))
+        interp.invoke()
+        (out,) = interp.get_output_details()
+        value = interp.get_tensor(out["index"])
+        expected = (1, 6, 56) if name == "multipose" else (1, 1, 17, 3)
+        assert value.shape == expected and value.dtype == np.float32
+        assert out["name"] == ("poses" if name == "multipose" else "keypoints")
+        assert np.isfinite(value).all()

@@ -1,0 +1,1 @@
+"""MoveNet (SinglePose Lightning / Thunder, MultiPose Lightning): pure numpy pre/post-processing and estimators."""

@@ -1,0 +1,51 @@
+"""MoveNet facts: input sizes, output layout and TF.js pose-detection 2.1.3's settings.
+
+The reference values are those of ``@tensorflow-models/pose-detection`` 2.1.3
+(``movenet/constants.ts`` and ``crop_utils.ts``); edgepose reproduces them first
+and departs from them only where measured on the dev photos (see estimator.py).
+"""
+
+from __future__ import annotations
+
+#: Registry names -> model file stem (models/movenet_<stem>_<precision>.tflite).
+MODEL_STEMS: dict[str, str] = {
+    "movenet-lightning": "lightning",
+    "movenet-thunder": "thunder",
+    "movenet-multipose": "multipose",
+}
+PRECISIONS: tuple[str, ...] = ("float16", "int8")
+
+#: Single-pose models take a fixed square input of this side.
+SINGLEPOSE_INPUT_SIDE: dict[str, int] = {"movenet-lightning": 192, "movenet-thunder": 256}
+
+# --- single-pose crop (crop_utils.ts) -------------------------------------------
+#: A keypoint counts for the crop (and for the pose score) when it scores above this.
+MIN_CROP_KEYPOINT_SCORE = 0.2
+#: Half the crop side is at least this times the torso's largest extent from the hip centre...
+TORSO_EXPANSION = 1.9
+#: ... and this times the whole body's (keypoints above MIN_CROP_KEYPOINT_SCORE).
+BODY_EXPANSION = 1.2
+#: Low-pass filter on the crop corners from frame to frame (new = a*x + (1-a)*old).
+CROP_FILTER_ALPHA = 0.9
+#: Poses scoring below this are dropped (and a single-pose detector resets its crop).
+DEFAULT_MIN_POSE_SCORE = 0.25
+
+#: Passes over a still image (``detect``, ``eval``): the first pass finds the
+#: person from TF.js's first crop, each further pass runs on the crop derived
+#: from the previous pass's keypoints. OKS AP on the 34 dev photos (float16
+#: builds; 1 / 2 / 3 / 4 passes): Lightning 0.130 / 0.163 / 0.171 / 0.169,
+#: Thunder 0.178 / 0.205 / 0.214; int8 Lightning 0.100 / 0.159 / 0.159, int8
+#: Thunder 0.162 / 0.210 / 0.215. Three passes: best or tied best for all four,
+#: and above TF.js's two-pass AP (0.163, 0.205) for both float builds.
+STILL_IMAGE_PASSES = 3
+
+# --- MultiPose -----------------------------------------------------------------
+#: Input sides must be multiples of this.
+MULTIPOSE_DIVISOR = 32
+#: The reference resizes the frame so that its long side is this (multiPoseMaxDimension).
+MULTIPOSE_DEFAULT_LONG_SIDE = 256
+#: Output rows: per instance 17 x (y, x, score), then box ymin, xmin, ymax, xmax, then score.
+MULTIPOSE_MAX_INSTANCES = 6
+MULTIPOSE_INSTANCE_SIZE = 56
+MULTIPOSE_BOX_INDEX = 51
+MULTIPOSE_SCORE_INDEX = 55
