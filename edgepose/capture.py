@@ -25,6 +25,13 @@ log = logging.getLogger(__name__)
 MAX_CONSECUTIVE_BAD_FRAMES = 50
 #: How often a producer waiting for the slot to empty looks at its stop event.
 _STOP_POLL_S = 0.1
+#: The capture loop counts as stuck when one step (open, read, hand-over) runs this
+#: much longer than it was allowed (sources time out after 10 s at the most).
+STALL_S = 20.0
+
+#: Source states reported in stats and STATUS=.
+SOURCE_STARTING, SOURCE_OK, SOURCE_RETRYING, SOURCE_ENDED, SOURCE_UNAVAILABLE, SOURCE_CRASHED = (
+    "starting", "ok", "retrying", "ended", "unavailable", "crashed")
 
 
 class LatestFrameSlot:
@@ -162,7 +169,13 @@ class CaptureLoop:
         self.ended = False
         #: Set when the source raised SourceUnavailable: the loop gave up for good.
         self.fatal_error: SourceUnavailable | None = None
+        #: Set when the loop itself died of an exception (a bug): the daemon must exit.
+        self.crashed: BaseException | None = None
         self.last_error: str = ""
+        #: One of the SOURCE_* states, for stats and STATUS=.
+        self.state = SOURCE_STARTING
+        #: The loop promises to show progress (a step ends) before this clock time.
+        self._busy_until = clock() + STALL_S
         self.source_description: str = ""
 
     # --- control ---------------------------------------------------------------
@@ -192,6 +205,21 @@ class CaptureLoop:
         counts["dropped_frames"] = self._slot.dropped
         return CaptureStats(**counts)
 
+    def healthy(self, now: float | None = None) -> bool:
+        """False when the thread died, or one step (an open, a read, a wait) overran its
+        allowance by STALL_S: a stuck camera read. A source that is down and being
+        retried is healthy: it is a known, reported state."""
+        if self.crashed is not None or (self._thread is not None and not self._thread.is_alive()
+                                        and not self.finished.is_set()):
+            return False
+        if self.finished.is_set():
+            return True
+        return (self._clock() if now is None else now) <= self._busy_until
+
+    def _allow(self, seconds: float) -> None:
+        """The next step may take `seconds` (plus STALL_S) before the loop counts as stuck."""
+        self._busy_until = self._clock() + seconds + STALL_S
+
     def _count(self, name: str) -> None:
         with self._lock:
             self._counts[name] += 1
@@ -211,15 +239,23 @@ class CaptureLoop:
                 if self._stop_event.is_set():
                     break
                 if self.fatal_error is not None:
+                    self.state = SOURCE_UNAVAILABLE
                     break
                 if outcome.ended and self._stop_at_end:
                     log.info("%s: end of stream", self.source_description)
                     self.ended = True
+                    self.state = SOURCE_ENDED
                     break
+                self.state = SOURCE_RETRYING
                 log.info("reopening the source in %.1f s", delay)
+                self._allow(delay)
                 if self._sleeper(delay):
                     break
                 delay = min(delay * 2, self._reopen_delay_max_s)
+        except BaseException as exc:  # a bug in the loop itself: say so, the daemon exits
+            self.crashed = exc
+            self.state = SOURCE_CRASHED
+            log.exception("the capture thread died")
         finally:
             self._slot.close()
             self.finished.set()
@@ -229,6 +265,7 @@ class CaptureLoop:
         outcome = _SourceRun()
         source: FrameSource | None = None
         try:
+            self._allow(0.0)
             source = self._source_factory()
             self.source_description = source.describe()
             source.open()
@@ -266,8 +303,10 @@ class CaptureLoop:
         while not self._stop_event.is_set():
             if not live and self._period:
                 wait = next_due - self._clock()
+                self._allow(max(wait, 0.0))
                 if wait > 0 and self._sleeper(wait):
                     return
+            self._allow(0.0)
             try:
                 rgb = source.read()
             except FrameError as exc:
@@ -297,7 +336,9 @@ class CaptureLoop:
                           inference_rgb=getattr(source, "last_lores", None))
             self._seq += 1
             outcome.good_frames += 1
+            self.state = SOURCE_OK
             self._count("frames")
             # A file or folder is not real time: wait for inference to take each
             # frame instead of dropping it. A live source keeps only the newest.
+            self._allow(0.0)
             self._slot.put(frame, until_taken=None if live else self._stop_event)

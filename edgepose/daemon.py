@@ -20,16 +20,17 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .capture import CaptureLoop, LatestFrameSlot
-from .config import Config
+from . import faults
+from .capture import SOURCE_OK, SOURCE_STARTING, CaptureLoop, LatestFrameSlot
+from .config import Config, check_writable
 from .core import Frame
 from .errors import ConfigError, EdgePoseError, ExitCode
 from .estimators import Estimator, open_estimator
 from .messages import PosesPolicy, discovery_messages
-from .notify import Notifier
+from .notify import Notifier, watchdog_interval
 from .pipeline import EstimateStage, Pipeline
 from .scene import scene_stages
-from .sinks import MqttSink, Recorder, SnapshotStage, StatsSink, WatchdogSink
+from .sinks import MqttSink, Recorder, SnapshotStage, StatsSink
 from .snapshots import SnapshotPolicy, SnapshotWriter
 from .sources import open_source
 from .zones import Zone
@@ -73,7 +74,24 @@ def _make_publisher(config: Config, commands: "queue.Queue[str]"):
             zones=[z.name for z in config.zones if z.kind == "occupancy"],
             stats_interval_s=config.mqtt.stats_interval_s,
         )
-    return MqttPublisher(config.mqtt, config.node.id, on_command=commands.put, discovery=discovery)
+    return MqttPublisher(config.mqtt, config.node.id, on_command=commands.put, discovery=discovery,
+                         command_cooldown_s=config.snapshots.cooldown_s)
+
+
+#: Outbox counters that count messages given up.
+OUTBOX_DROPS = ("dropped_telemetry", "dropped_events", "dropped_critical")
+
+
+def outbox_sender(outbox):
+    """Events into the disk outbox: falls dropped last, everything in order, ids kept."""
+    from .events import FALL_DETECTED
+    from .outbox import PRIORITY_CRITICAL, PRIORITY_EVENT, OutboxMessage
+
+    def send(event, message) -> bool:
+        priority = PRIORITY_CRITICAL if event.type == FALL_DETECTED else PRIORITY_EVENT
+        return outbox.put(OutboxMessage(message.topic, message.payload, event.id, event.wall_time, priority))
+
+    return send
 
 
 def _snapshot_writer(config: Config) -> SnapshotWriter | None:
@@ -86,13 +104,15 @@ def _snapshot_writer(config: Config) -> SnapshotWriter | None:
         raise ConfigError(f"snapshots.dir: cannot use {snapshots.dir}: {exc.strerror or exc}") from exc
 
 
-def build_pipeline(config: Config, estimator: Estimator, *, publisher, notifier: Notifier,
-                   capture: CaptureLoop, started_at: float, boot: str | None = None,
-                   record: Path | None = None) -> Pipeline:
+def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: CaptureLoop,
+                   started_at: float, boot: str | None = None, record: Path | None = None,
+                   outbox=None) -> Pipeline:
     """The one place the stages and sinks are chosen and put in order.
 
-    `boot` makes event ids unique per start (default: a random token);
-    `record` writes every poses message to that file (`edgepose replay` reads it)."""
+    `boot` makes event ids unique per start (default: a random token; the
+    outbox keeps ids across restarts, so they must never repeat); `record`
+    writes every poses message to that file (`edgepose replay` reads it);
+    `outbox` carries events across outages and restarts."""
     info = estimator.info
     sinks: list = []
     stages: list = scene_stages(config, config.node.id, boot or secrets.token_hex(4))
@@ -124,6 +144,7 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, notifier:
     if publish is not None:
         sinks.append(MqttSink(
             publish,
+            send_event=outbox_sender(outbox) if outbox is not None else None,
             node_id=config.node.id,
             poses_policy=PosesPolicy(config.mqtt.poses_mode, config.mqtt.poses_interval_s,
                                      min_part_score=config.decode.min_part_score),
@@ -134,6 +155,7 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, notifier:
 
         def figures() -> dict:
             counts = capture.stats
+            box = outbox.stats() if outbox is not None else None
             return {
                 "dropped_frames": counts.dropped_frames,
                 "skipped_frames": counts.skipped_frames,
@@ -147,12 +169,53 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, notifier:
                 "precision": info.precision,
                 "threads": info.threads,
                 "model": info.label,
+                "source_state": capture.state,
+                "source_error": capture.last_error or None,
+                "mqtt_connected": publisher.connected,
+                "outbox_queued": int(box["queued"]) if box else 0,
+                "outbox_dropped": sum(int(box[k]) for k in OUTBOX_DROPS) if box else 0,
             }
 
         sinks.append(StatsSink(publish, interval_s=config.mqtt.stats_interval_s, figures=figures,
                                started_at=started_at))
-    sinks.append(WatchdogSink(notifier))
     return Pipeline(EstimateStage(estimator), stages=stages, sinks=sinks)
+
+
+class Heartbeat:
+    """WATCHDOG=1 from the main loop, and STATUS= whenever the node's state changes.
+
+    The policy (systemd/edgepose.service says it too): a ping proves the
+    pipeline is alive, not that frames arrive. `beat` is called by the main
+    loop after each frame and each idle wait, so a stuck inference stops the
+    pings; it pings only while the capture thread shows progress (a read
+    returned, or a reopen is scheduled), so a read that never returns stops
+    them too. A source that is down and being retried keeps them going: it is
+    a degraded state the node reports (STATUS=, stats, the log), not a reason to
+    restart the service and reload the model every WatchdogSec.
+    """
+
+    def __init__(self, notifier: Notifier, capture: CaptureLoop, label: str):
+        self._notifier = notifier
+        self._capture = capture
+        self._label = label
+        interval = watchdog_interval()
+        #: Ping at twice the rate systemd needs; without a watchdog, once a second is plenty.
+        self.period = interval / 2 if interval else 1.0
+        self._next_ping = 0.0
+        self._status = ""
+
+    def beat(self, now: float) -> None:
+        capture = self._capture
+        if capture.healthy(now) and now >= self._next_ping:
+            self._notifier.watchdog()
+            self._next_ping = now + self.period
+        if capture.state in (SOURCE_OK, SOURCE_STARTING):
+            status = f"running {self._label}"
+        else:
+            status = f"running {self._label}; source {capture.state}: {capture.last_error}"
+        if status != self._status:
+            self._status = status
+            self._notifier.status(status)
 
 
 def _wait_first_frame(slot: LatestFrameSlot, stop: threading.Event, timeout: float) -> Frame | None:
@@ -179,6 +242,32 @@ def _take_commands(commands: "queue.Queue[str]", pipeline: Pipeline) -> None:
         pipeline.command(name, time.monotonic(), time.time())
 
 
+def _dead_part(capture: CaptureLoop, publisher, outbox) -> str | None:
+    """The supervised thread that died, if one did: the daemon then exits 70 so
+    systemd restarts it, never running on half alive."""
+    if capture.crashed is not None:
+        return f"the capture thread died ({type(capture.crashed).__name__}: {capture.crashed})"
+    if publisher is not None and not publisher.alive:
+        return "the MQTT network thread died"
+    if outbox is not None and not outbox.alive:
+        return "the outbox thread died"
+    return None
+
+
+def _open_outbox(config: Config, publisher):
+    """The disk outbox for events, started before the publisher connects (it listens for connects)."""
+    if publisher is None or not config.outbox.enabled:
+        return None
+    import sqlite3
+
+    from .outbox import Outbox
+
+    try:
+        return Outbox.from_config(config.outbox, publisher).start()
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"outbox.path: cannot open {config.outbox.path}: {exc}") from exc
+
+
 def run_daemon(config: Config, *, duration_s: float | None = None, stop: threading.Event | None = None,
                estimator: Estimator | None = None, record: Path | None = None) -> int:
     """Run until SIGTERM/SIGINT, the end of a non-looping file (or `duration_s`);
@@ -189,11 +278,13 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
         stop_flag.event = stop
     elif threading.current_thread() is threading.main_thread():
         stop_flag.install()
+    check_writable(config)
     notifier = Notifier.from_env()
     notifier.status("loading model")
 
     if estimator is None:
         estimator = open_estimator(config.model, config.decode)
+    estimator = faults.wrap_estimator(estimator)
     info = estimator.info
     started_at = time.monotonic()
     slot = LatestFrameSlot()
@@ -206,11 +297,14 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
         reopen_delay_s=source_cfg.reopen_delay_s,
         reopen_delay_max_s=source_cfg.reopen_delay_max_s,
         stop_at_end=not source_cfg.loop,
+        **faults.capture_options(),
     )
     commands: queue.Queue[str] = queue.Queue()
     publisher = _make_publisher(config, commands)
-    pipeline = build_pipeline(config, estimator, publisher=publisher, notifier=notifier,
-                              capture=capture, started_at=started_at, record=record)
+    outbox = _open_outbox(config, publisher)
+    pipeline = build_pipeline(config, estimator, publisher=publisher, capture=capture,
+                              started_at=started_at, record=record, outbox=outbox)
+    heartbeat = Heartbeat(notifier, capture, f"{info.label} on {info.accelerator}")
 
     if publisher is not None:
         publisher.start()
@@ -220,7 +314,6 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
     try:
         frame = _wait_first_frame(slot, stop_flag.event, FIRST_FRAME_TIMEOUT_S)
         notifier.ready()
-        notifier.status(f"running {info.label} on {info.accelerator}")
         log.info("ready: %s (%s) on %s, source %s", info.label, info.precision, info.accelerator,
                  source_cfg.uri)
         while not stop_flag.event.is_set():
@@ -229,20 +322,29 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
             if frame is not None:
                 pipeline.process(frame)
             _take_commands(commands, pipeline)
-            pipeline.tick(time.monotonic())
+            now = time.monotonic()
+            pipeline.tick(now)
+            if (dead := _dead_part(capture, publisher, outbox)) is not None:
+                log.error("%s: exiting so that systemd restarts the service", dead)
+                exit_code = ExitCode.SOFTWARE
+                break
+            heartbeat.beat(now)
             frame = slot.get(timeout=IDLE_TICK_S)
-            if frame is None and slot.closed:  # the capture loop has ended
+            if frame is None and slot.closed and capture.finished.is_set():  # the capture loop has ended
                 if capture.fatal_error is not None:
                     log.error("%s", capture.fatal_error)
                     exit_code = capture.fatal_error.exit_code
-                else:
+                    break
+                if capture.ended:
                     log.info("%s ended: stopping", capture.source_description or source_cfg.uri)
-                break
+                    break
     finally:
         notifier.stopping()
         capture.stop()
         capture.join(timeout=2.0)
         pipeline.close()
+        if outbox is not None:
+            outbox.stop()
         if publisher is not None:
             publisher.stop()
         estimator.close()

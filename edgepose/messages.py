@@ -79,14 +79,20 @@ STATS_FIELDS: tuple[str, ...] = (
     "precision",
     "threads",
     "model",
+    "source_state",
+    "source_error",
+    "mqtt_connected",
+    "outbox_queued",
+    "outbox_dropped",
     "cpu_temp_c",
     "uptime_s",
 )
 _STATS_INT_FIELDS = frozenset(
     {"frames", "dropped_frames", "skipped_frames", "corrupt_frames", "source_errors",
-     "source_reopens", "mqtt_dropped", "snapshots_dropped", "threads", "uptime_s"}
+     "source_reopens", "mqtt_dropped", "snapshots_dropped", "threads", "outbox_queued",
+     "outbox_dropped", "uptime_s"}
 )
-_STATS_TEXT_FIELDS = frozenset({"accelerator", "runtime", "precision", "model"})
+_STATS_TEXT_FIELDS = frozenset({"accelerator", "runtime", "precision", "model", "source_state"})
 
 #: The current version of each JSON message kind, the ``"v"`` it carries; its
 #: schema is ``edgepose/schemas/<kind>.schema.json``.
@@ -94,6 +100,9 @@ SCHEMA_VERSIONS: dict[str, int] = {
     "poses": 2, "stats": 2, "person_count": 1, "availability": 1, "events": 1, "state": 1,
 }
 SCHEMA_KINDS: tuple[str, ...] = tuple(SCHEMA_VERSIONS)
+
+#: A source error in stats is cut to this many characters.
+MAX_ERROR_CHARS = 300
 
 #: Longest command payload looked at; anything longer is refused unread.
 MAX_COMMAND_BYTES = 256
@@ -214,6 +223,10 @@ def stats_message(stats: Mapping[str, Any], *, now: float | None = None) -> Mess
             payload[key] = str(value)
         elif key == "cpu_temp_c":
             payload[key] = None if value is None else round(float(value), TEMP_DECIMALS)
+        elif key == "source_error":
+            payload[key] = None if not value else str(value)[:MAX_ERROR_CHARS]
+        elif key == "mqtt_connected":
+            payload[key] = bool(value)
         elif key in _STATS_INT_FIELDS:
             payload[key] = int(value)
         elif key == "fps":

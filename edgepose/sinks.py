@@ -35,7 +35,6 @@ from .messages import (
     state_message,
     stats_message,
 )
-from .notify import Notifier
 from .overlay import encode_jpeg, render_overlay
 from .scene import FALL_SNAPSHOT
 from .snapshots import REASON_FALL, SnapshotPolicy, SnapshotWriter
@@ -82,8 +81,11 @@ class MqttSink(_BaseSink):
     `state`: the debounced scene where the events stage runs, else the raw count."""
 
     def __init__(self, publish: Publish, *, node_id: str, poses_policy: PosesPolicy, expiry_s: int | None,
+                 send_event: Callable[[Any, Message], bool] | None = None,
                  wall_clock: Callable[[], float] = time.time):
         self._publish = publish
+        #: (event, its message) -> queued; the disk outbox where there is one.
+        self._send_event = send_event or (lambda event, message: publish(message))
         self._node_id = node_id
         self._policy = poses_policy
         self._expiry_s = expiry_s
@@ -95,7 +97,7 @@ class MqttSink(_BaseSink):
         if self._policy.should_publish(frame.captured_mono, poses, frame.width, frame.height):
             self._publish(poses_message(result, node_id=self._node_id, expiry_s=self._expiry_s))
         for event in result.events:
-            self._publish(event_message(event, node_id=self._node_id))
+            self._send_event(event, event_message(event, node_id=self._node_id))
         if result.state is not None:
             if result.state_changed or self._last_count is None:
                 self._publish(state_message(result.state, now=self._wall_clock()))
@@ -286,17 +288,6 @@ class SnapshotStage:
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("snapshot writer still busy after %.0f s; leaving it", timeout)
-
-
-class WatchdogSink(_BaseSink):
-    """WATCHDOG=1 to systemd after every completed frame."""
-
-    def __init__(self, notifier: Notifier):
-        self._notifier = notifier
-
-    def consume(self, result: FrameResult) -> None:
-        self._notifier.watchdog()
-
 
 
 class Recorder(_BaseSink):

@@ -188,6 +188,11 @@ STATS = {
     "precision": "int8",
     "threads": 2,
     "model": "posenet_mnv1_075_stride16_int8 481x353",
+    "source_state": "ok",
+    "source_error": None,
+    "mqtt_connected": True,
+    "outbox_queued": 0,
+    "outbox_dropped": 0,
     "cpu_temp_c": None,
     "uptime_s": 130,
 }
