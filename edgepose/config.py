@@ -123,6 +123,7 @@ class _Rule:
     pattern_help: str = ""
     toml: type | None = None  # the TOML type, when the field holds a parsed value
     parse: Callable[[Any], Any] | None = None  # TOML value -> field value; ValueError(reason)
+    auto: bool = False  # the string "auto" is also accepted, held as None (decided at run time)
 
 
 _RULE = "edgepose.rule"
@@ -236,15 +237,16 @@ class ModelConfig:
     stride: int = _key(posenet.DEFAULT_STRIDE, choices=posenet.OUTPUT_STRIDES)  # PoseNet
     #: (w, h); None ("auto"): the family's default for a resizable file, else the file's own size.
     input_size: tuple[int, int] | None = _key(None, toml=str, parse=_parse_size)
-    #: int8 builds: 2-4x faster on ai-edge-litert than float at about the same AP (README).
-    quantized: bool = True
+    #: true: the int8 build; false: the float build; None ("auto"): the one that is fast
+    #: on the TF Lite runtime found (runtime_defaults.py, measured; README).
+    quantized: bool | None = _key(None, toml=bool, auto=True)
     accelerator: Literal["cpu", "edgetpu", "auto"] = "cpu"
     edgetpu_device: str = _key(  # "" = first Edge TPU found
         "",
         pattern=r"((usb|pci)(:\d+)?)?",
         pattern_help='must be "", "usb", "usb:N", "pci" or "pci:N"',
     )
-    threads: int = _key(2, ge=1, le=MAX_THREADS)
+    threads: int = _key(0, ge=0, le=MAX_THREADS)  # 0 = auto: cores - 1 (runtime_defaults.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -589,7 +591,7 @@ def _as_dict(obj: Any) -> dict[str, Any]:
             out[f.name] = None if value is None else REDACTED
         elif isinstance(value, tuple):  # input_size
             out[f.name] = "x".join(str(v) for v in value)
-        elif value is None and f.name == "input_size":
+        elif value is None and (f.name == "input_size" or f.metadata.get(_RULE, _Rule()).auto):
             out[f.name] = "auto"
         elif isinstance(value, Path):
             out[f.name] = str(value)
@@ -814,6 +816,8 @@ def _check_table(
 
 
 def _check_value(dotted: str, value: Any, hint: Any, rule: _Rule, problems: list[str]) -> Any:
+    if rule.auto and value == "auto":
+        return None
     choices = rule.choices
     expected = rule.toml or hint
     if typing.get_origin(hint) is Literal:
@@ -826,7 +830,8 @@ def _check_value(dotted: str, value: Any, hint: Any, rule: _Rule, problems: list
 
     if expected is bool:
         if not isinstance(value, bool):
-            return fail(f"expected true or false, got {_describe(value)}")
+            also = ' or "auto"' if rule.auto else ""
+            return fail(f"expected true or false{also}, got {_describe(value)}")
     elif expected is int:
         if isinstance(value, bool) or not isinstance(value, int):
             return fail(f"expected an integer, got {_describe(value)}")

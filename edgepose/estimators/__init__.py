@@ -9,7 +9,9 @@ write its folder and add a `ModelSpec` to `MODELS` below.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import logging
 import os
 import sysconfig
 from collections.abc import Callable
@@ -25,6 +27,8 @@ from ..errors import ModelError
 if TYPE_CHECKING:
     from ..config import DecodeConfig, ModelConfig
     from ..tflite import TfliteModel
+
+log = logging.getLogger(__name__)
 
 #: Environment variable naming the folder that holds the .tflite files.
 MODELS_DIR_ENV = "EDGEPOSE_MODELS_DIR"
@@ -135,8 +139,29 @@ def model_file(name: str) -> Path:
     return path
 
 
+def resolve_auto(model: ModelConfig) -> ModelConfig:
+    """`model.quantized = "auto"` and `model.threads = 0` decided for the TF Lite runtime
+    installed, the cores this process may use and the accelerator (runtime_defaults.py)."""
+    if model.quantized is not None and model.threads:
+        return model
+    from ..runtime_defaults import choose_defaults
+    from ..tflite import import_runtime
+
+    runtime = import_runtime()[2]
+    compiled = Path(model.path).name.endswith("_edgetpu.tflite") if model.path else False
+    accelerator = "edgetpu" if compiled or model.accelerator == "edgetpu" else "cpu"
+    defaults = choose_defaults(runtime, len(os.sched_getaffinity(0)), accelerator)
+    log.info("model defaults: %s, %d thread(s) (%s)", defaults.precision, defaults.threads, defaults.reason)
+    return dataclasses.replace(
+        model,
+        quantized=defaults.precision == "int8" if model.quantized is None else model.quantized,
+        threads=model.threads or defaults.threads,
+    )
+
+
 def open_estimator(model: ModelConfig, decode: DecodeConfig) -> Estimator:
-    """The estimator `model.name` names, loaded and ready."""
+    """The estimator `model.name` names, loaded and ready. Each family's opener decides
+    the "auto" settings first (`resolve_auto`)."""
     spec = MODELS.get(model.name)
     if spec is None:
         raise ModelError(f"unknown model {model.name!r} (known: {', '.join(MODELS)})")

@@ -168,7 +168,7 @@ def test_tls_ca_file_that_is_a_device(tmp_path):
 @pytest.mark.parametrize(
     "key, value, needle",
     [
-        ("model.threads", "9223372036854775807", "1-64"),
+        ("model.threads", "9223372036854775807", "0-64"),
         ("source.reopen_delay_s", "1e10", "0.01-86400"),
         ("source.reopen_delay_max_s", "1e300", "0.01-86400"),
         ("source.max_fps", "1e-10", "0.001-1000"),

@@ -14,7 +14,7 @@ from ... import letterbox, postprocess
 from ...core import Poses
 from ...errors import ModelError
 from ...tflite import TfliteModel, check_library, open_tflite
-from .. import EstimatorInfo, model_file
+from .. import EstimatorInfo, model_file, resolve_auto
 from . import decode as decoding
 from .constants import (
     CORAL_RAW_MODEL_HINT,
@@ -182,6 +182,7 @@ def open_posenet(model: ModelConfig, decode: DecodeConfig, *, clip: bool = True)
     """Load the PoseNet the config names, at the config's input size (checked against the stride).
 
     clip=False keeps keypoints past the frame border (as TF.js does, for the reference checks)."""
+    model = resolve_auto(model)
     path = posenet_file(model)
     if model.input_size is not None and (problem := input_size_problem(model.input_size, model.stride)):
         raise ModelError(f"model.input_size: {problem}")
