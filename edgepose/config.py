@@ -40,6 +40,7 @@ __all__ = [
     "TrackingConfig",
     "ZoneConfig",
     "LoggingConfig",
+    "MotionConfig",
     "ModelConfig",
     "MqttConfig",
     "NodeConfig",
@@ -433,6 +434,21 @@ class ZoneConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MotionConfig:
+    """Motion gating (motion.py): with nothing moving and nobody seen, the model runs
+    only every idle_interval_s; while someone was seen in the last hold_s, every frame."""
+
+    enabled: bool = True
+    pixel_threshold: int = _key(12, ge=0, le=255)  # grey levels a cell must change by
+    min_changed: float = _key(0.005, gt=0, le=1)  # fraction of cells that must change
+    background_tau_s: float = _key(1.0, gt=0, le=3600)  # how fast the background follows the scene
+    idle_interval_s: float = _key(2.0, gt=0, le=3600)  # one inference every this with nothing moving
+    #: Every frame runs for this long after someone was seen (longer than presence.hold_s,
+    #: so a person who left is noticed on time).
+    hold_s: float = _key(5.0, ge=0, le=3600)
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxConfig:
     """The disk outbox for events and telemetry that must survive outages and restarts."""
 
@@ -460,6 +476,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)

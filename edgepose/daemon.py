@@ -29,7 +29,7 @@ from .estimators import Estimator, open_estimator
 from .messages import PosesPolicy, discovery_messages
 from .notify import Notifier, watchdog_interval
 from .pipeline import EstimateStage, Pipeline
-from .scene import scene_stages
+from .scene import MotionGateStage, scene_stages
 from .sinks import MqttSink, Recorder, SnapshotStage, StatsSink
 from .snapshots import SnapshotPolicy, SnapshotWriter
 from .sources import open_source
@@ -115,7 +115,8 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: 
     `outbox` carries events across outages and restarts."""
     info = estimator.info
     sinks: list = []
-    stages: list = scene_stages(config, config.node.id, boot or secrets.token_hex(4))
+    gate = MotionGateStage(config.motion) if config.motion.enabled else None
+    stages: list = scene_stages(config, config.node.id, boot or secrets.token_hex(4), gate)
     snapshot_sink = None
     writer = _snapshot_writer(config)
     outputs: list = [publisher.publish] if publisher is not None else []
@@ -169,6 +170,7 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: 
                 "precision": info.precision,
                 "threads": info.threads,
                 "model": info.label,
+                "gated_frames": gate.skipped if gate is not None else 0,
                 "source_state": capture.state,
                 "source_error": capture.last_error or None,
                 "mqtt_connected": publisher.connected,
@@ -178,7 +180,7 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: 
 
         sinks.append(StatsSink(publish, interval_s=config.mqtt.stats_interval_s, figures=figures,
                                started_at=started_at))
-    return Pipeline(EstimateStage(estimator), stages=stages, sinks=sinks)
+    return Pipeline(EstimateStage(estimator), gate=gate, stages=stages, sinks=sinks)
 
 
 class Heartbeat:

@@ -69,6 +69,7 @@ STATS_FIELDS: tuple[str, ...] = (
     "frames",
     "dropped_frames",
     "skipped_frames",
+    "gated_frames",
     "corrupt_frames",
     "source_errors",
     "source_reopens",
@@ -88,7 +89,7 @@ STATS_FIELDS: tuple[str, ...] = (
     "uptime_s",
 )
 _STATS_INT_FIELDS = frozenset(
-    {"frames", "dropped_frames", "skipped_frames", "corrupt_frames", "source_errors",
+    {"frames", "dropped_frames", "skipped_frames", "gated_frames", "corrupt_frames", "source_errors",
      "source_reopens", "mqtt_dropped", "snapshots_dropped", "threads", "outbox_queued",
      "outbox_dropped", "uptime_s"}
 )

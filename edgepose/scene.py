@@ -1,6 +1,6 @@
 """The stages between estimation and the sinks: who is where, and what happened.
 
-    exclusion zones -> tracker -> events (presence, falls) -> smoother
+    (motion gate) -> model -> exclusion zones -> tracker -> events (presence, falls) -> smoother
 
 Each is a `pipeline.ResultStage` around the pure logic of zones.py,
 tracking.py, events.py and smoothing.py. `scene_stages` is the one place
@@ -11,9 +11,10 @@ what is published and drawn is smoothed.
 
 from __future__ import annotations
 
-from .config import Config
-from .core import FrameResult
+from .config import Config, MotionConfig
+from .core import Frame, FrameResult
 from .events import EventIds, EventStage
+from .motion import MotionGate, MotionSettings
 from .smoothing import Smoother
 from .tracking import Tracker
 from .zones import Zone, ZoneFilter
@@ -87,12 +88,42 @@ class SmoothStage:
         )
 
 
-def scene_stages(config: Config, node_id: str, boot: str) -> list:
-    """The stages after estimation, in order. `boot` makes event ids unique per start."""
+class MotionGateStage:
+    """The pipeline's gate (before the model) and, after it, what the gate must learn:
+    how many people the model found (outside exclusion zones)."""
+
+    def __init__(self, config: MotionConfig):
+        self.gate = MotionGate(MotionSettings(
+            pixel_threshold=config.pixel_threshold, min_changed=config.min_changed,
+            background_tau_s=config.background_tau_s, idle_interval_s=config.idle_interval_s,
+            hold_s=config.hold_s,
+        ))
+        self.reasons: dict[str, int] = {}  # decisions by reason, for logs and tests
+
+    @property
+    def skipped(self) -> int:
+        """Frames kept from the model."""
+        return self.reasons.get("idle", 0)
+
+    def admit(self, frame: Frame) -> bool:
+        small = frame.inference_rgb if frame.inference_rgb is not None else frame.rgb
+        decision = self.gate.decide_rgb(small, frame.captured_mono)
+        self.reasons[decision.reason] = self.reasons.get(decision.reason, 0) + 1
+        return decision.run
+
+    def process(self, result: FrameResult) -> FrameResult:
+        self.gate.observe(result.frame.captured_mono, len(result.poses))
+        return result
+
+
+def scene_stages(config: Config, node_id: str, boot: str, gate: MotionGateStage | None = None) -> list:
+    """The stages after estimation, in order. `boot` makes event ids unique per start;
+    `gate` (the pipeline's motion gate) learns who was seen after the exclusion zones."""
     zones = [Zone.from_config(z) for z in config.zones]
     min_score = config.tracking.min_part_score
     return [
         ExclusionStage(zones, min_score),
+        *([gate] if gate is not None else []),
         TrackStage(Tracker(config.tracking)),
         EventsStage(EventStage(config.presence, config.falls, zones, EventIds(node_id, boot))),
         SmoothStage(Smoother(config.smoothing, min_score)),

@@ -178,6 +178,7 @@ STATS = {
     "frames": 1200,
     "dropped_frames": 3,
     "skipped_frames": 0,
+    "gated_frames": 0,
     "corrupt_frames": 0,
     "source_errors": 1,
     "source_reopens": 0,

@@ -272,3 +272,28 @@ def test_replay_prints_the_events_of_a_recording(tmp_path, mosquitto_broker, dae
     bad.write_text('{"v": 2}\n')
     done = run_cli("replay", str(bad), cwd=tmp_path)
     assert done.returncode == 65 and "line 1" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_motion_gate_skips_a_static_scene_and_runs_on_the_first_frame_that_changes(
+        tmp_path, mosquitto_broker, subscriber, daemon):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    empty = Image.new("RGB", (640, 425), (120, 118, 110))
+    for i in range(30):
+        empty.save(frames / f"{i:03d}.jpg")
+    for i in range(30, 35):
+        shutil.copy(DEMO_PHOTOS[0], frames / f"{i:03d}.jpg")  # the skier walks in
+    node = node_id("gate")
+    prefix = f"edgepose/{node}"
+    sub = subscriber(mosquitto_broker, f"{prefix}/poses", f"{prefix}/stats")
+    d = daemon(demo_config(tmp_path, node, mosquitto_broker,
+                           source={"uri": str(frames), "loop": False, "max_fps": 10.0},
+                           motion={"idle_interval_s": 2.0}, mqtt={"stats_interval_s": 0.5}))
+    assert d.proc.wait(WAIT_S) == 0, d.explain()
+    done = [decode(m)["frame"] for m in sub.matching(f"{prefix}/poses")]
+    # 3 s of a still, empty room at 10 fps: the first frame, then one every 2 s.
+    early = [f for f in done if f < 30]
+    assert len(early) == 2 and early[0] == 0 and 19 <= early[1] <= 21, done
+    assert done[-5:] == [30, 31, 32, 33, 34], "the frame that changed runs at once, then every frame"
+    stats = [decode(m) for m in sub.matching(f"{prefix}/stats")]
+    assert max(s["gated_frames"] for s in stats) >= 25, stats[-1]
