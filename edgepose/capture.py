@@ -307,8 +307,11 @@ class CaptureLoop:
                 if wait > 0 and self._sleeper(wait):
                     return
             self._allow(0.0)
+            # A live source paced by max_fps: decode every frame (to stay current) but
+            # convert to RGB only those that are kept.
+            lazy = live and bool(self._period) and hasattr(source, "grab")
             try:
-                rgb = source.read()
+                rgb = source.grab() if lazy else source.read()
             except FrameError as exc:
                 self._count("corrupt_frames")
                 bad_in_a_row += 1
@@ -332,6 +335,13 @@ class CaptureLoop:
                 # Slots on a fixed grid keep the average rate exact despite jitter;
                 # after a stall, start from now rather than catching up in a burst.
                 next_due = max(next_due + self._period, now)
+            if lazy:
+                try:
+                    rgb = source.convert(rgb)
+                except FrameError as exc:
+                    self._count("corrupt_frames")
+                    log.debug("skipping a frame that cannot be converted: %s", exc)
+                    continue
             frame = Frame(rgb=rgb, seq=self._seq, captured_at=self._wall_clock(), captured_mono=now,
                           inference_rgb=getattr(source, "last_lores", None))
             self._seq += 1

@@ -293,7 +293,8 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
     source_cfg = config.source
     capture = CaptureLoop(
         lambda: open_source(source_cfg.uri, width=source_cfg.width, height=source_cfg.height,
-                            loop=source_cfg.loop, lores_size=info.input_size),
+                            loop=source_cfg.loop, lores_size=info.input_size,
+                            fps=source_cfg.max_fps or None),
         slot,
         max_fps=source_cfg.max_fps,
         reopen_delay_s=source_cfg.reopen_delay_s,

@@ -96,8 +96,9 @@ def open_source(
     an rtsp/rtsps/http/https URL, a directory of images, or a video file.
     `width` x `height` is the capture size asked of cameras (ignored by files).
     `loop` restarts files and folders at their end (the demo always loops).
-    `lores_size` (w, h) adds picamera2's small inference stream. `fps` asks a
-    V4L2 camera for that frame rate (None: the camera's default).
+    `lores_size` (w, h) adds picamera2's small inference stream. `fps` asks the
+    Pi camera or a V4L2 camera for that frame rate (None: the camera's default), so
+    it does not deliver frames that would only be skipped.
 
     Raises ConfigError for a URI no source understands; problems reaching the
     source are left to `open()`, which raises SourceError and can be retried.
@@ -110,7 +111,7 @@ def open_source(
     if uri == "picamera2" or uri.startswith("picamera2:"):
         camera_num = _camera_number(uri)
         return Picamera2Source(
-            width=width, height=height, lores_size=lores_size, camera_num=camera_num
+            width=width, height=height, lores_size=lores_size, camera_num=camera_num, fps=fps
         )
     scheme = urlsplit(uri).scheme.lower()
     if scheme in STREAM_SCHEMES:
@@ -286,6 +287,12 @@ class PyAvSource:
         self._frames_this_pass = 0
 
     def read(self) -> np.ndarray | None:
+        frame = self.grab()
+        return None if frame is None else self.convert(frame)
+
+    def grab(self) -> Any | None:
+        """The next decoded frame, not yet converted to RGB (None at the end): the
+        capture loop converts only the frames it keeps (`convert`)."""
         if self._container is None:
             raise SourceError(f"{self.describe()}: read() before open()")
         while not self._pending:
@@ -298,13 +305,15 @@ class PyAvSource:
                 self._pending = list(packet.decode())
             except Exception as exc:  # av.error.InvalidDataError and friends
                 raise FrameError(f"{self.describe()}: cannot decode a packet: {exc}") from exc
-        frame = self._pending.pop(0)
+        self._frames_this_pass += 1
+        return self._pending.pop(0)
+
+    def convert(self, frame: Any) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of a grabbed frame."""
         try:
-            rgb = frame.to_ndarray(format="rgb24")
+            return frame.to_ndarray(format="rgb24")
         except Exception as exc:
             raise FrameError(f"{self.describe()}: cannot convert a frame: {exc}") from exc
-        self._frames_this_pass += 1
-        return rgb
 
     def _next_packet(self) -> Any | None:
         """The next packet of the video stream; None at the end of the container."""
@@ -536,7 +545,9 @@ class Picamera2Source:
         camera_num: int = 0,
         camera_factory: Callable[[int], Any] | None = None,
         read_timeout_s: float = CAMERA_READ_TIMEOUT_S,
+        fps: float | None = None,
     ):
+        self._fps = fps
         self._width = width
         self._height = height
         self._lores_size = fit_lores_size((width, height), lores_size) if lores_size else None
@@ -574,6 +585,8 @@ class Picamera2Source:
                 colour_space = _sycc_colour_space()
                 if colour_space is not None:
                     kwargs["colour_space"] = colour_space
+            if self._fps:
+                kwargs["controls"] = {"FrameRate": float(self._fps)}
             config = self._camera.create_video_configuration(**kwargs)
             self._camera.configure(config)
             # configure() updates the stream dicts in place with what libcamera granted.

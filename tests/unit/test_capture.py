@@ -369,6 +369,37 @@ def test_frame_rate_cap_skips_surplus_frames_of_live_sources():
     assert [f.seq for f in loop._slot.offered] == list(range(25))
 
 
+class GrabbingSource(FakeSource):
+    """A live source that decodes in grab() and converts to RGB in convert(), like PyAV's."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.converted = 0
+
+    def grab(self):
+        return self.read()
+
+    def convert(self, frame):
+        self.converted += 1
+        return frame
+
+
+def test_skipped_live_frames_are_never_converted_to_rgb():
+    stop = threading.Event()
+    fake_time = FakeTime(stop)
+
+    def camera_tick(source):
+        fake_time.now += 1 / 32
+        if source.reads >= 96:
+            stop.set()
+
+    source = GrabbingSource([rgb(i % 256) for i in range(96)], live=True, on_read=camera_tick)
+    loop = make_loop(factory_of(source), stop=stop, fake_time=fake_time, max_fps=8.0)
+    loop.run()
+    assert loop.stats.frames == 25 and loop.stats.skipped_frames == 71
+    assert source.converted == 25, "only the frames kept are converted"
+
+
 def test_no_cap_delivers_every_frame_without_waiting():
     stop = threading.Event()
     fake_time = FakeTime(stop)

@@ -669,3 +669,15 @@ def test_camera_stack_is_imported_only_inside_the_picamera2_code():
     text = Path(sources.__file__).read_text()
     assert not re.search(r"^(from|import) (picamera2|libcamera)\b", text, re.M)
     assert re.search(r"^\s+from picamera2 import Picamera2", text, re.M)
+
+
+def test_picamera2_is_asked_for_the_frame_rate_it_needs():
+    camera = StandInCamera()
+    camera.arrays["main"] = np.zeros((4, 8, 3), np.uint8)
+    source = camera_source(camera, fps=10.0)
+    source.open()
+    assert camera.config["controls"] == {"FrameRate": 10.0}
+    source.close()
+    plain = StandInCamera()
+    camera_source(plain).open()
+    assert "controls" not in plain.config
