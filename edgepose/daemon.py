@@ -12,6 +12,7 @@ disk: an outage costs messages, never frames.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import secrets
 import signal
@@ -24,7 +25,7 @@ from . import faults
 from .capture import SOURCE_OK, SOURCE_STARTING, CaptureLoop, LatestFrameSlot
 from .config import Config, check_writable
 from .core import Frame
-from .errors import ConfigError, EdgePoseError, ExitCode
+from .errors import AcceleratorError, ConfigError, EdgePoseError, ExitCode
 from .estimators import Estimator, open_estimator
 from .messages import PosesPolicy, discovery_messages
 from .notify import Notifier, watchdog_interval
@@ -355,10 +356,31 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
     return int(exit_code)
 
 
+def running_daemons(proc: Path = Path("/proc")) -> list[int]:
+    """Pids of other `edgepose run` processes on this machine (the service, usually)."""
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [Path(a.decode(errors="replace")).name for a in argv if a]
+        if "run" in words and any(w == "edgepose" or w.startswith("edgepose.") for w in words):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def check_installation(config: Config, report: Callable[[str], None]) -> bool:
-    """Open the model, probe the source and the broker; one line each. True if all pass."""
+    """Open the model, probe the source and the broker; one line each. True if all pass.
+
+    Where `edgepose run` is already running (the service), a camera or Edge TPU it
+    holds cannot be opened a second time: that is reported as held, not as broken."""
     ok = True
     lores = None
+    holders = running_daemons()
+    held = f"held by the running edgepose (pid {', '.join(map(str, holders))}), not probed"
     try:
         estimator = open_estimator(config.model, config.decode)
         info = estimator.info
@@ -366,16 +388,25 @@ def check_installation(config: Config, report: Callable[[str], None]) -> bool:
         report(f"model: ok ({info.name}: {info.path}, {info.precision}, {info.accelerator}, "
                f"{info.runtime}, input {info.input_size[0]}x{info.input_size[1]}, {info.threads} threads)")
         estimator.close()
+    except AcceleratorError as exc:
+        if holders:
+            report(f"model: ok (the Edge TPU is {held}: {exc})")
+        else:
+            ok = False
+            report(f"model: FAIL {exc}")
     except EdgePoseError as exc:
         ok = False
         report(f"model: FAIL {exc}")
 
-    from .sources import probe_source
+    from .sources import is_device_source, probe_source
 
     source_ok, detail = probe_source(config.source.uri, width=config.source.width,
                                      height=config.source.height, lores_size=lores)
-    ok &= source_ok
-    report(f"source: {'ok' if source_ok else 'FAIL'} {detail}")
+    if not source_ok and holders and is_device_source(config.source.uri):
+        report(f"source: ok (the camera is {held}: {detail})")
+    else:
+        ok &= source_ok
+        report(f"source: {'ok' if source_ok else 'FAIL'} {detail}")
 
     if config.mqtt.enabled:
         from .mqtt import probe

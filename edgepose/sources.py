@@ -131,6 +131,12 @@ def open_source(
     return VideoFileSource(path, loop=loop)
 
 
+def is_device_source(uri: str) -> bool:
+    """A camera only one process can hold at a time (the Pi camera, a V4L2 device)."""
+    uri = uri.strip()
+    return uri == "picamera2" or uri.startswith("picamera2:") or uri.startswith("/dev/video")
+
+
 def _camera_number(uri: str) -> int:
     _, _, number = uri.partition(":")
     if not number:

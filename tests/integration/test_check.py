@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,24 @@ def test_unwritable_snapshot_dir_fails_naming_it(tmp_path, mosquitto_broker):
     code, lines = check(tmp_path, config)
     assert code == EXIT_FAILURE, lines
     assert line(lines, "snapshots").startswith(f"snapshots: FAIL cannot write to {blocker / 'snaps'}: "), lines
+
+
+def test_check_beside_a_running_daemon_finds_it(tmp_path, mosquitto_broker):
+    """`edgepose check` on a node where the service runs sees the service's process (so a
+    camera or Coral it holds is reported as held, not broken)."""
+    from edgepose.daemon import running_daemons
+
+    config = demo_config(tmp_path, node_id("held"), mosquitto_broker)
+    path = write_config(tmp_path / "held.toml", config)
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose", "run", "--config", str(path)],
+                            cwd=tmp_path, env=child_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + WAIT_S  # until the child has exec'd its own command line
+        while proc.pid not in running_daemons():
+            assert time.monotonic() < deadline, "the running daemon was not found"
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait(WAIT_S)
+    assert proc.pid not in running_daemons()

@@ -681,3 +681,11 @@ def test_picamera2_is_asked_for_the_frame_rate_it_needs():
     plain = StandInCamera()
     camera_source(plain).open()
     assert "controls" not in plain.config
+
+
+@pytest.mark.parametrize(("uri", "device"), [("picamera2", True), ("picamera2:1", True), ("/dev/video0", True),
+                                             ("demo", False), ("rtsp://cam/1", False), ("clip.mp4", False)])
+def test_device_sources_are_the_ones_a_running_service_holds(uri, device):
+    from edgepose.sources import is_device_source
+
+    assert is_device_source(uri) is device
