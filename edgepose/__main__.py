@@ -58,6 +58,9 @@ MODEL_FLAGS: dict[str, str] = {
     "--accelerator": "model.accelerator",
     "--device": "model.edgetpu_device",
     "--threads": "model.threads",
+    "--multipose-long-side": "model.multipose_long_side",
+    "--still-passes": "model.still_passes",
+    "--first-crop": "model.first_crop",
     "--max-poses": "decode.max_poses",
     "--min-pose-score": "decode.min_pose_score",
     "--min-part-score": "decode.min_part_score",
@@ -71,17 +74,22 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model and decoding (override the config; defaults: `edgepose models`, config/edgepose.toml)")
     group.add_argument("--config", default=None, help="TOML config to start from (default: built-in defaults)")
     group.add_argument("--model", help="model name (see `edgepose models`) or a .tflite file")
-    group.add_argument("--stride", type=int, help="PoseNet output stride: 8, 16 or 32")
-    group.add_argument("--input-size", metavar="WxH", help="model input size, or auto")
+    group.add_argument("--stride", type=int, help="PoseNet only: output stride, 8, 16 or 32")
+    group.add_argument("--input-size", metavar="WxH", help="PoseNet only: model input size, or auto")
+    group.add_argument("--multipose-long-side", type=int, metavar="PX",
+                       help="movenet-multipose only: the frame's long side in the model input (multiple of 32)")
+    group.add_argument("--still-passes", type=int, metavar="N",
+                       help="single-pose MoveNet only: passes over each still image")
+    group.add_argument("--first-crop", help="single-pose MoveNet only: centre or letterbox")
     group.add_argument("--quantized", action=argparse.BooleanOptionalAction, default=None,
                        help="int8 (--quantized) or float (--no-quantized) build of a named model")
     group.add_argument("--accelerator", help="cpu, edgetpu or auto")
     group.add_argument("--device", help="Edge TPU device: usb, usb:0, pci:0 (default: first found)")
     group.add_argument("--threads", type=int)
-    group.add_argument("--max-poses", type=int)
-    group.add_argument("--min-pose-score", type=float)
+    group.add_argument("--max-poses", type=int, help="PoseNet and movenet-multipose")
+    group.add_argument("--min-pose-score", type=float, help="a pose (MultiPose: an instance) needs this score")
     group.add_argument("--min-part-score", type=float)
-    group.add_argument("--nms-radius", type=float, help="model-input pixels")
+    group.add_argument("--nms-radius", type=float, help="PoseNet only: model-input pixels")
     group.add_argument("--min-keypoints", type=int,
                        help="drop poses with fewer keypoints scoring >= --min-part-score")
     group.add_argument("--cleanup", help="none; seed: per pose, keep keypoints >= 0.5, best point per "
@@ -165,8 +173,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             failures += 1
             print(f"edgepose: {exc}", file=sys.stderr)
             continue
-        estimator.reset()  # unrelated images: no state carried over
-        poses = estimator.estimate(rgb)
+        poses = estimator.estimate_still(rgb)  # unrelated images: reset, the family's passes
         results.append({"image": path.name, "width": rgb.shape[1], "height": rgb.shape[0],
                         "poses": poses_to_json(poses)})
         if args.overlay:
@@ -200,9 +207,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             failures += 1
             print(f"edgepose: {exc}", file=sys.stderr)
             continue
-        estimator.reset()
         start = time.perf_counter()
-        poses = estimator.estimate(rgb)
+        poses = estimator.estimate_still(rgb)
         times.append((time.perf_counter() - start) * 1000.0)
         results.extend(results_from_poses(image["id"], poses))
     stats = evaluate_keypoints(gt, results)
@@ -273,13 +279,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         frames = [read_rgb(p) for p in expand_images(args.images)] if args.images else _demo_frames()
         if not frames:
             raise UsageError("no images to benchmark with")
+        # photos are unrelated stills: each gets what detect and eval give it
         for i in range(args.warmup):
-            estimator.estimate(frames[i % len(frames)])
+            estimator.estimate_still(frames[i % len(frames)])
         timing: dict[str, list[float]] = {}
         totals = []
         for i in range(args.runs):
             start = time.perf_counter()
-            estimator.estimate(frames[i % len(frames)])
+            estimator.estimate_still(frames[i % len(frames)])
             totals.append((time.perf_counter() - start) * 1000.0)
             for stage, ms in estimator.last_timing.items():
                 timing.setdefault(stage, []).append(ms)
@@ -314,7 +321,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .estimators import MODELS, models_dir
+    from .estimators import DEFAULT_MODEL, MODELS, models_dir
 
     folder = models_dir()
     rows = []
@@ -324,17 +331,19 @@ def cmd_models(args: argparse.Namespace) -> int:
             "name": spec.name, "family": spec.family, "summary": spec.summary,
             "precisions": list(spec.precisions), "input": spec.input_rule, "edgetpu": spec.edgetpu,
             "licence": spec.licence, "files": spec.files, "files_present": present,
+            "default": spec.name == DEFAULT_MODEL,
         })
     if args.json:
         print(json.dumps({"models_dir": str(folder), "models": rows}, indent=2))
         return ExitCode.OK
     print(f"models in {folder}:")
     for row in rows:
-        print(f"\n{row['name']}  ({row['family']}) {row['summary']}")
+        default = "  [default]" if row["default"] else ""
+        print(f"\n{row['name']}  ({row['family']}) {row['summary']}{default}")
         print(f"  precisions: {', '.join(row['precisions'])}")
         print(f"  input:      {row['input']}")
         print(f"  Edge TPU:   {row['edgetpu']}")
-        print(f"  licence:    {row['licence']}")
+        print(f"  licence:    {row['licence']} (weights; see models/LICENSE-weights.md)")
         for name in row["files"]:
             print(f"  file:       {name}{'' if name in row['files_present'] else '  (missing)'}")
     return ExitCode.OK

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from .constants import DEFAULT_MIN_PART_SCORE, DEFAULT_TOPIC_PREFIX, NODE_ID_PATTERN, NUM_PARTS
 from .errors import ConfigError
 from .estimators import DEFAULT_MODEL, MODELS
+from .estimators.movenet import constants as movenet
 from .estimators.posenet import constants as posenet
 
 __all__ = [
@@ -147,6 +148,12 @@ def _parse_size(text: str) -> tuple[int, int] | None:
     return width, height
 
 
+def _multiple_of_32(value: int) -> int:
+    if value % movenet.MULTIPOSE_DIVISOR:
+        raise ValueError(f"must be a multiple of {movenet.MULTIPOSE_DIVISOR}, got {value}")
+    return value
+
+
 def _check_path_text(text: str) -> None:
     """Refuse what would make os calls raise instead of answer: NUL bytes, names over
     NAME_MAX, paths over PATH_MAX, ``~user`` for a user that does not exist."""
@@ -235,9 +242,22 @@ class ModelConfig:
 
     name: str = _key(DEFAULT_MODEL, choices=tuple(MODELS))
     path: str = _key("", path=True)  # a .tflite file of that model's family instead of the bundled build
-    stride: int = _key(posenet.DEFAULT_STRIDE, choices=posenet.OUTPUT_STRIDES)  # PoseNet
-    #: (w, h); None ("auto"): the family's default for a resizable file, else the file's own size.
+    stride: int = _key(posenet.DEFAULT_STRIDE, choices=posenet.OUTPUT_STRIDES)  # PoseNet only
+    #: PoseNet only. (w, h); None ("auto"): 481x353 for a resizable file, else the file's own size.
     input_size: tuple[int, int] | None = _key(None, toml=str, parse=_parse_size)
+    #: movenet-multipose only: the frame's long side in the model input (multiple of 32).
+    multipose_long_side: int = _key(
+        movenet.MULTIPOSE_DEFAULT_LONG_SIDE,
+        ge=movenet.MULTIPOSE_LONG_SIDE_MIN,
+        le=movenet.MULTIPOSE_LONG_SIDE_MAX,
+        parse=_multiple_of_32,
+    )
+    #: Single-pose MoveNet only: passes over a still image (detect, eval, bench), each on
+    #: the crop the previous pass found; video frames always get one pass each.
+    still_passes: int = _key(movenet.STILL_IMAGE_PASSES, ge=1, le=movenet.STILL_IMAGE_PASSES_MAX)
+    #: Single-pose MoveNet only: the crop after a reset ("centre": TF.js's centred square;
+    #: "letterbox": the whole frame padded to a square).
+    first_crop: Literal["centre", "letterbox"] = "centre"
     #: true: the int8 build; false: the float build; None ("auto"): the one that is fast
     #: on the TF Lite runtime found (runtime_defaults.py, measured; README).
     quantized: bool | None = _key(None, toml=bool, auto=True)
@@ -252,8 +272,11 @@ class ModelConfig:
 
 @dataclass(frozen=True, slots=True)
 class DecodeConfig:
-    max_poses: int = _key(posenet.DEFAULT_MAX_POSES, ge=1, le=MAX_POSES_LIMIT)
-    min_pose_score: float = _key(posenet.DEFAULT_MIN_POSE_SCORE, ge=0, le=1)
+    #: None: the model's default (ModelSpec.defaults: PoseNet 5, MultiPose 6, single-pose 1);
+    #: load_config resolves it, so a loaded Config always holds a number.
+    max_poses: int | None = _key(None, toml=int, ge=1, le=MAX_POSES_LIMIT)
+    #: None: the model's default (PoseNet 0.15, MoveNet 0.25, as TF.js); resolved by load_config.
+    min_pose_score: float | None = _key(None, toml=float, ge=0, le=1)
     min_part_score: float = _key(DEFAULT_MIN_PART_SCORE, ge=0, le=1)
     nms_radius: float = _key(posenet.DEFAULT_NMS_RADIUS, gt=0, le=MAX_NMS_RADIUS)  # model-input pixels
     cleanup: Literal["none", "seed", "seed-single"] = "none"
@@ -513,8 +536,10 @@ def _load(raw: dict[str, Any], overrides: dict[str, object]) -> Config:
     _check_depth(raw, problems)
     if problems:
         raise ConfigError(problems)
+    written = _written_keys(raw, ("model", "decode"))
     bad: set[str] = set()  # keys whose own check failed: cross-field rules skip them
     config = Config(**_check_table(Config, raw, "", problems, bad))
+    config = _check_model_options(config, written, bad, problems)
     _check_model(config.model, bad, problems)
     _check_source(config.source, bad, problems)
     _check_tls(config.mqtt.tls, bad, problems)
@@ -967,6 +992,58 @@ _ALL_KEYS: tuple[str, ...] = tuple(_all_keys(Config))
 
 
 # --- cross-field checks ---------------------------------------------------------------
+
+#: Keys only some models take, and why another model refuses them (the registry's
+#: ModelSpec.options says which model takes which).
+FAMILY_KEYS: dict[str, str] = {
+    "model.stride": "only PoseNet models have an output stride",
+    "model.input_size": "only PoseNet models take an input size (single-pose MoveNet runs at its "
+                        "fixed size, MultiPose at model.multipose_long_side)",
+    "decode.nms_radius": "only PoseNet's decoder has an NMS radius",
+    "decode.max_poses": "single-pose models find one person at most",
+    "model.multipose_long_side": "only movenet-multipose has a long side to choose",
+    "model.still_passes": "only the single-pose MoveNet models (movenet-lightning, movenet-thunder) "
+                          "run several passes over a still image",
+    "model.first_crop": "only the single-pose MoveNet models (movenet-lightning, movenet-thunder) crop",
+}
+#: Keys whose default depends on the model (ModelSpec.defaults); None in the dataclass.
+MODEL_DEFAULT_KEYS: tuple[str, ...] = ("decode.max_poses", "decode.min_pose_score")
+
+
+def _written_keys(raw: dict[str, Any], sections: tuple[str, ...]) -> set[str]:
+    """The dotted keys the file (or a CLI override) actually sets in `sections`,
+    before any default fills the rest in."""
+    keys: set[str] = set()
+    for section in sections:
+        table = raw.get(section)
+        if isinstance(table, dict):
+            keys.update(f"{section}.{name}" for name in table if isinstance(name, str))
+    return keys
+
+
+def _check_model_options(config: Config, written: set[str], bad: set[str], problems: list[str]) -> Config:
+    """Refuse a key written for a model that does not take it (naming model.name), then
+    fill in the model's own defaults for the keys not written."""
+    name_ok = "model.name" not in bad
+    spec = MODELS[config.model.name if name_ok else DEFAULT_MODEL]
+    if name_ok:
+        for key in sorted(written & FAMILY_KEYS.keys() - spec.options):
+            problems.append(f"{key}: {FAMILY_KEYS[key]}; model.name is {_show(spec.name)}")
+            bad.add(key)
+        limit = dict(spec.defaults).get("decode.max_poses")
+        if (spec.name == "movenet-multipose" and "decode.max_poses" in written - bad
+                and config.decode.max_poses is not None and config.decode.max_poses > limit):
+            problems.append(f"decode.max_poses: movenet-multipose finds at most {limit} people, "
+                            f"got {config.decode.max_poses}")
+            bad.add("decode.max_poses")
+    defaults = dict(spec.defaults)
+    decode = config.decode
+    for key in MODEL_DEFAULT_KEYS:
+        section, _, name = key.partition(".")
+        if getattr(decode, name) is None or key in bad:
+            decode = dataclasses.replace(decode, **{name: defaults[key]})
+    return dataclasses.replace(config, decode=decode)
+
 
 
 def _check_model(model: ModelConfig, bad: set[str], problems: list[str]) -> None:

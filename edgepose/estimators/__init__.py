@@ -23,6 +23,8 @@ import numpy as np
 
 from ..core import Poses
 from ..errors import ModelError
+from .movenet import constants as _movenet
+from .posenet import constants as _posenet
 
 if TYPE_CHECKING:
     from ..config import DecodeConfig, ModelConfig
@@ -66,6 +68,13 @@ class Estimator(Protocol):
         """(H, W, 3) uint8 RGB -> every person found, in frame pixels."""
         ...
 
+    def estimate_still(self, rgb: np.ndarray) -> Poses:
+        """An unrelated still image (`detect`, `eval`, `bench`): reset, then as many
+        passes as the family documents (PoseNet: one; single-pose MoveNet:
+        model.still_passes, each on the crop the previous one found).
+        `last_timing` then sums the passes."""
+        ...
+
     def reset(self) -> None:
         """Forget state carried between frames (a crop that follows a person):
         call it between unrelated images."""
@@ -84,11 +93,20 @@ class ModelSpec:
     precisions: tuple[str, ...]
     input_rule: str  # how the input size is chosen, for `edgepose models`
     edgetpu: str  # whether and how an Edge TPU build can be had
-    licence: str
+    licence: str  # of the weights; models/LICENSE-weights.md says where it is stated
     files: tuple[str, ...]  # file names in models_dir()
     #: "module:function" taking (ModelConfig, DecodeConfig) -> Estimator; imported when opened.
     opener: str
+    #: Config keys that only some models take (config.FAMILY_KEYS) which this one does:
+    #: any other of them written in a config is an error naming model.name.
+    options: frozenset[str] = frozenset()
+    #: Defaults of keys whose default depends on the model (config.MODEL_DEFAULT_KEYS),
+    #: used when the config does not write them.
+    defaults: tuple[tuple[str, object], ...] = ()
 
+
+_MOVENET_LICENCE = "Apache-2.0"
+_MOVENET_FILES = "movenet_{}_{}.tflite"
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -99,12 +117,56 @@ MODELS: dict[str, ModelSpec] = {
             summary="PoseNet MobileNetV1 0.75, multi-person (TF.js PoseNet, converted)",
             precisions=("float32", "int8"),
             input_rule="resizable: W-1 and H-1 multiples of model.stride (8, 16, 32); default 481x353",
-            edgetpu="compile the int8 build with edgetpu_compiler (README)",
+            edgetpu="no build shipped; compile the int8 build with edgetpu_compiler (README)",
             licence="Apache-2.0",
             files=tuple(
                 f"posenet_mnv1_075_stride{s}_{p}.tflite" for s in (8, 16, 32) for p in ("float32", "int8")
             ),
             opener="edgepose.estimators.posenet.estimator:open_posenet",
+            options=frozenset({"model.stride", "model.input_size", "decode.nms_radius", "decode.max_poses"}),
+            defaults=(("decode.min_pose_score", _posenet.DEFAULT_MIN_POSE_SCORE),
+                      ("decode.max_poses", _posenet.DEFAULT_MAX_POSES)),
+        ),
+        ModelSpec(
+            name="movenet-lightning",
+            family="movenet",
+            summary="MoveNet SinglePose Lightning v4: one person, follows them frame to frame",
+            precisions=("float16", "int8"),
+            input_rule="fixed 192x192 crop of the frame; stills: model.still_passes passes",
+            edgetpu="no build shipped; the int8 build (static shape) is meant for edgetpu_compiler (untested)",
+            licence=_MOVENET_LICENCE,
+            files=tuple(_MOVENET_FILES.format("lightning", p) for p in ("float16", "int8")),
+            opener="edgepose.estimators.movenet.estimator:open_movenet",
+            options=frozenset({"model.still_passes", "model.first_crop"}),
+            defaults=(("decode.min_pose_score", _movenet.DEFAULT_MIN_POSE_SCORE), ("decode.max_poses", 1)),
+        ),
+        ModelSpec(
+            name="movenet-thunder",
+            family="movenet",
+            summary="MoveNet SinglePose Thunder v4: one person, follows them frame to frame",
+            precisions=("float16", "int8"),
+            input_rule="fixed 256x256 crop of the frame; stills: model.still_passes passes",
+            edgetpu="no build shipped; the int8 build (static shape) is meant for edgetpu_compiler (untested)",
+            licence=_MOVENET_LICENCE,
+            files=tuple(_MOVENET_FILES.format("thunder", p) for p in ("float16", "int8")),
+            opener="edgepose.estimators.movenet.estimator:open_movenet",
+            options=frozenset({"model.still_passes", "model.first_crop"}),
+            defaults=(("decode.min_pose_score", _movenet.DEFAULT_MIN_POSE_SCORE), ("decode.max_poses", 1)),
+        ),
+        ModelSpec(
+            name="movenet-multipose",
+            family="movenet",
+            summary="MoveNet MultiPose Lightning v1: up to 6 people, with boxes",
+            precisions=("float16", "int8"),
+            input_rule="resizable: long side model.multipose_long_side (multiple of 32), "
+                       "the other side padded to a multiple of 32",
+            edgetpu="no: resizable input (the compiler needs a static-size copy, not written)",
+            licence=_MOVENET_LICENCE,
+            files=tuple(_MOVENET_FILES.format("multipose", p) for p in ("float16", "int8")),
+            opener="edgepose.estimators.movenet.estimator:open_movenet",
+            options=frozenset({"model.multipose_long_side", "decode.max_poses"}),
+            defaults=(("decode.min_pose_score", _movenet.DEFAULT_MIN_POSE_SCORE),
+                      ("decode.max_poses", _movenet.MULTIPOSE_MAX_INSTANCES)),
         ),
     )
 }

@@ -12,6 +12,7 @@ from PIL import Image
 from edgepose.__main__ import main
 from edgepose.constants import PART_NAMES
 from edgepose.errors import ExitCode
+from edgepose.estimators import DEFAULT_MODEL
 
 DEMO = Path(__file__).resolve().parents[2] / "edgepose" / "demo"
 
@@ -127,9 +128,54 @@ def test_bench_refuses_runs_below_one(runs, capsys):
 def test_models_lists_every_model_with_its_files(capsys):
     assert main(["models", "--json"]) == ExitCode.OK
     listing = json.loads(capsys.readouterr().out)
-    posenet = {m["name"]: m for m in listing["models"]}["posenet-mnv1-075"]
-    assert posenet["family"] == "posenet" and posenet["licence"] == "Apache-2.0"
-    assert set(posenet["files"]) == set(posenet["files_present"])
+    models = {m["name"]: m for m in listing["models"]}
+    assert set(models) == {"posenet-mnv1-075", "movenet-lightning", "movenet-thunder", "movenet-multipose"}
+    assert [m["name"] for m in listing["models"] if m["default"]] == [DEFAULT_MODEL]
+    for model in models.values():
+        assert model["licence"] == "Apache-2.0" and model["input"] and model["edgetpu"]
+        assert set(model["files"]) == set(model["files_present"]) and model["files"]
+    assert models["posenet-mnv1-075"]["precisions"] == ["float32", "int8"]
+    assert models["movenet-multipose"]["precisions"] == ["float16", "int8"]
+    assert "multiple of 32" in models["movenet-multipose"]["input"]
+    assert main(["models"]) == ExitCode.OK
+    text = capsys.readouterr().out
+    assert "movenet-thunder  (movenet)" in text and "movenet_thunder_int8.tflite" in text
+
+
+@pytest.mark.parametrize("model", ["movenet-lightning", "movenet-thunder", "movenet-multipose"])
+def test_detect_runs_each_movenet_model(model, capsys):
+    assert main(["detect", str(SKIER), "--model", model]) == ExitCode.OK
+    [result] = json.loads(capsys.readouterr().out)
+    nose = result["poses"][0]["keypoints"][0]
+    assert abs(nose["x"] - 367) < 12 and abs(nose["y"] - 81) < 12 and nose["score"] > 0.3
+
+
+def test_a_flag_for_another_models_key_is_a_usage_error_naming_both(capsys):
+    assert main(["detect", str(SKIER), "--model", "movenet-thunder", "--stride", "16"]) == ExitCode.USAGE
+    assert ('--stride: model.stride: only PoseNet models have an output stride; model.name is '
+            '"movenet-thunder"') in capsys.readouterr().err
+    assert main(["detect", str(SKIER), "--model", "posenet-mnv1-075", "--multipose-long-side", "320"]) \
+        == ExitCode.USAGE
+    assert "--multipose-long-side: model.multipose_long_side: only movenet-multipose" in capsys.readouterr().err
+    assert main(["detect", str(SKIER), "--model", "movenet-multipose", "--multipose-long-side", "300"]) \
+        == ExitCode.USAGE
+    assert "must be a multiple of 32, got 300" in capsys.readouterr().err
+
+
+def test_a_key_for_another_model_in_the_file_is_exit_78(tmp_path, capsys):
+    config = tmp_path / "edgepose.toml"
+    config.write_text('[model]\nname = "movenet-lightning"\nstride = 8\n')
+    assert main(["detect", str(SKIER), "--config", str(config)]) == ExitCode.CONFIG
+    assert 'model.stride: only PoseNet models have an output stride; model.name is "movenet-lightning"' \
+        in capsys.readouterr().err
+
+
+def test_bench_times_the_still_passes_of_a_single_pose_model(capsys):
+    assert main(["bench", "--model", "movenet-thunder", "--still-passes", "2", "--runs", "2", "--warmup", "0",
+                 "--json-summary"]) == ExitCode.OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "movenet-thunder" and report["input_size"] == "256x256"
+    assert {row["stage"] for row in report["stages"]} == {"preprocess", "invoke", "decode", "total"}
 
 
 def test_eval_scores_its_own_results_and_writes_coco_results(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import textwrap
 import tomllib
 from pathlib import Path
@@ -97,8 +98,10 @@ def test_model_name_picks_the_model_and_the_old_path_spelling_still_works(tmp_pa
 def test_defaults_come_from_their_one_home():
     assert ModelConfig().name == DEFAULT_MODEL
     assert ModelConfig().stride == DEFAULT_STRIDE
-    assert DecodeConfig().max_poses == DEFAULT_MAX_POSES
-    assert DecodeConfig().min_pose_score == DEFAULT_MIN_POSE_SCORE
+    # model-dependent defaults: None in the dataclass, the model's own once loaded
+    assert DecodeConfig().max_poses is None and DecodeConfig().min_pose_score is None
+    posenet = load_config(None, {"model.name": "posenet-mnv1-075"}).decode
+    assert (posenet.max_poses, posenet.min_pose_score) == (DEFAULT_MAX_POSES, DEFAULT_MIN_POSE_SCORE)
     assert DecodeConfig().min_part_score == DEFAULT_MIN_PART_SCORE
     assert DecodeConfig().nms_radius == DEFAULT_NMS_RADIUS
     assert MqttConfig().topic_prefix == DEFAULT_TOPIC_PREFIX
@@ -109,17 +112,38 @@ def test_shipped_configs_are_valid(name):
     load_config(REPO_ROOT / "config" / name)
 
 
+def commented_keys(text: str, sections: tuple[str, ...] = ("model", "decode")) -> dict[str, object]:
+    """`# key = value` lines in `sections`: keys documented but not set."""
+    found: dict[str, object] = {}
+    section = ""
+    for line in text.splitlines():
+        if header := re.fullmatch(r"\[([a-z_.]+)\]", line.strip()):
+            section = header[1]
+        elif section in sections and (match := re.fullmatch(r"# ([a-z_]+) = (.+)", line.strip())):
+            key = f"{section}.{match[1]}"
+            if key in config_module._ALL_KEYS:  # not prose such as "# true = ..."
+                found[key] = tomllib.loads(f"v = {match[2]}")["v"]
+    return found
+
+
 def test_documented_config_lists_every_key_with_its_default():
-    with open(REPO_ROOT / "config" / "edgepose.toml", "rb") as f:
-        documented = flatten(tomllib.load(f))
+    text = (REPO_ROOT / "config" / "edgepose.toml").read_text()
+    documented = flatten(tomllib.loads(text))
     defaults = flatten(redacted(Config()))
     del defaults["mqtt.password"]  # resolved, never a key
     # No zones by default: [[zones]] is documented by commented-out examples.
     assert defaults.pop("zones") == []
-    assert sorted(documented) == sorted(defaults)
-    differing = {k for k in defaults if documented[k] != defaults[k]}
+    # Keys for one kind of model, and keys whose default is the model's, are documented
+    # commented out: set in the shipped file they would bind (or refuse) other models.
+    model_keys = set(config_module.FAMILY_KEYS) | set(config_module.MODEL_DEFAULT_KEYS)
+    assert sorted(documented) == sorted(set(defaults) - model_keys)
+    differing = {k for k in documented if documented[k] != defaults[k]}
     assert differing == set()
     assert documented["source.uri"] == "picamera2"  # the built-in default too
+    commented = commented_keys(text)
+    assert model_keys <= set(commented)
+    resolved = flatten(redacted(load_config(None)))  # the default model's values
+    assert {k: commented[k] for k in model_keys} == {k: resolved[k] for k in model_keys}
 
 
 def test_demo_config_runs_the_demo_locally(tmp_path):
@@ -639,3 +663,75 @@ def test_config_error_exits_with_78(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, "[mqtt]\nport = 0\n")
     assert caught.value.exit_code == ExitCode.CONFIG == 78
+
+
+# --- keys for one kind of model ---------------------------------------------------------
+
+
+def test_a_posenet_key_written_for_a_movenet_model_is_named_as_such(tmp_path):
+    text = '[model]\nname = "movenet-thunder"\nstride = 16\n[decode]\nnms_radius = 20.0\n'
+    assert problems(tmp_path, text) == [
+        'decode.nms_radius: only PoseNet\'s decoder has an NMS radius; model.name is "movenet-thunder"',
+        'model.stride: only PoseNet models have an output stride; model.name is "movenet-thunder"',
+    ]
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text)
+    assert caught.value.exit_code == ExitCode.CONFIG
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("posenet-mnv1-075", "[model]\nmultipose_long_side = 320\n", "model.multipose_long_side: only movenet-multipose"),
+    ("posenet-mnv1-075", "[model]\nstill_passes = 2\n", "model.still_passes: only the single-pose MoveNet"),
+    ("movenet-multipose", "[model]\nfirst_crop = \"letterbox\"\n", "model.first_crop: only the single-pose MoveNet"),
+    ("movenet-multipose", "[model]\ninput_size = \"481x353\"\n", "model.input_size: only PoseNet models"),
+    ("movenet-lightning", "[decode]\nmax_poses = 2\n", "decode.max_poses: single-pose models find one person"),
+    ("movenet-multipose", "[decode]\nmax_poses = 7\n", "decode.max_poses: movenet-multipose finds at most 6"),
+])
+def test_keys_of_one_model_are_refused_for_the_others(tmp_path, name, text, message):
+    text = text.replace("[model]\n", f'[model]\nname = "{name}"\n') if "[model]" in text \
+        else f'[model]\nname = "{name}"\n' + text
+    found = only_problem(tmp_path, text)
+    assert found.startswith(message), found
+    if "model.name is" in found:
+        assert found.endswith(f'model.name is "{name}"')
+
+
+def test_keys_of_the_model_chosen_are_taken(tmp_path):
+    multi = load(tmp_path, '[model]\nname = "movenet-multipose"\nmultipose_long_side = 384\n'
+                           '[decode]\nmax_poses = 3\nmin_pose_score = 0.3\n')
+    assert (multi.model.multipose_long_side, multi.decode.max_poses, multi.decode.min_pose_score) == (384, 3, 0.3)
+    single = load(tmp_path, '[model]\nname = "movenet-thunder"\nstill_passes = 2\nfirst_crop = "letterbox"\n')
+    assert (single.model.still_passes, single.model.first_crop) == (2, "letterbox")
+    assert (single.decode.max_poses, single.decode.min_pose_score) == (1, 0.25)  # the model's defaults
+    posenet = load(tmp_path, '[model]\nname = "posenet-mnv1-075"\nstride = 8\ninput_size = "353x257"\n')
+    assert (posenet.decode.max_poses, posenet.decode.min_pose_score) == (5, 0.15)
+
+
+def test_a_cli_override_counts_as_written(tmp_path):
+    found = problems(tmp_path, '[model]\nname = "movenet-lightning"\n', {"model.stride": 8})
+    assert found == ['model.stride: only PoseNet models have an output stride; model.name is "movenet-lightning"']
+
+
+@pytest.mark.parametrize("value,message", [
+    (250, "model.multipose_long_side: must be a multiple of 32, got 250"),
+    (96, "model.multipose_long_side: must be 128-1024, got 96"),
+    (2048, "model.multipose_long_side: must be 128-1024, got 2048"),
+])
+def test_multipose_long_side_bounds(tmp_path, value, message):
+    assert only_problem(tmp_path, f'[model]\nname = "movenet-multipose"\nmultipose_long_side = {value}\n') == message
+
+
+def test_still_passes_and_first_crop_bounds(tmp_path):
+    assert only_problem(tmp_path, '[model]\nname = "movenet-thunder"\nstill_passes = 0\n').startswith(
+        "model.still_passes: must be 1-8")
+    assert only_problem(tmp_path, '[model]\nname = "movenet-thunder"\nfirst_crop = "center"\n').startswith(
+        "model.first_crop: must be one of")
+
+
+def test_every_model_only_key_has_a_reason_and_every_model_its_defaults():
+    from edgepose.estimators import MODELS
+
+    for spec in MODELS.values():
+        assert spec.options <= set(config_module.FAMILY_KEYS), spec.name
+        assert set(dict(spec.defaults)) == set(config_module.MODEL_DEFAULT_KEYS), spec.name
+    assert set(config_module.FAMILY_KEYS) == set().union(*(s.options for s in MODELS.values()))

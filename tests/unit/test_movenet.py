@@ -10,7 +10,7 @@ from edgepose.constants import PART_IDS
 from edgepose.estimators.movenet import crop, decode
 from edgepose.estimators.movenet.estimator import MoveNetMultiPose, MoveNetSinglePose, write_pixels
 
-from .movenet_helpers import LitertModel, model_path
+from .movenet_helpers import open_model
 
 
 def test_initial_crop_centred_square_and_padded_square() -> None:
@@ -126,7 +126,7 @@ def test_write_pixels_raw_pixels_for_every_input_type() -> None:
 @pytest.mark.parametrize("stem", ["lightning", "thunder"])
 def test_singlepose_follows_and_resets(stem: str, precision: str) -> None:
     rgb = _demo_photo()
-    est = MoveNetSinglePose(LitertModel(model_path(stem, precision)))
+    est = MoveNetSinglePose(open_model(stem, precision))
     first = est.estimate(rgb)
     assert len(first) == 1 and first.boxes is None
     crop_after_first = est._crop
@@ -144,7 +144,7 @@ def test_singlepose_follows_and_resets(stem: str, precision: str) -> None:
 @pytest.mark.parametrize("precision", ["float16", "int8"])
 def test_multipose_resizes_and_gives_boxes(precision: str) -> None:
     rgb = _demo_photo()
-    est = MoveNetMultiPose(LitertModel(model_path("multipose", precision)), long_side=320)
+    est = MoveNetMultiPose(open_model("multipose", precision), long_side=320)
     poses = est.estimate(rgb)
     h, w = rgb.shape[:2]
     assert est.model.input_size == decode.multipose_input(w, h, 320).size
@@ -166,8 +166,106 @@ def _demo_photo() -> np.ndarray:
 def test_singlepose_lost_person_resets_crop() -> None:
     """A frame without a person scores below min_pose_score: no pose, and the
     next frame starts again from the first crop (TF.js resets too)."""
-    est = MoveNetSinglePose(LitertModel(model_path("lightning", "float16")))
+    est = MoveNetSinglePose(open_model("lightning", "float16"))
     assert len(est.estimate(_demo_photo())) == 1 and est._crop is not None
     blank = np.zeros((240, 320, 3), np.uint8)
     assert len(est.estimate(blank)) == 0
     assert est._crop is None
+
+
+# --- opened from the config, as the daemon and the CLI open them ---------------------
+
+from edgepose.config import DecodeConfig, ModelConfig, load_config  # noqa: E402
+from edgepose.errors import ModelError  # noqa: E402
+from edgepose.estimators import MODELS, open_estimator  # noqa: E402
+from edgepose.estimators.movenet.estimator import open_movenet  # noqa: E402
+
+
+@pytest.mark.parametrize("quantized,precision", [(True, "int8"), (False, "float16")])
+@pytest.mark.parametrize("name,side", [("movenet-lightning", 192), ("movenet-thunder", 256)])
+def test_registry_opens_the_bundled_singlepose_build(name: str, side: int, quantized: bool, precision: str) -> None:
+    config = load_config(None, {"model.name": name, "model.quantized": quantized})
+    est = open_estimator(config.model, config.decode)
+    try:
+        info = est.info
+        assert (info.name, info.family, info.precision, info.input_size) == (name, "movenet", precision, (side, side))
+        assert info.path.name == f"movenet_{name.split('-')[1]}_{precision}.tflite"
+        assert info.runtime in ("ai-edge-litert", "tflite-runtime") and info.accelerator == "cpu"
+        assert name in MODELS and info.path.name in MODELS[name].files
+        poses = est.estimate_still(_demo_photo())
+        assert len(poses) == 1 and est.min_pose_score == 0.25  # MoveNet's default, not PoseNet's
+        h, w = _demo_photo().shape[:2]
+        assert (poses.xy[..., 0] <= w - 1).all() and (poses.xy[..., 1] <= h - 1).all()  # clipped
+    finally:
+        est.close()
+
+
+class _CountingModel:
+    """The real model, counting its invokes."""
+
+    def __init__(self, model) -> None:
+        self._model, self.invokes = model, 0
+
+    def invoke(self):
+        self.invokes += 1
+        return self._model.invoke()
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def test_still_image_runs_the_configured_passes() -> None:
+    rgb = _demo_photo()
+    est = open_movenet(ModelConfig(name="movenet-lightning", still_passes=2), DecodeConfig())
+    est.model = counting = _CountingModel(est.model)
+    two = est.estimate_still(rgb)
+    assert counting.invokes == 2 and set(est.last_timing) == {"preprocess", "invoke", "decode"}
+    est.reset()
+    est.estimate(rgb)
+    second = est.estimate(rgb)
+    assert np.array_equal(two.xy, second.xy)  # a still = reset, then the passes of a stream
+    est.close()
+
+
+@pytest.mark.parametrize("quantized", [True, False])
+def test_registry_opens_multipose_sized_for_a_4_3_frame_and_follows_the_frame(quantized: bool) -> None:
+    config = load_config(None, {"model.name": "movenet-multipose", "model.quantized": quantized,
+                                "model.multipose_long_side": 320})
+    est = open_estimator(config.model, config.decode)
+    try:
+        assert est.info.input_size == (320, 256)  # 320x240 padded to multiples of 32
+        rgb = _demo_photo()
+        poses = est.estimate_still(rgb)
+        h, w = rgb.shape[:2]
+        assert est.info.input_size == decode.multipose_input(w, h, 320).size == est.model.input_size
+        assert poses.boxes is not None and len(poses) >= 1
+        capped = open_movenet(config.model, DecodeConfig(max_poses=1, min_pose_score=0.0))
+        one = capped.estimate_still(rgb)
+        assert len(one) == 1 and one.pose_scores[0] == pytest.approx(poses.pose_scores.max())
+        capped.close()
+    finally:
+        est.close()
+
+
+def test_model_path_of_another_family_is_refused_by_name(tmp_path) -> None:
+    posenet_file = MODELS["posenet-mnv1-075"].files[3]
+    from edgepose.estimators import models_dir
+
+    with pytest.raises(ModelError, match="is not a movenet-thunder model"):
+        open_movenet(ModelConfig(name="movenet-thunder", path=str(models_dir() / posenet_file)), DecodeConfig())
+    with pytest.raises(ModelError, match="is not a movenet-multipose model"):
+        open_movenet(ModelConfig(name="movenet-multipose", path=str(model_path_of("lightning"))), DecodeConfig())
+    with pytest.raises(ModelError, match="does not exist"):
+        open_movenet(ModelConfig(name="movenet-lightning", path=str(tmp_path / "none.tflite")), DecodeConfig())
+
+
+def test_model_path_of_the_same_family_is_used() -> None:
+    est = open_movenet(ModelConfig(name="movenet-thunder", path=str(model_path_of("lightning"))), DecodeConfig())
+    assert est.info.input_size == (192, 192) and est.info.path == model_path_of("lightning")
+    est.close()
+
+
+def model_path_of(stem: str):
+    from .movenet_helpers import model_path
+
+    return model_path(stem, "int8")

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgepose.config import DecodeConfig, ModelConfig
 from edgepose.constants import NUM_PARTS
-from edgepose.estimators.movenet.estimator import MoveNetMultiPose, MoveNetSinglePose
+from edgepose.estimators.movenet.estimator import open_movenet
 from edgepose.evaluation import evaluate_keypoints, results_from_poses
-from .movenet_helpers import LitertModel, model_path
 
 pytestmark = pytest.mark.shared
 
@@ -56,16 +56,17 @@ def dev(coco_dev: Path):
 
 
 def _run(stem: str, setting: int, images: dict[int, np.ndarray]) -> list[dict]:
-    model = LitertModel(model_path(stem, "float16"), threads=1)
-    results: list[dict] = []
+    """The float16 build opened as the daemon opens it, with the reference's settings;
+    clip=False: TF.js leaves keypoints past the border where the model put them."""
+    name = f"movenet-{stem}"
     if stem == "multipose":
-        est = MoveNetMultiPose(model, long_side=setting)
-        for image_id, rgb in images.items():
-            results += results_from_poses(image_id, est.estimate_still(rgb))
+        model = ModelConfig(name=name, quantized=False, threads=1, multipose_long_side=setting)
     else:
-        est = MoveNetSinglePose(model, first_crop="centre")
-        for image_id, rgb in images.items():
-            results += results_from_poses(image_id, est.estimate_still(rgb, passes=setting))
+        model = ModelConfig(name=name, quantized=False, threads=1, first_crop="centre", still_passes=setting)
+    est = open_movenet(model, DecodeConfig(min_pose_score=0.25, max_poses=6), clip=False)
+    results: list[dict] = []
+    for image_id, rgb in images.items():
+        results += results_from_poses(image_id, est.estimate_still(rgb))
     est.close()
     return results
 

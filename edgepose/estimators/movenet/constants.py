@@ -15,6 +15,11 @@ MODEL_STEMS: dict[str, str] = {
 }
 PRECISIONS: tuple[str, ...] = ("float16", "int8")
 
+#: File of each build in models/: filled with the stem above and the precision.
+MODEL_FILE = "movenet_{stem}_{precision}.tflite"
+#: model.quantized -> the bundled build's precision.
+QUANTIZED_PRECISION = {True: "int8", False: "float16"}
+
 #: Single-pose models take a fixed square input of this side.
 SINGLEPOSE_INPUT_SIDE: dict[str, int] = {"movenet-lightning": 192, "movenet-thunder": 256}
 
@@ -38,12 +43,23 @@ DEFAULT_MIN_POSE_SCORE = 0.25
 #: Thunder 0.162 / 0.210 / 0.215. Three passes: best or tied best for all four,
 #: and above TF.js's two-pass AP (0.163, 0.205) for both float builds.
 STILL_IMAGE_PASSES = 3
+#: Most passes a config may ask for (each costs one invoke per still image).
+STILL_IMAGE_PASSES_MAX = 8
 
 # --- MultiPose -----------------------------------------------------------------
 #: Input sides must be multiples of this.
 MULTIPOSE_DIVISOR = 32
 #: The reference resizes the frame so that its long side is this (multiPoseMaxDimension).
-MULTIPOSE_DEFAULT_LONG_SIDE = 256
+MULTIPOSE_REFERENCE_LONG_SIDE = 256
+#: edgepose's default long side (model.multipose_long_side). OKS AP on the 34 dev
+#: photos, int8 build (the default precision): 256 0.186, 320 0.222, 384 0.241
+#: (float16: 0.200, 0.245, 0.272): at 256 the int8 build scores below TF.js's
+#: float model at 256 (0.200); 320 is the smallest long side at which it does
+#: not, for about 1.6x the invoke time of 256 (README, "Accuracy and speed").
+MULTIPOSE_DEFAULT_LONG_SIDE = 320
+#: Long sides a config may ask for (a bound, not a recommendation).
+MULTIPOSE_LONG_SIDE_MIN = 128
+MULTIPOSE_LONG_SIDE_MAX = 1024
 #: Output rows: per instance 17 x (y, x, score), then box ymin, xmin, ymax, xmax, then score.
 MULTIPOSE_MAX_INSTANCES = 6
 MULTIPOSE_INSTANCE_SIZE = 56

@@ -19,6 +19,8 @@ from . import decode as decoding
 from .constants import (
     CORAL_RAW_MODEL_HINT,
     DEFAULT_INPUT_SIZE,
+    DEFAULT_MAX_POSES,
+    DEFAULT_MIN_POSE_SCORE,
     MODEL_FILE,
     MODEL_NAME,
     POSENET_DECODER_LIBRARY,
@@ -161,6 +163,11 @@ class PoseNetEstimator:
         }
         return poses
 
+    def estimate_still(self, rgb: np.ndarray) -> Poses:
+        """A still image: PoseNet keeps no state, so one estimate."""
+        self.reset()
+        return self.estimate(rgb)
+
     def reset(self) -> None:
         """PoseNet keeps no state between frames."""
 
@@ -199,8 +206,9 @@ def open_posenet(model: ModelConfig, decode: DecodeConfig, *, clip: bool = True)
     estimator = PoseNetEstimator(
         tflite,
         output_stride=model.stride,
-        max_poses=decode.max_poses,
-        min_pose_score=decode.min_pose_score,
+        # None (a DecodeConfig built without load_config): PoseNet's own defaults
+        max_poses=DEFAULT_MAX_POSES if decode.max_poses is None else decode.max_poses,
+        min_pose_score=DEFAULT_MIN_POSE_SCORE if decode.min_pose_score is None else decode.min_pose_score,
         min_part_score=decode.min_part_score,
         nms_radius=decode.nms_radius,
         cleanup=decode.cleanup,
