@@ -109,6 +109,7 @@ class _SourceRun:
 
     opened: bool = False
     good_frames: int = 0
+    bad_frames: int = 0
     ended: bool = False
 
 
@@ -315,7 +316,11 @@ class CaptureLoop:
             except FrameError as exc:
                 self._count("corrupt_frames")
                 bad_in_a_row += 1
-                log.debug("skipping a bad frame: %s", exc)
+                # The first bad frame of each open is worth a WARNING (it names the
+                # file or the stream); the rest are counted in stats, logged at DEBUG.
+                outcome.bad_frames += 1
+                log.log(logging.WARNING if outcome.bad_frames == 1 else logging.DEBUG,
+                        "skipping a bad frame: %s", exc)
                 if bad_in_a_row >= self._max_bad_frames:
                     raise SourceError(
                         f"{self.source_description}: {bad_in_a_row} bad frames in a row"

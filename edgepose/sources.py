@@ -329,6 +329,10 @@ class PyAvSource:
         except StopIteration:
             return None
         except Exception as exc:  # the stream dropped, timed out, or the file is cut short
+            if "Immediate exit requested" in str(exc):  # FFmpeg's words for PyAV's timeout
+                raise SourceError(
+                    f"{self.describe()}: stream stalled: no data for {STREAM_READ_TIMEOUT_S:g} s"
+                ) from exc
             raise SourceError(f"{self.describe()}: stream failed: {exc}") from exc
 
     def _restart_at_end(self) -> bool:

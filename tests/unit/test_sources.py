@@ -301,6 +301,16 @@ def test_stream_that_breaks_mid_way_is_a_source_error(monkeypatch):
         source.read()
 
 
+def test_a_stalled_stream_says_so_instead_of_ffmpegs_immediate_exit(monkeypatch):
+    """PyAV's read timeout surfaces as FFmpeg's "Immediate exit requested"."""
+    container = FakeContainer([OSError("[Errno 1414092869] Immediate exit requested")])
+    monkeypatch.setattr(av, "open", lambda *a, **k: container)
+    source = StreamSource("http://camera.local/video.mjpg")
+    source.open()
+    with pytest.raises(SourceError, match="stream stalled: no data for 10 s"):
+        source.read()
+
+
 def test_stream_options_ask_for_tcp_and_timeouts(monkeypatch):
     seen = {}
 
