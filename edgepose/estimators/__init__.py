@@ -108,6 +108,23 @@ class ModelSpec:
 _MOVENET_LICENCE = "Apache-2.0"
 _MOVENET_FILES = "movenet_{}_{}.tflite"
 
+def _singlepose_spec(variant: str, side: int) -> ModelSpec:
+    """MoveNet SinglePose Lightning and Thunder differ only in name, size and files."""
+    return ModelSpec(
+        name=f"movenet-{variant}",
+        family="movenet",
+        summary=f"MoveNet SinglePose {variant.capitalize()} v4: one person, follows them frame to frame",
+        precisions=("float16", "int8"),
+        input_rule=f"fixed {side}x{side} crop of the frame; stills: model.still_passes passes",
+        edgetpu="no build shipped; the int8 build (static shape) is meant for edgetpu_compiler (untested)",
+        licence=_MOVENET_LICENCE,
+        files=tuple(_MOVENET_FILES.format(variant, p) for p in ("float16", "int8")),
+        opener="edgepose.estimators.movenet.estimator:open_movenet",
+        options=frozenset({"model.still_passes", "model.first_crop"}),
+        defaults=(("decode.min_pose_score", _movenet.DEFAULT_MIN_POSE_SCORE), ("decode.max_poses", 1)),
+    )
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -127,32 +144,8 @@ MODELS: dict[str, ModelSpec] = {
             defaults=(("decode.min_pose_score", _posenet.DEFAULT_MIN_POSE_SCORE),
                       ("decode.max_poses", _posenet.DEFAULT_MAX_POSES)),
         ),
-        ModelSpec(
-            name="movenet-lightning",
-            family="movenet",
-            summary="MoveNet SinglePose Lightning v4: one person, follows them frame to frame",
-            precisions=("float16", "int8"),
-            input_rule="fixed 192x192 crop of the frame; stills: model.still_passes passes",
-            edgetpu="no build shipped; the int8 build (static shape) is meant for edgetpu_compiler (untested)",
-            licence=_MOVENET_LICENCE,
-            files=tuple(_MOVENET_FILES.format("lightning", p) for p in ("float16", "int8")),
-            opener="edgepose.estimators.movenet.estimator:open_movenet",
-            options=frozenset({"model.still_passes", "model.first_crop"}),
-            defaults=(("decode.min_pose_score", _movenet.DEFAULT_MIN_POSE_SCORE), ("decode.max_poses", 1)),
-        ),
-        ModelSpec(
-            name="movenet-thunder",
-            family="movenet",
-            summary="MoveNet SinglePose Thunder v4: one person, follows them frame to frame",
-            precisions=("float16", "int8"),
-            input_rule="fixed 256x256 crop of the frame; stills: model.still_passes passes",
-            edgetpu="no build shipped; the int8 build (static shape) is meant for edgetpu_compiler (untested)",
-            licence=_MOVENET_LICENCE,
-            files=tuple(_MOVENET_FILES.format("thunder", p) for p in ("float16", "int8")),
-            opener="edgepose.estimators.movenet.estimator:open_movenet",
-            options=frozenset({"model.still_passes", "model.first_crop"}),
-            defaults=(("decode.min_pose_score", _movenet.DEFAULT_MIN_POSE_SCORE), ("decode.max_poses", 1)),
-        ),
+        _singlepose_spec("lightning", 192),
+        _singlepose_spec("thunder", 256),
         ModelSpec(
             name="movenet-multipose",
             family="movenet",
