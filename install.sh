@@ -752,6 +752,11 @@ do_uninstall() {
 	else
 		run systemctl disable "$UNIT_NAME" || true
 	fi
+	# With the service stopped, clear its retained topics and Home Assistant device
+	# from the broker (best effort: an unreachable broker must not block the uninstall).
+	if ((DRY_RUN)) || [[ -x $SYS_VENV/bin/edgepose && -r $CONF_FILE ]]; then
+		run "$SYS_VENV/bin/edgepose" forget --config "$CONF_FILE" || warn "the broker still holds this node's retained topics"
+	fi
 	run rm -f "$UNIT_FILE" "$UDEV_RULES"
 	run rm -rf "$DROPIN_DIR" "$PREFIX"
 	if ((DRY_RUN)) || { [[ -e $CLI_WRAPPER ]] && grep -qF "$CLI_MARKER" "$CLI_WRAPPER"; }; then

@@ -1,4 +1,4 @@
-"""Command line: `edgepose detect | eval | bench | models | replay | run | check`.
+"""Command line: `edgepose detect | eval | bench | models | replay | run | check | forget`.
 
 The only module that exits: library code raises EdgePoseError subclasses,
 which carry the sysexits code this module returns (78 for a bad config, so
@@ -374,6 +374,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_daemon(config, duration_s=args.duration, record=Path(args.record) if args.record else None)
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Uninstall: the node's retained topics and its Home Assistant device, gone from the broker."""
+    from .config import load_config
+    from .constants import (TOPIC_AVAILABILITY, TOPIC_PERSON_COUNT, TOPIC_SNAPSHOT, TOPIC_STATE,
+                            TOPIC_STATS)
+    from .core import Message
+    from .messages import discovery_removal_message, node_topic
+    from .mqtt import forget
+
+    config = load_config(args.config, _config_overrides(args))
+    prefix, node = config.mqtt.topic_prefix, config.node.id
+    cleared = [Message(node_topic(prefix, node, t), b"", qos=1, retain=True)
+               for t in (TOPIC_AVAILABILITY, TOPIC_PERSON_COUNT, TOPIC_STATE, TOPIC_STATS, TOPIC_SNAPSHOT)]
+    ok, detail = forget(config.mqtt, [discovery_removal_message(node, config.mqtt.discovery_prefix), *cleared])
+    print(f"forget: {'ok' if ok else 'FAIL'} {detail}")
+    return ExitCode.OK if ok else ExitCode.FAILURE
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from .config import load_config
     from .replay import replay_file
@@ -452,7 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=cmd_models)
 
     for name, func, text in (("run", cmd_run, "the daemon: camera -> poses -> MQTT and snapshots"),
-                             ("check", cmd_check, "validate config, open model, probe camera and broker")):
+                             ("check", cmd_check, "validate config, open model, probe camera and broker"),
+                             ("forget", cmd_forget, "uninstall: clear this node's retained topics and "
+                                                    "remove its Home Assistant device")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", default=None, help="TOML config (default: built-in defaults)")
         p.add_argument("--source", help="override source.uri")

@@ -870,4 +870,29 @@ def probe(mqtt_cfg: MqttConfig, timeout: float = 5.0) -> tuple[bool, str]:
         client.disconnect()
 
 
-__all__ = ["MqttPublisher", "PROTOCOLS", "probe"]
+def forget(mqtt_cfg: MqttConfig, messages_to_send: list[Message], timeout: float = 10.0) -> tuple[bool, str]:
+    """Publish `messages_to_send` (whole topics, QoS 1) on one connection and wait for
+    every PUBACK: ``edgepose forget`` (uninstall) clears the node's retained topics and
+    removes its Home Assistant device. (False, why) when the broker cannot be reached."""
+    ok, detail = probe(mqtt_cfg, timeout=timeout)
+    if not ok:
+        return False, detail
+    client = _new_client(mqtt_cfg, f"{mqtt_cfg.client_id}-forget" if mqtt_cfg.client_id else "")
+    acked: set[int] = set()
+    client.on_publish = lambda c, u, mid, rc, props: acked.add(mid)
+    client.connect(mqtt_cfg.host, mqtt_cfg.port, keepalive=mqtt_cfg.keepalive_s)
+    try:
+        mids = [client.publish(m.topic, m.payload, qos=1, retain=m.retain).mid for m in messages_to_send]
+        deadline = time.monotonic() + timeout
+        while not set(mids) <= acked and time.monotonic() < deadline:
+            if client.loop(timeout=0.1) != paho.MQTT_ERR_SUCCESS:
+                break
+        missing = len(set(mids) - acked)
+        if missing:
+            return False, f"{missing} of {len(mids)} messages were not acknowledged within {timeout:g} s"
+        return True, f"cleared {len(mids)} retained topics on {mqtt_cfg.host}:{mqtt_cfg.port}"
+    finally:
+        client.disconnect()
+
+
+__all__ = ["MqttPublisher", "PROTOCOLS", "forget", "probe"]

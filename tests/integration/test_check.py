@@ -113,3 +113,42 @@ def test_check_beside_a_running_daemon_finds_it(tmp_path, mosquitto_broker):
         proc.terminate()
         proc.wait(WAIT_S)
     assert proc.pid not in running_daemons()
+
+
+def test_forget_clears_the_nodes_retained_topics_and_its_home_assistant_device(tmp_path, mosquitto_broker):
+    """`edgepose forget` (run by install.sh --uninstall): nothing of the node stays retained."""
+    import paho.mqtt.client as paho
+
+    node = node_id("forget")
+    pub = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    pub.connect(mosquitto_broker.host, mosquitto_broker.port)
+    pub.loop_start()
+    topics = [f"edgepose/{node}/{t}" for t in ("availability", "person_count", "state", "stats")]
+    topics.append(f"homeassistant/device/edgepose_{node}/config")
+    for topic in topics:
+        pub.publish(topic, b"x", qos=1, retain=True).wait_for_publish(WAIT_S)
+    pub.loop_stop()
+    pub.disconnect()
+
+    config = demo_config(tmp_path, node, mosquitto_broker)
+    path = write_config(tmp_path / "forget.toml", config)
+    done = subprocess.run([sys.executable, "-m", "edgepose", "forget", "--config", str(path)],
+                          capture_output=True, text=True, timeout=WAIT_S, env=child_env(), cwd=tmp_path,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0 and done.stdout.startswith("forget: ok"), done.stdout + done.stderr
+
+    seen: list[str] = []
+    sub = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    sub.on_message = lambda c, u, m: seen.append(m.topic)
+    sub.connect(mosquitto_broker.host, mosquitto_broker.port)
+    subscribed = sub.subscribe([(t, 1) for t in topics])[1]
+    deadline = time.monotonic() + WAIT_S
+    acked = []
+    sub.on_subscribe = lambda c, u, mid, rc, props: acked.append(mid)
+    while not acked and time.monotonic() < deadline:
+        sub.loop(timeout=0.1)
+    # Retained messages arrive right after the SUBACK; a few more loop passes take them.
+    for _ in range(10):
+        sub.loop(timeout=0.05)
+    sub.disconnect()
+    assert acked == [subscribed] and seen == [], seen

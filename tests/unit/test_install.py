@@ -498,10 +498,13 @@ def test_unknown_os_is_a_warning_not_an_error(machine, tmp_path):
 def test_uninstall_removes_the_service_and_keeps_config(machine):
     lines = plan("--uninstall", env=machine)
     assert "systemctl disable --now edgepose.service" in lines
+    forget = "/opt/edgepose/venv/bin/edgepose forget --config /etc/edgepose/edgepose.toml"
+    assert forget in lines, "the broker forgets the node and Home Assistant its device"
+    assert lines.index(forget) > lines.index("systemctl disable --now edgepose.service")
     assert commands_with(lines, "rm -f", "/etc/systemd/system/edgepose.service")
     assert commands_with(lines, "rm -rf", "/opt/edgepose")
     assert "rm -f /usr/local/bin/edgepose" in lines
-    assert not commands_with(lines, "/etc/edgepose")
+    assert not commands_with(lines, "rm", "/etc/edgepose"), "the config is kept"
     assert not commands_with(lines, "/var/lib/edgepose")
     assert not commands_with(lines, "userdel")
 
