@@ -487,7 +487,10 @@ STATS_SENSORS: dict[str, tuple[str, str | None, str | None, str | None]] = {
     "source_errors": ("Source errors", None, None, "mdi:camera-off"),
     "cpu_temp_c": ("CPU temperature", "°C", "temperature", None),
     "uptime_s": ("Uptime", "s", "duration", None),
+    "source_state": ("Source state", None, "enum", "mdi:cctv"),
 }
+#: The values of the source state sensor (capture.SOURCE_*).
+SOURCE_STATES = ("starting", "ok", "retrying", "ended", "unavailable", "crashed")
 #: Stats sensors go unavailable after this many stats intervals without a message.
 STATS_EXPIRY_INTERVALS = 3
 
@@ -594,7 +597,9 @@ def discovery_messages(
             sensor["device_class"] = device_class
         if icon is not None:
             sensor["icon"] = icon
-        if key not in ("dropped_frames", "source_errors", "uptime_s"):
+        if device_class == "enum":
+            sensor["options"] = list(SOURCE_STATES)
+        elif key not in ("dropped_frames", "source_errors", "uptime_s"):
             sensor["state_class"] = "measurement"
         else:
             sensor["state_class"] = "total_increasing"

@@ -445,3 +445,15 @@ def test_discovery_refuses_zone_names_home_assistant_cannot_take():
 def test_uninstall_is_an_empty_retained_payload_on_the_device_topic():
     m = messages.discovery_removal_message("hall-1", "homeassistant")
     assert (m.topic, m.payload, m.retain, m.qos) == ("homeassistant/device/edgepose_hall-1/config", b"", True, 1)
+
+
+def test_source_states_are_one_list_for_capture_stats_and_home_assistant():
+    from edgepose import capture
+
+    states = (capture.SOURCE_STARTING, capture.SOURCE_OK, capture.SOURCE_RETRYING, capture.SOURCE_ENDED,
+              capture.SOURCE_UNAVAILABLE, capture.SOURCE_CRASHED)
+    assert messages.SOURCE_STATES == states
+    assert tuple(messages.load_schema("stats")["properties"]["source_state"]["enum"]) == states
+    [config] = messages.discovery_messages("hall", "edgepose", "homeassistant", False, stats_interval_s=60)
+    sensor = json.loads(config.payload)["components"]["source_state"]
+    assert sensor["device_class"] == "enum" and tuple(sensor["options"]) == states
