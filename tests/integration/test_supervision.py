@@ -4,8 +4,12 @@ stops the pings; a dead capture thread ends the process with 70 for systemd."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
+import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +106,43 @@ def test_a_dead_capture_thread_ends_the_process_with_70(tmp_path, daemon):
                env={"EDGEPOSE_FAULT": "crash-capture"})
     assert d.proc.wait(WAIT_S + 25) == 70, d.explain()
     assert "the capture thread died" in d.log_text() and "OverflowError" in d.log_text()
+
+
+def _queued_event_ids(outbox: Path) -> list[str]:
+    if not outbox.exists():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True, timeout=1)) as db:
+            return [row[0] for row in db.execute("SELECT event_id FROM outbox ORDER BY id")]
+    except sqlite3.Error:  # the daemon is creating it right now
+        return []
+
+
+def test_events_queued_while_the_broker_is_down_survive_a_killed_daemon(
+        tmp_path, broker_factory, subscriber, daemon):
+    """SIGKILL while the broker is down and an event waits in the outbox; broker and daemon
+    restarted: the queued event arrives, with its original id and time."""
+    photos = tmp_path / "someone"
+    photos.mkdir()
+    shutil.copy(DEMO_PHOTOS[0], photos)
+    broker = broker_factory(start=False)
+    node = node_id("outbox")
+    prefix = f"edgepose/{node}"
+    config = demo_config(tmp_path, node, broker, source={"uri": str(photos), "loop": True, "max_fps": 10.0},
+                         presence={"enter_s": 0.2})
+    first = daemon(config)
+    outbox = tmp_path / "outbox.sqlite3"  # relative to the daemon's working directory
+    queued = first.wait_until("an event queued in the outbox", lambda: _queued_event_ids(outbox))
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(WAIT_S)
+
+    broker.start()
+    sub = subscriber(broker, f"{prefix}/events")
+    second = daemon(config)
+    delivered = wait_msgs(sub, second, lambda m: decode(m)["id"] == queued[0])
+    event = decode(delivered[0])
+    assert event["type"] == "person_entered"
+    first_seen = [decode(m)["id"] for m in sub.matching(f"{prefix}/events")]
+    assert first_seen[0] == queued[0], "the queued event comes before the new run's events"
+    code, _ = second.terminate()
+    assert code == 0, second.explain()
