@@ -465,8 +465,8 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 # --- the pipeline-only pass ------------------------------------------------------------------
 
 
-def pipeline_only(config, frames: int) -> list[float]:
-    """ms per `estimate` for the first `frames` frames of the config's source, with the
+def pipeline_only(config, frames: int) -> tuple[list[float], dict[str, list[float]]]:
+    """ms per `estimate` (and per stage of it: the estimator's `last_timing`) for the first `frames` frames of the config's source, with the
     config's model and settings, in this process. Frames are decoded CHUNK_FRAMES at
     a time before any is timed (decoding is not part of the figure; chunks bound
     the memory a long clip would take)."""
@@ -477,6 +477,7 @@ def pipeline_only(config, frames: int) -> list[float]:
     source = open_source(config.source.uri, width=config.source.width, height=config.source.height,
                          loop=False, lores_size=estimator.info.input_size)
     times: list[float] = []
+    stages: dict[str, list[float]] = {}
     try:
         source.open()
         ended = False
@@ -496,10 +497,12 @@ def pipeline_only(config, frames: int) -> list[float]:
                 start = time.perf_counter()
                 estimator.estimate(rgb)
                 times.append((time.perf_counter() - start) * 1000.0)
+                for stage, ms in estimator.last_timing.items():
+                    stages.setdefault(stage, []).append(ms)
     finally:
         source.close()
         estimator.close()
-    return times
+    return times, stages
 
 
 # --- the whole bench -------------------------------------------------------------------------
@@ -606,7 +609,7 @@ def run_e2e(source: str, *, config_path: str | None, flag_overrides: dict[str, o
     lifetime = run.exited_at - run.spawned_at
     cpu_life = 100.0 * (usage.ru_utime + usage.ru_stime) / lifetime if usage is not None and lifetime > 0 else None
 
-    pipeline_ms = pipeline_only(config, frames=max(seqs) + 1 if not live else min(frames, LIVE_PIPELINE_FRAMES))
+    pipeline_ms, stage_ms = pipeline_only(config, frames=max(seqs) + 1 if not live else min(frames, LIVE_PIPELINE_FRAMES))
     steady = pipeline_ms[1:] or pipeline_ms  # the first estimate sets up the interpreter's caches
     pipeline_fps = 1000.0 / float(np.mean(steady)) if steady else None
     pipeline_p50 = float(np.median(steady)) if steady else None
@@ -645,6 +648,7 @@ def run_e2e(source: str, *, config_path: str | None, flag_overrides: dict[str, o
         "pipeline_fps": _round(pipeline_fps, 2),
         "pipeline_ms_p50": _round(pipeline_p50, 2),
         "pipeline_ms_p95": _round(np.percentile(steady, 95) if steady else None, 2),
+        "pipeline_stages_ms_p50": {stage: _round(np.median(ms[1:] or ms), 2) for stage, ms in stage_ms.items()},
         "fps_ratio": _round(fps / pipeline_fps if fps and pipeline_fps else None, 3),
         "latency_ratio": _round(latency_p50 / pipeline_p50 if pipeline_p50 else None, 2),
         "load_1m_start": round(load_start, 2),
@@ -669,7 +673,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"  {'latency p50 / ms':24}{_show(r['latency_ms_p50']):>14}{_show(r['pipeline_ms_p50']):>16}"
         f"{_show(r['latency_ratio'], 'x'):>10}",
         f"  {'latency p95 / ms':24}{_show(r['latency_ms_p95']):>14}{_show(r['pipeline_ms_p95']):>16}",
-        f"  (end to end: capture to arrival at a subscriber; pipeline only: `estimate` per frame)",
+        f"  (end to end: capture to arrival at a subscriber; pipeline only: `estimate` per frame: "
+        + ", ".join(f"{k} {v} ms" for k, v in r["pipeline_stages_ms_p50"].items()) + ")",
         f"  first message {_show(r['first_message_s'], ' s')} after start; CPU {_show(r['cpu_pct'], ' %')} of one core "
         f"(whole life {_show(r['cpu_pct_lifetime'], ' %')}); peak RSS {_show(r['peak_rss_mb'], ' MB')}",
         f"  daemon: inference p50 {_show(r['daemon_inference_ms_p50'], ' ms')}, dropped frames "

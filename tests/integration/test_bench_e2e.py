@@ -38,7 +38,7 @@ SUMMARY_KEYS = {
     "latency_ms_p50", "latency_ms_p95", "latency_ms_max", "first_message_s", "cpu_pct",
     "cpu_pct_lifetime", "peak_rss_mb", "dropped_frames", "skipped_frames", "corrupt_frames",
     "mqtt_dropped", "stats_frames", "daemon_inference_ms_p50", "daemon_inference_ms_p95",
-    "pipeline_frames", "pipeline_fps", "pipeline_ms_p50", "pipeline_ms_p95", "fps_ratio",
+    "pipeline_frames", "pipeline_fps", "pipeline_ms_p50", "pipeline_ms_p95", "pipeline_stages_ms_p50", "fps_ratio",
     "latency_ratio", "load_1m_start", "load_1m_end", "cores",
 }
 
@@ -85,6 +85,7 @@ def _check(summary: dict, frames: int) -> None:
     assert summary["fps"] > 0 and summary["pipeline_fps"] > 0
     assert summary["latency_ms_p50"] > 0 and summary["latency_ms_p95"] >= summary["latency_ms_p50"]
     assert summary["pipeline_ms_p50"] > 0
+    assert {"preprocess", "invoke", "decode"} <= set(summary["pipeline_stages_ms_p50"])
     assert summary["first_message_s"] > 0 and summary["peak_rss_mb"] > 0
     assert summary["fps_ratio"] > 0 and summary["latency_ratio"] > 0
     assert summary["dropped_frames"] == 0 and summary["corrupt_frames"] == 0  # a file: none dropped
@@ -146,3 +147,8 @@ points = [[0.05, 0.55], [0.45, 0.55], [0.45, 0.95]]
     odd = {"a": {"key with space": "tab\t\x7f \"q\" é", "n": [1.5, -2, True], "b": {"c": []}},
            "t": [{"x": 1, "in": {"y": "z"}}, {"x": 2}]}
     assert tomllib.loads(dump_toml(odd)) == odd
+
+
+def test_bench_e2e_takes_no_image_options(clip, capsys):
+    assert main(["bench", "--e2e", str(clip[0]), "--model-only"]) == ExitCode.USAGE
+    assert "--e2e runs the whole daemon" in capsys.readouterr().err
