@@ -267,6 +267,10 @@ def _demo_frames() -> list[np.ndarray]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.e2e:  # the real daemon end to end: edgepose/e2e.py
+        from .e2e import cmd_bench_e2e
+
+        return cmd_bench_e2e(args, _load_flags_config(args), _flag_overrides(args))
     _, estimator = _open_estimator(args)
     info = estimator.info
     rows = []
@@ -458,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=_count, default=5)
     bench.add_argument("--json-summary", action="store_true", help="print one JSON line")
     _model_options(bench)
+    from .e2e import add_arguments as add_e2e_arguments
+
+    add_e2e_arguments(bench)
     bench.set_defaults(func=cmd_bench)
 
     replay = sub.add_parser("replay", help="the events a config would raise on a recording of poses messages")
