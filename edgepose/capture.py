@@ -64,6 +64,15 @@ class LatestFrameSlot:
             self._cond.notify_all()
             return True
 
+    def wait_empty(self, stop: threading.Event) -> bool:
+        """Wait until nobody's frame is waiting in the slot (a file reads at most one
+        frame ahead of inference, so a frame's capture time is not stamped long before
+        it is used); False when `stop` was set or the slot closed meanwhile."""
+        with self._cond:
+            while self._frame is not None and not self._closed and not stop.is_set():
+                self._cond.wait(_STOP_POLL_S)
+            return not (stop.is_set() or self._closed)
+
     def get(self, timeout: float | None = None) -> Frame | None:
         """The newest frame, waiting up to `timeout` s; None on timeout or once closed and empty."""
         with self._cond:
@@ -306,6 +315,12 @@ class CaptureLoop:
                 wait = next_due - self._clock()
                 self._allow(max(wait, 0.0))
                 if wait > 0 and self._sleeper(wait):
+                    return
+            if not live:
+                # A file is not real time: read the next frame only once inference took
+                # the last one (one frame ahead at most, so decoding still overlaps).
+                self._allow(0.0)
+                if not self._slot.wait_empty(self._stop_event):
                     return
             self._allow(0.0)
             # A live source paced by max_fps: decode every frame (to stay current) but

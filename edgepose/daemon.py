@@ -30,7 +30,7 @@ from .estimators import Estimator, open_estimator
 from .messages import PosesPolicy, discovery_messages
 from .notify import Notifier, watchdog_interval
 from .pipeline import EstimateStage, Pipeline
-from .scene import MotionGateStage, scene_stages
+from .scene import MotionGateStage, inline_count, scene_stages
 from .sinks import MqttSink, Recorder, SnapshotStage, StatsSink
 from .snapshots import SnapshotPolicy, SnapshotWriter
 from .sources import open_source
@@ -107,7 +107,7 @@ def _snapshot_writer(config: Config) -> SnapshotWriter | None:
 
 def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: CaptureLoop,
                    started_at: float, boot: str | None = None, record: Path | None = None,
-                   outbox=None) -> Pipeline:
+                   outbox=None, threaded: bool = True) -> Pipeline:
     """The one place the stages and sinks are chosen and put in order.
 
     `boot` makes event ids unique per start (default: a random token; the
@@ -181,7 +181,8 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: 
 
         sinks.append(StatsSink(publish, interval_s=config.mqtt.stats_interval_s, figures=figures,
                                started_at=started_at))
-    return Pipeline(EstimateStage(estimator), gate=gate, stages=stages, sinks=sinks)
+    return Pipeline(EstimateStage(estimator), gate=gate, stages=stages, sinks=sinks, threaded=threaded,
+                    inline=inline_count(gate))
 
 
 class Heartbeat:
@@ -245,9 +246,11 @@ def _take_commands(commands: "queue.Queue[str]", pipeline: Pipeline) -> None:
         pipeline.command(name, time.monotonic(), time.time())
 
 
-def _dead_part(capture: CaptureLoop, publisher, outbox) -> str | None:
+def _dead_part(capture: CaptureLoop, publisher, outbox, pipeline: Pipeline) -> str | None:
     """The supervised thread that died, if one did: the daemon then exits 70 so
     systemd restarts it, never running on half alive."""
+    if not pipeline.alive:
+        return f"the stages' thread died ({type(pipeline.crashed).__name__}: {pipeline.crashed})"
     if capture.crashed is not None:
         return f"the capture thread died ({type(capture.crashed).__name__}: {capture.crashed})"
     if publisher is not None and not publisher.alive:
@@ -328,7 +331,7 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
             _take_commands(commands, pipeline)
             now = time.monotonic()
             pipeline.tick(now)
-            if (dead := _dead_part(capture, publisher, outbox)) is not None:
+            if (dead := _dead_part(capture, publisher, outbox, pipeline)) is not None:
                 log.error("%s: exiting so that systemd restarts the service", dead)
                 exit_code = ExitCode.SOFTWARE
                 break

@@ -21,6 +21,8 @@ Where new things go: a stage that changes or annotates poses is a
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -31,6 +33,11 @@ from .core import Frame, FrameResult
 from .estimators import Estimator
 
 log = logging.getLogger(__name__)
+
+#: Results waiting for the stages' thread; one more holds the inference thread back.
+PIPELINE_QUEUE = 2
+#: How long closing waits for the stages' thread to finish what is queued.
+CLOSE_TIMEOUT_S = 5.0
 
 
 class FrameGate(Protocol):
@@ -86,7 +93,17 @@ class EstimateStage:
 
 
 class Pipeline:
-    """Runs one frame through gate, estimate, stages and sinks; owns no thread."""
+    """Runs one frame through gate, estimate, stages and sinks.
+
+    `threaded=False` (tests, replay): everything on the caller's thread.
+    `threaded=True` (the daemon): the caller's thread (the inference thread)
+    gates and estimates only; a thread of the pipeline's own runs the stages,
+    the sinks, their commands and their ticks in order, behind a small bounded
+    queue, so tracking, events and building messages overlap the next
+    inference instead of delaying it. A full queue holds the inference thread
+    back (nothing is dropped), so a stuck stage stops the whole loop, and with
+    it the watchdog pings.
+    """
 
     def __init__(
         self,
@@ -95,21 +112,50 @@ class Pipeline:
         gate: FrameGate | None = None,
         stages: Sequence[ResultStage] = (),
         sinks: Sequence[Sink] = (),
+        threaded: bool = False,
+        inline: int = 0,
+        idle_tick_s: float = 0.5,
     ):
         self.estimate = estimate
         self.gate = gate
         self.stages = tuple(stages)
+        #: The first `inline` stages run on the inference thread even when threaded:
+        #: the ones the gate must have seen before it decides on the next frame.
+        self._inline, self._queued = self.stages[:inline], self.stages[inline:]
         self.sinks = tuple(sinks)
-        self.frames = 0  # frames estimated
+        self.frames = 0  # frames through every stage and sink
         self.gated = 0  # frames the gate skipped
+        self._idle_tick_s = idle_tick_s
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        self.crashed: BaseException | None = None
+        self._closing = False
+        if threaded:
+            self._queue = queue.Queue(maxsize=PIPELINE_QUEUE)
+            self._thread = threading.Thread(target=self._run, name="edgepose-stages", daemon=True)
+            self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """False when the stages' thread died (the daemon then exits for systemd)."""
+        return self._thread is None or self._thread.is_alive() or self._closing
 
     def process(self, frame: Frame) -> FrameResult | None:
-        """The frame's result after every stage, handed to every sink; None when gated out."""
+        """Estimate the frame and send it through the stages and sinks; None when gated
+        out. Threaded, the result returned is the model's, before the stages."""
         if self.gate is not None and not self.gate.admit(frame):
             self.gated += 1
             return None
         result = self.estimate(frame)
-        for stage in self.stages:
+        for stage in self._inline:
+            result = stage.process(result)
+        if self._queue is None:
+            return self._finish(result)
+        self._queue.put((self._finish, (result,)))
+        return result
+
+    def _finish(self, result: FrameResult) -> FrameResult:
+        for stage in self._queued:
             result = stage.process(result)
         self.frames += 1
         for sink in self.sinks:
@@ -117,19 +163,54 @@ class Pipeline:
         return result
 
     def tick(self, now: float) -> None:
+        """Stats and other timed work; the stages' thread ticks itself when threaded."""
+        if self._queue is None:
+            self._tick(now)
+
+    def _tick(self, now: float) -> None:
         for sink in self.sinks:
             sink.tick(now)
 
     def command(self, name: str, now: float, wall: float) -> None:
-        """A command from MQTT, between frames: the first stage or sink that knows it acts."""
+        """A command from MQTT, between frames: the first stage or sink that knows it acts
+        (in order with the frames, on the stages' thread when threaded)."""
+        if self._queue is None:
+            self._command(name, now, wall)
+        else:
+            self._queue.put((self._command, (name, now, wall)))
+
+    def _command(self, name: str, now: float, wall: float) -> None:
         for part in (*self.stages, *self.sinks):
             handler = getattr(part, "command", None)
             if handler is not None and handler(name, now, wall):
                 return
         log.info("command %r: nothing here acts on it", name)
 
+    def _run(self) -> None:
+        assert self._queue is not None
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=self._idle_tick_s)
+                except queue.Empty:
+                    self._tick(time.monotonic())
+                    continue
+                if item is None:
+                    return
+                work, args = item
+                work(*args)
+                self._tick(time.monotonic())
+        except BaseException as exc:  # a bug in a stage or sink: say so; the daemon exits 70
+            self.crashed = exc
+            log.exception("the stages' thread died")
+
     def close(self) -> None:
-        """Close every stage and sink that holds something (each finishes within its own bound)."""
+        """Finish what is queued, then close every stage and sink that holds something
+        (each finishes within its own bound)."""
+        if self._thread is not None and self._thread.is_alive():
+            self._closing = True
+            self._queue.put(None)
+            self._thread.join(CLOSE_TIMEOUT_S)
         for part in (*self.stages, *self.sinks):
             close = getattr(part, "close", None)
             if close is None:

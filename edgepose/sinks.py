@@ -156,6 +156,11 @@ class StatsSink(_BaseSink):
     def consume(self, result: FrameResult) -> None:
         self.rolling.add(time.monotonic(), result.inference_ms)
 
+    def close(self) -> None:
+        """A last stats message at a clean stop, so the retained counters are the final ones."""
+        self._next_at = 0.0
+        self.tick(time.monotonic())
+
     def tick(self, now: float) -> None:
         if now < self._next_at:
             return

@@ -97,6 +97,9 @@ class RecordingSlot(LatestFrameSlot):
         self.offered.append(frame)
         return super().put(frame)  # never waits: nothing takes frames here
 
+    def wait_empty(self, stop) -> bool:
+        return not stop.is_set()  # nothing takes frames here: never wait for it
+
 
 def test_a_producer_can_wait_until_its_frame_is_taken():
     slot, stop = LatestFrameSlot(), threading.Event()
