@@ -354,12 +354,8 @@ class Outbox:
             dropped = self._enforce_bounds(db, self._rows + added, self._bytes + size)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            self._rolled_back(db)
             with self._lock:
-                self._counts["write_errors"] += 1
                 self._retry = batch[-BACKLOG_MAX:]  # retried on the next tick, bounded
                 self._backlog -= taken
             log.warning("outbox: cannot write %d messages to %s (%s); retrying", len(batch), self.path, exc)
@@ -399,6 +395,15 @@ class Outbox:
                         self.max_messages, self.max_bytes, deleted_rows)
         return deleted_rows, deleted_bytes
 
+    def _rolled_back(self, db: sqlite3.Connection) -> None:
+        """After a failed write: undo the transaction (if it still can be) and count it."""
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        with self._lock:
+            self._counts["write_errors"] += 1
+
     def _count_drop(self, priority: int) -> None:
         key = {PRIORITY_TELEMETRY: "dropped_telemetry", PRIORITY_EVENT: "dropped_events"}.get(
             priority, "dropped_critical")
@@ -417,12 +422,7 @@ class Outbox:
             db.executemany("DELETE FROM outbox WHERE id = ?", ids)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            with self._lock:
-                self._counts["write_errors"] += 1
+            self._rolled_back(db)
             log.warning("outbox: cannot delete %d delivered messages (%s); they may be sent again", len(ids), exc)
             sizes = {}
         with self._lock:

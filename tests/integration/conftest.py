@@ -414,3 +414,20 @@ def subscriber() -> Iterator[Callable[..., Subscriber]]:
     yield make
     for sub in made:
         sub.close()
+
+
+@pytest.fixture
+def publishers():
+    """make(cfg, node_id, **kw) -> a started MqttPublisher; all are stopped at teardown."""
+    from edgepose.mqtt import MqttPublisher
+
+    made: list = []
+
+    def make(cfg, node_id, **kw):
+        pub = MqttPublisher(cfg, node_id, **kw).start()
+        made.append(pub)
+        return pub
+
+    yield make
+    for pub in made:
+        pub.stop(timeout=1.0)

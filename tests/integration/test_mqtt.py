@@ -22,7 +22,7 @@ from edgepose import messages
 from edgepose.config import MqttConfig, TlsConfig
 from edgepose.constants import NUM_PARTS
 from edgepose.core import Frame, FrameResult, Message, Poses
-from edgepose.mqtt import MqttPublisher, probe
+from edgepose.mqtt import probe
 
 from .conftest import AUTH_PASSWORD, AUTH_USER, free_port
 
@@ -62,18 +62,6 @@ class Commands:
         self.event.set()
 
 
-@pytest.fixture
-def publishers():
-    made: list[MqttPublisher] = []
-
-    def make(cfg, node_id, **kw) -> MqttPublisher:
-        pub = MqttPublisher(cfg, node_id, **kw).start()
-        made.append(pub)
-        return pub
-
-    yield make
-    for pub in made:
-        pub.stop(timeout=1.0)
 
 
 def _payload_is(value: bytes):

@@ -124,18 +124,6 @@ class Frames:
         self.thread.join(WAIT_S)
 
 
-@pytest.fixture
-def publishers():
-    made: list[MqttPublisher] = []
-
-    def make(cfg, node_id, **kw) -> MqttPublisher:
-        pub = MqttPublisher(cfg, node_id, **kw).start()
-        made.append(pub)
-        return pub
-
-    yield make
-    for pub in made:
-        pub.stop(timeout=1.0)
 
 
 @pytest.fixture
