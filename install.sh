@@ -990,7 +990,7 @@ do_demo() {
 	[[ $snapdir == /* ]] || snapdir=$REPO_DIR/$snapdir
 	info "broker:    $broker${BROKER:+ (yours)}${BROKER:- (private mosquitto, stopped on exit)}"
 	info "watch:     mosquitto_sub -h $host -p $port -t '$prefix/#' -v"
-	info "topics:    $prefix/$node/poses, person_count, stats, availability (retained), snapshot"
+	info "topics:    $prefix/$node/poses, events, state, person_count, stats, availability (retained), snapshot"
 	info "snapshots: $snapdir"
 	info "stop:      Ctrl-C"
 	cmd=("$DEV_VENV/bin/edgepose" run --config "$config" --broker "$broker")
