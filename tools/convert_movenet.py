@@ -534,16 +534,9 @@ def main(argv: list[str] | None = None) -> int:
         for kind in args.kinds:
             cp.seed_everything(tf)
             data = convert(tf, gd, name, kind, calib)
-            path = args.out / model_name(name, kind)
-            tmp_path = path.with_suffix(".tflite.tmp")
-            tmp_path.write_bytes(data)
-            tmp_path.replace(path)
-            written.append(path)
-            print(f"wrote {path.name} ({len(data)} bytes)")
+            written.append(cp.write_model(args.out / model_name(name, kind), data))
 
-    print("\n| file | sha256 |\n| --- | --- |")
-    for path in written:
-        print(f"| {path.name} | {hashlib.sha256(path.read_bytes()).hexdigest()} |")
+    cp.print_sha256_table(written)
     return 0
 
 

@@ -416,6 +416,22 @@ def seed_everything(tf) -> None:
     tf.random.set_seed(SEED)
 
 
+def write_model(path: Path, data: bytes) -> Path:
+    """Write a converted model atomically (readers never see a half-written file)."""
+    tmp_path = path.with_suffix(".tflite.tmp")
+    tmp_path.write_bytes(data)
+    tmp_path.replace(path)
+    print(f"wrote {path.name} ({len(data)} bytes)")
+    return path
+
+
+def print_sha256_table(paths: list[Path]) -> None:
+    """The rows models/SOURCES.md records for the files written."""
+    print("\n| file | sha256 |\n| --- | --- |")
+    for path in paths:
+        print(f"| {path.name} | {hashlib.sha256(path.read_bytes()).hexdigest()} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output folder (models/)")
@@ -464,15 +480,9 @@ def main(argv: list[str] | None = None) -> int:
             data = convert(tf, module, int8=(kind == "int8"), calib=calib,
                            calib_size=args.static_input or args.calibration_size)
             path = args.out / model_name(stride, kind, args.static_input)
-            tmp_path = path.with_suffix(".tflite.tmp")
-            tmp_path.write_bytes(data)
-            tmp_path.replace(path)  # atomic: readers never see a half-written file
-            written.append(path)
-            print(f"wrote {path.name} ({len(data)} bytes)")
+            written.append(write_model(path, data))
 
-    print("\n| file | sha256 |\n| --- | --- |")
-    for path in written:
-        print(f"| {path.name} | {hashlib.sha256(path.read_bytes()).hexdigest()} |")
+    print_sha256_table(written)
     return 0
 
 
