@@ -204,17 +204,23 @@ AUTH_USER = "edgepose"
 AUTH_PASSWORD = "test-only-" + uuid.uuid4().hex[:8]
 
 
-@pytest.fixture(scope="session")
-def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    """A broker that wants AUTH_USER / AUTH_PASSWORD (made with mosquitto_passwd -b -c)."""
-    tmp = tmp_path_factory.mktemp("mosquitto-auth")
-    pwfile = tmp / "passwd"
+def _password_file(directory: Path) -> Path:
+    """A mosquitto password file holding AUTH_USER / AUTH_PASSWORD (mosquitto_passwd -b -c)."""
+    pwfile = directory / "passwd"
     subprocess.run(
         [_find_binary("mosquitto_passwd"), "-b", "-c", str(pwfile), AUTH_USER, AUTH_PASSWORD],
         check=True,
         capture_output=True,
     )
     pwfile.chmod(0o600)
+    return pwfile
+
+
+@pytest.fixture(scope="session")
+def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A broker that wants AUTH_USER / AUTH_PASSWORD (made with mosquitto_passwd -b -c)."""
+    tmp = tmp_path_factory.mktemp("mosquitto-auth")
+    pwfile = _password_file(tmp)
     broker = _make_broker(tmp, ["allow_anonymous false", f"password_file {pwfile}"])
     yield broker
     broker.stop()
@@ -305,13 +311,7 @@ def tls_auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     """TLS (a certificate for ``localhost`` made here) and AUTH_USER / AUTH_PASSWORD together."""
     tmp = tmp_path_factory.mktemp("mosquitto-tls-auth")
     files = _write_tls_files(tmp, "localhost")
-    pwfile = tmp / "passwd"
-    subprocess.run(
-        [_find_binary("mosquitto_passwd"), "-b", "-c", str(pwfile), AUTH_USER, AUTH_PASSWORD],
-        check=True,
-        capture_output=True,
-    )
-    pwfile.chmod(0o600)
+    pwfile = _password_file(tmp)
     broker = _make_broker(
         tmp,
         [f"cafile {files.ca_file}", f"certfile {files.cert_file}", f"keyfile {files.key_file}",
