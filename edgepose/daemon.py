@@ -30,7 +30,7 @@ from .estimators import Estimator, open_estimator
 from .messages import PosesPolicy, discovery_messages
 from .notify import Notifier, watchdog_interval
 from .pipeline import EstimateStage, Pipeline
-from .scene import MotionGateStage, inline_count, scene_stages
+from .scene import MotionGateStage, scene_stages
 from .sinks import MqttSink, Recorder, SnapshotStage, StatsSink
 from .snapshots import SnapshotPolicy, SnapshotWriter
 from .sources import open_source
@@ -181,8 +181,11 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: 
 
         sinks.append(StatsSink(publish, interval_s=config.mqtt.stats_interval_s, figures=figures,
                                started_at=started_at))
+    # The gate decides on the next frame from what it saw of this one: the stages up to
+    # and including its feedback run on the inference thread, the rest on their own.
+    inline = stages.index(gate) + 1 if gate is not None else 0
     return Pipeline(EstimateStage(estimator), gate=gate, stages=stages, sinks=sinks, threaded=threaded,
-                    inline=inline_count(gate))
+                    inline=inline)
 
 
 class Heartbeat:

@@ -91,7 +91,8 @@ class SmoothStage:
 class MotionGateStage:
     """The pipeline's gate (before the model) and, after it, what the gate must learn:
     how many people the model found (outside exclusion zones). Both run on the
-    inference thread (`inline_count`), so every decision knows the frame before."""
+    inference thread (the daemon runs the stages up to the gate inline), so every
+    decision knows the frame before."""
 
     def __init__(self, config: MotionConfig):
         self.gate = MotionGate(MotionSettings(
@@ -117,27 +118,16 @@ class MotionGateStage:
         return result
 
 
-#: How many of `scene_stages` the gate needs to have seen before its next decision
-#: (the exclusion zones and the gate's own feedback): the daemon runs these on the
-#: inference thread, the rest on the stages' thread.
-INLINE_STAGES = 2
-
-
 def scene_stages(config: Config, node_id: str, boot: str, gate: MotionGateStage | None = None) -> list:
     """The stages after estimation, in order. `boot` makes event ids unique per start;
-    `gate` (the pipeline's motion gate) learns who was seen after the exclusion zones.
-    The first `inline_count(gate)` of them feed the gate."""
+    `gate` (the pipeline's motion gate) learns who was seen after the exclusion zones;
+    the stages up to and including it must run before the gate's next decision."""
     zones = [Zone.from_config(z) for z in config.zones]
     min_score = config.tracking.min_part_score
     return [
         ExclusionStage(zones, min_score),
-        *([gate] if gate is not None else []),  # keep INLINE_STAGES / inline_count in step
+        *([gate] if gate is not None else []),
         TrackStage(Tracker(config.tracking)),
         EventsStage(EventStage(config.presence, config.falls, zones, EventIds(node_id, boot))),
         SmoothStage(Smoother(config.smoothing, min_score)),
     ]
-
-
-def inline_count(gate: MotionGateStage | None) -> int:
-    """How many of `scene_stages` must run before the gate's next decision."""
-    return INLINE_STAGES if gate is not None else 0
