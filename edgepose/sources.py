@@ -37,6 +37,8 @@ STREAM_READ_TIMEOUT_S = 10.0
 CAMERA_READ_TIMEOUT_S = 5.0
 #: The folder of bundled demo photos inside the package.
 DEMO_PACKAGE_DIR = "demo"
+#: Frames each demo photo is shown for (2 s at the demo config's 5 fps).
+DEMO_FRAMES_PER_PHOTO = 10
 
 
 @runtime_checkable
@@ -239,10 +241,21 @@ def demo_dir() -> Path:
 
 
 class DemoSource(ImageFolderSource):
-    """The bundled photos of people (edgepose/demo/), always looping."""
+    """The bundled photos of people (edgepose/demo/), always looping, each held for
+    `frames_per_photo` frames: like a scene a camera watches, a person stays long
+    enough to count as entered (presence.enter_s) and keeps one track id."""
 
-    def __init__(self) -> None:
+    def __init__(self, frames_per_photo: int = DEMO_FRAMES_PER_PHOTO) -> None:
         super().__init__(demo_dir(), loop=True, name="demo photos")
+        self._frames_per_photo = frames_per_photo
+        self._held: np.ndarray | None = None
+        self._shown = 0
+
+    def read(self) -> np.ndarray | None:
+        if self._held is None or self._shown % self._frames_per_photo == 0:
+            self._held = super().read()  # a bad photo raises and the next call moves on
+        self._shown += 1
+        return self._held
 
 
 # --- PyAV: V4L2 cameras, network streams, video files ------------------------------

@@ -165,13 +165,17 @@ def test_demo_yields_rgb_photos_and_loops():
     source.open()
     count = len(sources.list_images(demo_dir()))
     assert 4 <= count <= 6
-    frames = [source.read() for _ in range(count + 1)]
+    held = sources.DEMO_FRAMES_PER_PHOTO
+    frames = [source.read() for _ in range(count * held + 1)]
     source.close()
     for rgb in frames:
         assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
         assert min(rgb.shape[:2]) >= 400  # real photos, not thumbnails
         assert rgb.std() > 20  # not blank
-    np.testing.assert_array_equal(frames[0], frames[count])  # looped back to the first
+    # Each photo is held like a scene a camera watches, then the next one comes.
+    np.testing.assert_array_equal(frames[0], frames[held - 1])
+    assert frames[held].shape != frames[0].shape or not np.array_equal(frames[held], frames[0])
+    np.testing.assert_array_equal(frames[0], frames[count * held])  # looped back to the first
 
 
 def test_demo_photos_are_small_and_each_is_attributed():
