@@ -70,6 +70,34 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def _match_tables(
+    xy: np.ndarray, ok: np.ndarray, boxes: np.ndarray,
+    predicted: list[tuple[np.ndarray, np.ndarray]], track_ok: list[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pose against every track at once: OKS (as `oks`, against the track's
+    predicted keypoints and box area), keypoints shared, and box IoU; each (poses,
+    tracks). One pass of array arithmetic instead of a numpy call per pair: the
+    tracker runs on every frame, after the model, in the capture-to-publish path."""
+    n, m = len(xy), len(predicted)
+    if n == 0 or m == 0:
+        return np.zeros((n, m)), np.zeros((n, m), np.int64), np.zeros((n, m))
+    t_xy = np.stack([p[0] for p in predicted])  # (m, 17, 2)
+    t_box = np.stack([p[1] for p in predicted])  # (m, 4)
+    both = ok[:, None, :] & np.stack(track_ok)[None, :, :]  # (n, m, 17)
+    shared = both.sum(axis=-1)
+    d2 = ((xy[:, None] - t_xy[None]) ** 2).sum(axis=-1)
+    area = np.maximum((t_box[:, 2] - t_box[:, 0]) * (t_box[:, 3] - t_box[:, 1]), 1e-6)
+    e = np.exp(-d2 / (2.0 * area[None, :, None] * (2.0 * COCO_SIGMAS) ** 2))
+    sim = np.where(both, e, 0.0).sum(axis=-1) / np.maximum(shared, 1)
+    w = np.minimum(boxes[:, None, 2], t_box[None, :, 2]) - np.maximum(boxes[:, None, 0], t_box[None, :, 0])
+    h = np.minimum(boxes[:, None, 3], t_box[None, :, 3]) - np.maximum(boxes[:, None, 1], t_box[None, :, 1])
+    inter = np.where((w > 0) & (h > 0), w * h, 0.0)
+    union = (((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[:, None]
+             + ((t_box[:, 2] - t_box[:, 0]) * (t_box[:, 3] - t_box[:, 1]))[None, :] - inter)
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=(inter > 0) & (union > 0))
+    return sim, shared, iou
+
+
 @dataclass
 class _Track:
     id: int
@@ -123,26 +151,23 @@ class Tracker:
         ok = np.asarray(poses.scores) >= cfg.min_part_score
         boxes = np.asarray(poses.bounding_boxes(cfg.min_part_score), np.float64)
         ids = np.zeros(n, np.int64)
-        predicted = [t.predicted(now) for t in self._tracks]
+        sim, shared, iou = _match_tables(xy, ok, boxes, [t.predicted(now) for t in self._tracks],
+                                         [t.ok for t in self._tracks])
+        by_keypoints = (shared >= cfg.min_keypoints) & (sim >= cfg.min_similarity)
         free = set(range(len(self._tracks)))
 
         for i in np.argsort(-np.asarray(poses.pose_scores), kind="stable"):
             best, best_sim = None, -1.0  # by keypoints
             by_box, by_box_iou = None, -1.0  # by box overlap, when no track matches by keypoints
             for j in free:
-                track = self._tracks[j]
-                p_xy, p_box = predicted[j]
-                area = float((p_box[2] - p_box[0]) * (p_box[3] - p_box[1]))
-                sim, shared = oks(xy[i], ok[i], p_xy, track.ok, area)
-                if shared >= cfg.min_keypoints and sim >= cfg.min_similarity:
-                    if sim > best_sim:
-                        best, best_sim = j, sim
+                if by_keypoints[i, j]:
+                    if sim[i, j] > best_sim:
+                        best, best_sim = j, sim[i, j]
                     continue
                 # Too few shared keypoints, or a body changing shape fast (someone
                 # falling): the box still overlaps where the keypoints do not.
-                iou = box_iou(boxes[i], p_box)
-                if iou >= cfg.min_iou and iou > by_box_iou:
-                    by_box, by_box_iou = j, iou
+                if iou[i, j] >= cfg.min_iou and iou[i, j] > by_box_iou:
+                    by_box, by_box_iou = j, iou[i, j]
             if best is None:
                 best = by_box
             if best is not None:

@@ -183,3 +183,29 @@ def test_reset_forgets_tracks_but_not_the_id_counter():
     assert tracker.process(here, 0.0).track_ids[0] == 1
     tracker.reset()
     assert tracker.process(here, 0.1).track_ids[0] == 2
+
+
+def test_the_match_tables_equal_oks_and_iou_pair_by_pair():
+    """The tracker scores every pose against every track in one pass of array
+    arithmetic; each entry must be what `oks` and `box_iou` give for that pair."""
+    from edgepose.tracking import _match_tables, box_iou, oks
+
+    rng = np.random.default_rng(7)
+    n, m = 5, 4
+    xy = rng.uniform(0, 200, (n, 17, 2))
+    ok = rng.uniform(size=(n, 17)) > 0.3
+    ok[0] = False  # a pose with no confident keypoint
+    boxes = np.sort(rng.uniform(0, 200, (n, 2, 2)), axis=1).transpose(0, 2, 1).reshape(n, 4)[:, [0, 2, 1, 3]]
+    t_xy = xy[:m] + rng.normal(0, 8, (m, 17, 2))
+    t_ok = rng.uniform(size=(m, 17)) > 0.3
+    t_box = boxes[:m] + rng.normal(0, 15, (m, 4))
+    t_box[3] = [500, 500, 520, 530]  # overlaps nothing
+    sim, shared, iou = _match_tables(xy, ok, boxes, list(zip(t_xy, t_box)), list(t_ok))
+    for i in range(n):
+        for j in range(m):
+            area = float((t_box[j, 2] - t_box[j, 0]) * (t_box[j, 3] - t_box[j, 1]))
+            want_sim, want_shared = oks(xy[i], ok[i], t_xy[j], t_ok[j], area)
+            assert shared[i, j] == want_shared
+            assert sim[i, j] == pytest.approx(want_sim, rel=1e-12, abs=1e-15)
+            assert iou[i, j] == pytest.approx(box_iou(boxes[i], t_box[j]), rel=1e-12, abs=1e-15)
+    assert _match_tables(xy[:0], ok[:0], boxes[:0], [], [])[0].shape == (0, 0)
