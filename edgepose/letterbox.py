@@ -151,18 +151,22 @@ def _axis(n_out: int, n_in: int, scale: float, offset: float) -> _Axis:
     )
 
 
-class _Scratch(threading.local):
-    """This thread's work arrays, reused from frame to frame.
+class _Scratch:
+    """The work arrays, reused from frame to frame, one set for the process.
 
     Fresh arrays of a few MB each cost allocations and page faults on every
     frame; these stay, sized for the largest letterbox seen (about 8 MB for
-    640x425 into 481x353, 13 MB for 1920x1080). Per thread so that detectors in
-    different threads never share them (one detector per thread is the rule:
-    within a thread, each call reuses what the last one returned).
+    640x425 into 481x353, 13 MB for 1920x1080). One set behind a lock rather
+    than one per thread: the daemon letterboxes on its capture thread (inputs
+    made ahead) and, for the few frames not made ahead, on its inference
+    thread; the two seldom overlap, and a second set would only cost memory.
+    Each call reuses what the last one returned, so `lock` is held for as long
+    as a result is in use (`letterbox_into` holds it throughout).
     """
 
     def __init__(self) -> None:
         self.buffers: dict[str, np.ndarray] = {}
+        self.lock = threading.RLock()
 
     def get(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
         """An uninitialised (shape) array of dtype, C-contiguous."""
@@ -293,7 +297,13 @@ def letterbox_into(rgb: np.ndarray, box: Letterbox, out: np.ndarray, lut: np.nda
 
     rgb: (H, W, 3) uint8 frame; out: (h, w, 3) float32 or uint8/int8 input view,
     written in place; lut: (256,) value to store for 8-bit pixel value p.
+    Any thread may call it (the work arrays are shared behind a lock).
     """
+    with _scratch.lock:
+        _letterbox_into(rgb, box, out, lut)
+
+
+def _letterbox_into(rgb: np.ndarray, box: Letterbox, out: np.ndarray, lut: np.ndarray) -> None:
     if out.shape != (box.input_height, box.input_width, 3):
         raise ValueError(
             f"input view shape {out.shape} does not match the letterbox "

@@ -248,7 +248,8 @@ def test_sample_returns_its_own_array():
     np.testing.assert_array_equal(first, kept)
 
 
-def test_threads_sharing_a_letterbox_do_not_share_work_arrays():
+def test_threads_letterboxing_at_once_each_get_their_own_frame():
+    """The work arrays are shared behind a lock: no thread sees another's frame."""
     from concurrent.futures import ThreadPoolExecutor
 
     box = letterbox.plan(320, 240, 161, 129)
