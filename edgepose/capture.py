@@ -10,8 +10,10 @@ exponential back-off and opens it again.
 from __future__ import annotations
 
 import logging
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +31,15 @@ _STOP_POLL_S = 0.1
 #: much longer than it was allowed (sources time out after 10 s at the most).
 STALL_S = 20.0
 
+#: How many of the consumer's last busy spells (from taking a frame to asking for the
+#: next) predict when it will ask again: their median, so a gated frame or a stall
+#: does not swing the estimate.
+BUSY_HISTORY = 5
+#: A file's next frame is read this much earlier than it will be needed, on top of
+#: the read's own usual cost: a little waiting in the slot is cheaper than a model
+#: waiting for its frame.
+READ_AHEAD_MARGIN_S = 0.0005
+
 #: Source states reported in stats and STATUS=.
 SOURCE_STARTING, SOURCE_OK, SOURCE_RETRYING, SOURCE_ENDED, SOURCE_UNAVAILABLE, SOURCE_CRASHED = (
     "starting", "ok", "retrying", "ended", "unavailable", "crashed")
@@ -38,11 +49,14 @@ class LatestFrameSlot:
     """Holds at most one frame: a new frame replaces one nobody took (counted as dropped),
     unless the producer asks to wait until it was taken (files: every frame counts)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._cond = threading.Condition()
         self._frame: Frame | None = None
         self._closed = False
         self._dropped = 0
+        self._clock = clock
+        self._taken_at: float | None = None  # when the consumer last took a frame
+        self._busy: deque[float] = deque(maxlen=BUSY_HISTORY)  # take -> next get, seconds
 
     def put(self, frame: Frame, *, until_taken: threading.Event | None = None) -> bool:
         """Offer the newest frame; False (frame discarded) once the slot is closed.
@@ -76,11 +90,24 @@ class LatestFrameSlot:
     def get(self, timeout: float | None = None) -> Frame | None:
         """The newest frame, waiting up to `timeout` s; None on timeout or once closed and empty."""
         with self._cond:
+            if self._taken_at is not None:  # back for the next frame: how long the last one took
+                self._busy.append(self._clock() - self._taken_at)
+                self._taken_at = None
             self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout)
             frame, self._frame = self._frame, None
             if frame is not None:
+                self._taken_at = self._clock()
                 self._cond.notify_all()  # a producer may wait for the slot to empty
             return frame
+
+    def consumer_back_in(self) -> float:
+        """Seconds until the consumer is expected to ask for the next frame (0: it is
+        waiting, or nothing is known yet): the median of its last busy spells, less
+        what it has already spent."""
+        with self._cond:
+            if self._taken_at is None or not self._busy:
+                return 0.0
+            return max(statistics.median(self._busy) - (self._clock() - self._taken_at), 0.0)
 
     def close(self) -> None:
         """Wake every waiter; a frame still in the slot can be taken, new ones are refused."""
@@ -164,6 +191,12 @@ class CaptureLoop:
         self._sleeper = sleeper if sleeper is not None else self._stop_event.wait
         self._stop_at_end = stop_at_end
         self._wall_clock = wall_clock
+        #: Work on each kept frame that needs no earlier frame, done here, on the
+        #: capture thread, before the frame is handed over (`Pipeline.prepare`: the
+        #: motion gate's thumbnail, the model's input): `prepare(frame, model_input=
+        #: bool) -> Frame`, model_input False for a frame that may be replaced in the
+        #: slot before inference takes it. Set it before `start()`.
+        self.prepare: Callable[..., Frame] | None = None
         self._max_bad_frames = max_bad_frames
 
         self._lock = threading.Lock()
@@ -310,6 +343,7 @@ class CaptureLoop:
         live = bool(getattr(source, "live", False))
         next_due = self._clock()
         bad_in_a_row = 0
+        read_cost = 0.0  # the usual time from starting a read to a frame in the slot (s)
         while not self._stop_event.is_set():
             if not live and self._period:
                 wait = next_due - self._clock()
@@ -317,12 +351,21 @@ class CaptureLoop:
                 if wait > 0 and self._sleeper(wait):
                     return
             if not live:
-                # A file is not real time: read the next frame only once inference took
-                # the last one (one frame ahead at most, so decoding still overlaps).
+                # A file is not real time: its frame is "captured" when it is read, so
+                # read it just in time: once inference took the last one, and only as
+                # long before inference is expected back as a read usually takes.
+                # Reading earlier would only make the frame wait in the slot (latency);
+                # later, the model would wait for it (throughput).
                 self._allow(0.0)
                 if not self._slot.wait_empty(self._stop_event):
                     return
+                wait = self._slot.consumer_back_in() - read_cost - READ_AHEAD_MARGIN_S
+                if wait > 0:
+                    self._allow(wait)
+                    if self._sleeper(wait):
+                        return
             self._allow(0.0)
+            read_started = self._clock()
             # A live source paced by max_fps: decode every frame (to stay current) but
             # convert to RGB only those that are kept.
             lazy = live and bool(self._period) and hasattr(source, "grab")
@@ -364,6 +407,14 @@ class CaptureLoop:
                     continue
             frame = Frame(rgb=rgb, seq=self._seq, captured_at=self._wall_clock(), captured_mono=now,
                           inference_rgb=getattr(source, "last_lores", None))
+            if self.prepare is not None:
+                # The model's input only for a frame that will be taken, not replaced: a
+                # file's always; a live one when inference is back before the next is due.
+                taken = not live or self._slot.consumer_back_in() < self._period
+                frame = self.prepare(frame, model_input=taken)
+            # A smoothed cost (a slow read must not make the next one early by much).
+            cost = self._clock() - read_started
+            read_cost = cost if not read_cost else 0.8 * read_cost + 0.2 * cost
             self._seq += 1
             outcome.good_frames += 1
             self.state = SOURCE_OK

@@ -25,6 +25,13 @@ class Frame:
     #: stream, same aspect ratio), or None to use `rgb`. Poses are still reported
     #: in `rgb`'s pixels.
     inference_rgb: np.ndarray | None = None
+    #: The motion gate's small grey copy, made on the capture thread ahead of
+    #: inference (`Pipeline.prepare`), or None: the gate makes it itself.
+    motion_grey: np.ndarray | None = None
+    #: The model's input, made on the capture thread ahead of inference
+    #: (`Pipeline.prepare`, an `estimators.PreparedInput`), or None: the
+    #: estimator makes it itself.
+    model_input: Any = None
 
     @property
     def width(self) -> int:

@@ -314,6 +314,8 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
     outbox = _open_outbox(config, publisher)
     pipeline = build_pipeline(config, estimator, publisher=publisher, capture=capture,
                               started_at=started_at, record=record, outbox=outbox)
+    # What needs no earlier frame is done on the capture thread while the model runs.
+    capture.prepare = pipeline.prepare
     heartbeat = Heartbeat(notifier, capture, f"{info.label} on {info.accelerator}")
 
     if publisher is not None:

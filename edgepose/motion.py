@@ -188,7 +188,7 @@ class MotionGate:
         motion = self.detector.update(grey, now)
         if self._last_run is None:
             reason = "first"
-        elif self._last_seen is not None and now - self._last_seen < s.hold_s:
+        elif self.tracking(now):
             reason = "tracking"
         elif motion >= s.min_changed:
             reason = "motion"
@@ -198,6 +198,12 @@ class MotionGate:
             return GateDecision(False, "idle", motion)
         self._last_run = now
         return GateDecision(True, reason, motion)
+
+    def tracking(self, now: float) -> bool:
+        """True while a frame captured at ``now`` runs because someone was seen within
+        ``hold_s`` (the "tracking" reason of ``decide``)."""
+        last_seen = self._last_seen
+        return last_seen is not None and now - last_seen < self.settings.hold_s
 
     def observe(self, now: float, people: int) -> None:
         """After an inference on the frame captured at ``now``: ``people`` poses kept

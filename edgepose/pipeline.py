@@ -1,13 +1,17 @@
 """The stages of one frame, in order, and the one object that runs them.
 
     source -> capture thread -> latest-frame slot          (capture.py, sources.py)
-      -> gate          skip frames where nothing changed     (a `FrameGate`; none yet)
+                 `prepare`     work that needs no earlier frame, done ahead while the
+                               model runs on the frame before: the gate's thumbnail,
+                               the model's input (`Estimator.prepare`, where a family has it)
+      -> gate          skip frames where nothing changed     (a `FrameGate`: scene.MotionGateStage)
       -> estimate      Frame -> FrameResult                  (`EstimateStage`, any Estimator)
       -> stages        FrameResult -> FrameResult            (scene.py: exclusion zones, track,
                                                                events, smooth; then the snapshot decision)
       -> sinks         FrameResult -> MQTT, stats, watchdog  (sinks.py)
 
-Everything here runs on the inference thread, which must never wait on the
+The inference thread gates and estimates; the stages and sinks run on a
+thread of the pipeline's own (`threaded=True`), and neither ever waits on the
 disk or the network: sinks only decide and enqueue; writing and publishing
 happen on their own threads (sinks.py, paho's network thread). The daemon
 (daemon.py) builds a `Pipeline` and feeds it frames; tests build one from
@@ -20,6 +24,7 @@ Where new things go: a stage that changes or annotates poses is a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -41,7 +46,11 @@ CLOSE_TIMEOUT_S = 5.0
 
 
 class FrameGate(Protocol):
-    """Decides before estimation whether a frame is worth running the model on."""
+    """Decides before estimation whether a frame is worth running the model on.
+    A gate may also have `prepare(frame) -> Frame`: the part of its work that needs
+    no earlier frame, which `Pipeline.prepare` runs ahead on the capture thread;
+    and `expects_to_run(now) -> bool`: whether it will almost surely admit a frame
+    captured at `now` (then the model's input is worth making ahead)."""
 
     def admit(self, frame: Frame) -> bool: ...
 
@@ -76,19 +85,32 @@ class EstimateStage:
     def __init__(self, estimator: Estimator):
         self.estimator = estimator
 
+    def prepare(self, frame: Frame) -> Frame:
+        """The frame with its model input made (`Estimator.prepare`), when the
+        estimator's family can make it ahead; else the frame as it is."""
+        prepare = getattr(self.estimator, "prepare", None)
+        if prepare is None:
+            return frame
+        image = frame.rgb if frame.inference_rgb is None else frame.inference_rgb
+        return dataclasses.replace(frame, model_input=prepare(image))
+
     def __call__(self, frame: Frame) -> FrameResult:
         start = time.perf_counter()
         small = frame.inference_rgb
-        if small is None:
-            poses = self.estimator.estimate(frame.rgb)
-        else:  # picamera2's lores stream: same picture, fewer pixels
-            poses = self.estimator.estimate(small)
+        image = frame.rgb if small is None else small
+        if frame.model_input is None:
+            poses = self.estimator.estimate(image)
+        else:
+            poses = self.estimator.estimate(image, frame.model_input)
+        if small is not None:  # picamera2's lores stream: same picture, fewer pixels
             scale = np.array([frame.width / small.shape[1], frame.height / small.shape[0]], np.float32)
             poses = poses.replace(
                 xy=poses.xy * scale,
                 boxes=None if poses.boxes is None else poses.boxes * np.tile(scale, 2),
             )
         inference_ms = (time.perf_counter() - start) * 1000.0
+        if frame.model_input is not None:  # the part done ahead, on the capture thread
+            inference_ms += frame.model_input.preprocess_ms
         return FrameResult(frame, poses, inference_ms, self.estimator.info.label)
 
 
@@ -139,6 +161,24 @@ class Pipeline:
     def alive(self) -> bool:
         """False when the stages' thread died (the daemon then exits for systemd)."""
         return self._thread is None or self._thread.is_alive() or self._closing
+
+    def prepare(self, frame: Frame, *, model_input: bool = True) -> Frame:
+        """Work on a frame that needs nothing from earlier frames, so the capture thread
+        does it ahead of inference, while the model runs on the frame before
+        (`CaptureLoop.prepare`): the gate's thumbnail, and the model's input when the
+        gate expects to run the model on this frame and `model_input` (the capture
+        thread knows the frame will be taken, not replaced). `process` does
+        whatever was not done here itself."""
+        gate = self.gate
+        prepare = getattr(gate, "prepare", None)
+        if prepare is not None:
+            frame = prepare(frame)
+        if not model_input:
+            return frame
+        expects = getattr(gate, "expects_to_run", None)
+        if gate is not None and (expects is None or not expects(frame.captured_mono)):
+            return frame  # a static scene: no input made for a frame the gate will skip
+        return self.estimate.prepare(frame)
 
     def process(self, frame: Frame) -> FrameResult | None:
         """Estimate the frame and send it through the stages and sinks; None when gated

@@ -17,7 +17,7 @@ import sysconfig
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -55,8 +55,29 @@ class EstimatorInfo:
         return f"{self.path.stem} {self.input_size[0]}x{self.input_size[1]}"
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedInput:
+    """A frame's model input, made ahead of inference by an estimator's `prepare`.
+
+    Families whose pre-processing needs no earlier frame (PoseNet's letterbox)
+    offer `prepare(rgb) -> PreparedInput`; the daemon's capture thread calls it
+    while the model runs on the frame before, and the inference thread passes
+    it to `estimate(rgb, prepared)`, which then only copies it into the
+    interpreter. Families that carry state from frame to frame (single-pose
+    MoveNet's crop) have no `prepare`.
+    """
+
+    made_by: Any  # the estimator that made it: only that one can use it
+    tensor: np.ndarray  # the input tensor's contents, (h, w, 3) in its dtype
+    transform: Any  # the family's mapping from model input back to the frame
+    frame_shape: tuple[int, ...]  # the rgb it was made from, (H, W, 3)
+    preprocess_ms: float  # what making it took (on the capture thread)
+
+
 class Estimator(Protocol):
-    """What every model family implements. Not thread-safe: one caller at a time."""
+    """What every model family implements. Not thread-safe: one caller at a time
+    (`prepare`, where a family has it, is the exception: it touches no state).
+    `estimate` takes an optional `prepared` input from that family's `prepare`."""
 
     info: EstimatorInfo
     #: Milliseconds of the last estimate(): "preprocess", "invoke", "decode".

@@ -468,3 +468,95 @@ def test_capture_from_the_demo_photos():
     assert all(f is not None and f.rgb.shape[2] == 3 and f.rgb.dtype == np.uint8 for f in frames)
     assert [f.seq for f in frames] == sorted(f.seq for f in frames)
     assert loop.source_description == "demo photos"
+
+
+# --- reading files just in time ------------------------------------------------------------
+
+
+def test_the_slot_predicts_when_its_consumer_is_back_from_its_last_busy_spells():
+    now = [0.0]
+    slot = LatestFrameSlot(clock=lambda: now[0])
+    assert slot.consumer_back_in() == 0.0, "nothing known yet: read at once"
+    for seq, busy in enumerate([0.020, 0.030, 0.022]):  # take, work `busy` s, come back
+        slot.put(frame(seq))
+        assert slot.get(timeout=0).seq == seq
+        now[0] += busy
+    slot.put(frame(3))
+    assert slot.get(timeout=0).seq == 3  # spells so far 20, 30, 22 ms: the median is 22
+    now[0] += 0.005
+    assert slot.consumer_back_in() == pytest.approx(0.017)
+    now[0] += 0.040
+    assert slot.consumer_back_in() == 0.0, "late already: read at once"
+
+
+class BusyConsumerSlot(RecordingSlot):
+    """A slot whose consumer is always `back_in` seconds from asking again."""
+
+    def __init__(self, back_in: float):
+        super().__init__()
+        self.back_in = back_in
+
+    def consumer_back_in(self) -> float:
+        return self.back_in
+
+
+def test_a_file_is_read_just_before_inference_is_back_for_it():
+    """A frame read early only waits in the slot (its latency); the wait before each read
+    is what inference still needs less what a read (and its preparation) costs."""
+    stop = threading.Event()
+    fake_time = FakeTime(stop)
+
+    def read_takes_4_ms(source):
+        fake_time.now += 0.004
+        if source.reads >= 3:
+            stop.set()
+
+    source = FakeSource([rgb(i) for i in range(3)], on_read=read_takes_4_ms)
+    loop = make_loop(factory_of(source), stop=stop, fake_time=fake_time, slot=BusyConsumerSlot(0.020))
+    loop.run()
+    margin = 0.0005
+    # The first read's cost is not known yet; after it, 4 ms is.
+    assert fake_time.sleeps == [round(0.020 - margin, 6), round(0.016 - margin, 6),
+                                round(0.016 - margin, 6)]
+    assert loop.stats.frames == 3
+
+
+def test_live_frames_are_never_held_back_for_inference():
+    stop = threading.Event()
+    fake_time = FakeTime(stop)
+    source = FakeSource([rgb(i) for i in range(5)], live=True,
+                        on_read=lambda s: s.reads >= 5 and stop.set())
+    loop = make_loop(factory_of(source), stop=stop, fake_time=fake_time, slot=BusyConsumerSlot(0.5))
+    loop.run()
+    assert fake_time.sleeps == [] and loop.stats.frames == 5
+
+
+def test_the_model_input_is_prepared_ahead_only_for_frames_that_will_be_taken():
+    """Files: every frame. Live: only when inference is back before the next frame is due
+    (else the frame would likely be replaced in the slot, its preparation wasted)."""
+    asked = []
+
+    def prepare(frame, *, model_input):
+        asked.append(model_input)
+        return frame
+
+    def run(live: bool, back_in: float) -> list[bool]:
+        asked.clear()
+        stop = threading.Event()
+        fake_time = FakeTime(stop)
+
+        def tick(source):
+            fake_time.now += 1 / 8
+            if source.reads >= 3:
+                stop.set()
+
+        source = FakeSource([rgb(i) for i in range(3)], live=live, on_read=tick)
+        loop = make_loop(factory_of(source), stop=stop, fake_time=fake_time, max_fps=8.0,
+                         slot=BusyConsumerSlot(back_in))
+        loop.prepare = prepare
+        loop.run()
+        return list(asked)
+
+    assert run(live=False, back_in=0.5) == [True, True, True]
+    assert run(live=True, back_in=0.05) == [True, True, True]  # back before the next 1/8 s frame
+    assert run(live=True, back_in=0.5) == [False, False, False]

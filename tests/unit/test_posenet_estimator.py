@@ -136,3 +136,35 @@ def test_poses_from_a_decoder_model_skip_decoding_but_not_mapping():
     box = letterbox.plan(320, 240, 65, 49)
     assert len(poses) == 2
     np.testing.assert_allclose(poses.xy[:, 0], np.broadcast_to(box.to_frame(np.array((20.0, 12.0))), (2, 2)), atol=1e-3)
+
+
+def test_an_input_prepared_ahead_gives_the_same_poses_as_one_made_in_estimate():
+    rgb = frame()
+    inline_model, ahead_model = FakeTflite(), FakeTflite()
+    inline, ahead = estimator(inline_model), estimator(ahead_model)
+    want = inline.estimate(rgb)
+    prepared = ahead.prepare(rgb)
+    got = ahead.estimate(rgb, prepared)
+    np.testing.assert_array_equal(ahead_model.input_view(), inline_model.input_view())
+    np.testing.assert_array_equal(got.xy, want.xy)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    assert ahead.last_timing["preprocess"] >= prepared.preprocess_ms > 0
+
+
+def test_an_input_prepared_by_another_estimator_or_for_another_frame_is_refused():
+    one, other = estimator(), estimator()
+    rgb = frame()
+    with pytest.raises(ValueError):
+        one.estimate(rgb, other.prepare(rgb))
+    with pytest.raises(ValueError):
+        one.estimate(rgb, one.prepare(frame(w=160, h=120)))
+
+
+def test_preparing_touches_no_interpreter_state():
+    """prepare runs on the capture thread while the model runs on the frame before."""
+    model = FakeTflite()
+    posenet = estimator(model)
+    before = model.input_view().copy()
+    posenet.prepare(frame())
+    np.testing.assert_array_equal(model.input_view(), before)
+    assert model.invocations == 0

@@ -14,7 +14,7 @@ from ... import letterbox, postprocess
 from ...core import Poses
 from ...errors import ModelError
 from ...tflite import TfliteModel, check_library, open_tflite
-from .. import EstimatorInfo, model_file, resolve_auto
+from .. import EstimatorInfo, PreparedInput, model_file, resolve_auto
 from . import decode as decoding
 from .constants import (
     CORAL_RAW_MODEL_HINT,
@@ -90,6 +90,8 @@ class PoseNetEstimator:
         self.min_keypoints = min_keypoints
         self.clip = clip
         self.input_lut = input_lut(model.input_dtype, model.input_quantization)
+        view = model.input_view()  # its shape and type, for inputs prepared off the interpreter
+        self._input_shape, self._input_dtype = view.shape, view.dtype
         details = model.output_details
         self._decoded = identify_decoded_outputs(details)
         self._raw = None if self._decoded else identify_raw_outputs(details)
@@ -129,12 +131,31 @@ class PoseNetEstimator:
             return self._decoded.read(outputs)
         return self._raw.read(outputs, self.output_stride)
 
-    def estimate(self, rgb: np.ndarray) -> Poses:
-        """(H, W, 3) uint8 RGB -> Poses in frame pixels."""
+    def prepare(self, rgb: np.ndarray) -> PreparedInput:
+        """The letterboxed input for `rgb`, made in an array of its own: it needs no
+        earlier frame and touches no interpreter, so any thread may call it while
+        another runs the model (the daemon's capture thread does)."""
         t0 = time.perf_counter()
         input_w, input_h = self.model.input_size
         box = letterbox.plan(rgb.shape[1], rgb.shape[0], input_w, input_h)
-        letterbox.letterbox_into(rgb, box, self.model.input_view(), self.input_lut)
+        tensor = np.empty(self._input_shape, self._input_dtype)
+        letterbox.letterbox_into(rgb, box, tensor, self.input_lut)
+        return PreparedInput(self, tensor, box, rgb.shape, (time.perf_counter() - t0) * 1e3)
+
+    def estimate(self, rgb: np.ndarray, prepared: PreparedInput | None = None) -> Poses:
+        """(H, W, 3) uint8 RGB -> Poses in frame pixels; `prepared`: `prepare(rgb)`,
+        made earlier (then last_timing's "preprocess" includes its time)."""
+        t0 = time.perf_counter()
+        if prepared is None:
+            input_w, input_h = self.model.input_size
+            box = letterbox.plan(rgb.shape[1], rgb.shape[0], input_w, input_h)
+            letterbox.letterbox_into(rgb, box, self.model.input_view(), self.input_lut)
+            ahead_ms = 0.0
+        else:
+            if prepared.made_by is not self or prepared.frame_shape != rgb.shape:
+                raise ValueError("prepared input was made by another estimator or for another frame")
+            box, ahead_ms = prepared.transform, prepared.preprocess_ms
+            np.copyto(self.model.input_view(), prepared.tensor)
         t1 = time.perf_counter()
         outputs = self.run_model()
         t2 = time.perf_counter()
@@ -157,7 +178,7 @@ class PoseNetEstimator:
         )
         t3 = time.perf_counter()
         self.last_timing = {
-            "preprocess": (t1 - t0) * 1e3,
+            "preprocess": (t1 - t0) * 1e3 + ahead_ms,
             "invoke": (t2 - t1) * 1e3,
             "decode": (t3 - t2) * 1e3,
         }
