@@ -334,6 +334,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             "precisions": list(spec.precisions), "input": spec.input_rule, "edgetpu": spec.edgetpu,
             "licence": spec.licence, "files": spec.files, "files_present": present,
             "default": spec.name == DEFAULT_MODEL,
+            "cpu_default": ("int8 where the runtime runs int8 fast (ai-edge-litert), else the float build"
+                            if spec.int8_on_cpu else
+                            "the float build on every runtime (its int8 build loses accuracy)"),
         })
     if args.json:
         print(json.dumps({"models_dir": str(folder), "models": rows}, indent=2))
@@ -342,7 +345,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for row in rows:
         default = "  [default]" if row["default"] else ""
         print(f"\n{row['name']}  ({row['family']}) {row['summary']}{default}")
-        print(f"  precisions: {', '.join(row['precisions'])}")
+        print(f"  precisions: {', '.join(row['precisions'])}; on a CPU by default: {row['cpu_default']}")
         print(f"  input:      {row['input']}")
         print(f"  Edge TPU:   {row['edgetpu']}")
         print(f"  licence:    {row['licence']} (weights; see models/LICENSE-weights.md)")

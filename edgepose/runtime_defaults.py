@@ -33,6 +33,12 @@ tflite-runtime    int8       184.8     325.8
   cores; a cap so a big machine does not spin up many threads for small layers).
 - Edge TPU: only int8 models compile for it, and the CPU only runs the few ops the
   compiler left out: int8 and 1 thread.
+- A model whose int8 build loses accuracy its float build keeps, for little time,
+  says so in the registry (``ModelSpec.int8_on_cpu = False``): it gets its float
+  build on the CPU whatever the runtime. MoveNet Lightning: int8 scores an OKS AP of
+  0.160 on the dev photos at its 3 passes, below TF.js's own 0.163 (two passes, same
+  weights), float16 0.171, for about 1.5 ms more per 192x192 pass on this machine
+  (README, "MoveNet beside PoseNet").
 """
 
 from __future__ import annotations
@@ -64,16 +70,23 @@ def default_threads(cores: int | None) -> int:
     return max(1, min(MAX_THREADS, cores - 1))
 
 
-def choose_defaults(runtime: str, cores: int | None, accelerator: str) -> RuntimeDefaults:
+def choose_defaults(runtime: str, cores: int | None, accelerator: str, *,
+                    int8_on_cpu: bool = True) -> RuntimeDefaults:
     """Precision and threads for ``runtime`` ("ai-edge-litert", "tflite-runtime", ...)
     on ``cores`` CPU cores (``os.cpu_count()``, or the cores this process may use)
-    with ``accelerator`` in use ("cpu" or "edgetpu"; resolve "auto" first)."""
+    with ``accelerator`` in use ("cpu" or "edgetpu"; resolve "auto" first).
+    ``int8_on_cpu=False``: the model's int8 build costs accuracy (its registry entry
+    says so), so the CPU gets the float build on any runtime. "float32" stands for
+    the model's float build (MoveNet's is float16)."""
     if accelerator not in ACCELERATORS:
         raise ValueError(f"accelerator must be one of {ACCELERATORS} (resolve 'auto' first), not {accelerator!r}")
     if accelerator == "edgetpu":
         return RuntimeDefaults("int8", 1, "Edge TPU: int8 model, the CPU only runs the ops left out")
     threads = default_threads(cores)
     core_text = f"{cores} cores" if cores and cores > 0 else "core count unknown"
+    if not int8_on_cpu:
+        return RuntimeDefaults("float32", threads,
+                               f"this model's int8 build loses accuracy its float build keeps; {core_text}")
     if runtime in FAST_INT8_RUNTIMES:
         return RuntimeDefaults("int8", threads, f"{runtime}: int8 runs about 2x faster than float32; {core_text}")
     if runtime == "tflite-runtime":

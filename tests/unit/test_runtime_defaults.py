@@ -57,3 +57,26 @@ def test_the_docstring_carries_the_measured_table():
     assert len(rows) == 4
     for row in rows:
         assert len(re.findall(r"\d+\.\d", row)) == 2
+
+
+@pytest.mark.parametrize("runtime", ["ai-edge-litert", "tflite-runtime", "x"])
+def test_a_model_whose_int8_build_loses_accuracy_gets_its_float_build_on_every_cpu(runtime):
+    chosen = choose_defaults(runtime, 4, "cpu", int8_on_cpu=False)
+    assert chosen.precision == "float32" and "int8 build loses accuracy" in chosen.reason
+    assert choose_defaults(runtime, 4, "edgetpu", int8_on_cpu=False).precision == "int8"
+
+
+def test_movenet_lightning_opens_its_float16_build_by_default():
+    """Lightning int8 at 3 passes scored 0.160 on the dev photos, below TF.js's 0.163
+    (two passes); its float16 build 0.171 (README): the registry says so, auto obeys."""
+    from edgepose.config import load_config
+    from edgepose.estimators import MODELS, open_estimator
+
+    assert not MODELS["movenet-lightning"].int8_on_cpu
+    assert MODELS["movenet-thunder"].int8_on_cpu and MODELS["movenet-multipose"].int8_on_cpu
+    config = load_config(None, {"model.name": "movenet-lightning", "model.accelerator": "cpu"})
+    estimator = open_estimator(config.model, config.decode)
+    try:
+        assert estimator.info.precision == "float16"
+    finally:
+        estimator.close()
