@@ -188,10 +188,26 @@ def cmd_detect(args: argparse.Namespace) -> int:
 # --- eval -----------------------------------------------------------------------
 
 
+def _read_ground_truth(path: str) -> dict:
+    """COCO person-keypoint annotations, or a usage error naming --gt and the problem."""
+    try:
+        gt = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--gt {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not UTF-8, or not JSON
+        raise UsageError(f"--gt {path}: not a JSON file ({exc})") from None
+    if not (isinstance(gt, dict) and isinstance(gt.get("images"), list)
+            and all(isinstance(i, dict) and "file_name" in i and "id" in i for i in gt["images"])
+            and isinstance(gt.get("annotations"), list) and isinstance(gt.get("categories"), list)):
+        raise UsageError(f"--gt {path}: not COCO keypoint annotations (expected 'images' with "
+                         "'id' and 'file_name', 'annotations' and 'categories')")
+    return gt
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_keypoints, results_from_poses
 
-    gt = json.loads(Path(args.gt).read_text())
+    gt = _read_ground_truth(args.gt)
     _, estimator = _open_estimator(args)
     info = estimator.info
     results: list[dict] = []
@@ -209,7 +225,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         poses = estimator.estimate_still(rgb)
         times.append((time.perf_counter() - start) * 1000.0)
         results.extend(results_from_poses(image["id"], poses))
-    stats = evaluate_keypoints(gt, results)
+    try:
+        stats = evaluate_keypoints(gt, results)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise UsageError(f"--gt {args.gt}: malformed annotations ({type(exc).__name__}: {exc})") from None
     if args.results:
         Path(args.results).write_text(json.dumps(results))
     summary = {

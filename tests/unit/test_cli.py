@@ -213,3 +213,18 @@ def test_bench_pipeline_reports_each_stage(capsys):
     assert main(["bench", "--runs", "3", "--warmup", "1", "--json-summary"]) == ExitCode.OK
     stages = {row["stage"] for row in json.loads(capsys.readouterr().out)["stages"]}
     assert stages == {"preprocess", "invoke", "decode", "total"}
+
+
+@pytest.mark.parametrize("content, problem", [
+    (None, "No such file"),
+    ("{not json", "not a JSON file"),
+    ('{"images": [{"id": 1}]}', "not COCO keypoint annotations"),
+    ('{"images": [], "annotations": [{"image_id": 1}], "categories": [{"id": 1}]}', "malformed annotations"),
+])
+def test_eval_names_a_bad_ground_truth_file_without_a_traceback(tmp_path, capsys, content, problem):
+    gt_file = tmp_path / "gt.json"
+    if content is not None:
+        gt_file.write_text(content)
+    assert main(["eval", "--gt", str(gt_file), "--images", str(DEMO)]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert f"--gt {gt_file}" in err and problem in err and "Traceback" not in err
