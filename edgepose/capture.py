@@ -35,9 +35,16 @@ STALL_S = 20.0
 #: next) predict when it will ask again: their median, so a gated frame or a stall
 #: does not swing the estimate.
 BUSY_HISTORY = 5
-#: A file's next frame is read this much earlier than it will be needed, on top of
-#: the read's own usual cost: a little waiting in the slot is cheaper than a model
-#: waiting for its frame.
+#: How much of a file read's usual cost (decoding, converting, preparing) starts
+#: before inference is expected back. 1 would have each frame ready just as it is
+#: needed, but then its preparation runs wholly beside the model and, on 2 cores,
+#: both slow down; half was measured best: capture-to-publish p50 about 31 ms
+#: against 36, at the same frame rate and less CPU (vtest.avi, default settings,
+#: README "bench --e2e"). 0 reads only once inference is back: 31 ms, but a third
+#: fewer frames per second.
+READ_AHEAD_SHARE = 0.5
+#: ... and this much earlier still: a little waiting in the slot is cheaper than a
+#: model waiting for its frame.
 READ_AHEAD_MARGIN_S = 0.0005
 
 #: Source states reported in stats and STATUS=.
@@ -352,14 +359,14 @@ class CaptureLoop:
                     return
             if not live:
                 # A file is not real time: its frame is "captured" when it is read, so
-                # read it just in time: once inference took the last one, and only as
-                # long before inference is expected back as a read usually takes.
-                # Reading earlier would only make the frame wait in the slot (latency);
-                # later, the model would wait for it (throughput).
+                # read it just in time: once inference took the last one, and not
+                # much before inference is expected back (READ_AHEAD_SHARE). Reading
+                # earlier only makes the frame wait in the slot (latency); later, the
+                # model waits for it (throughput).
                 self._allow(0.0)
                 if not self._slot.wait_empty(self._stop_event):
                     return
-                wait = self._slot.consumer_back_in() - read_cost - READ_AHEAD_MARGIN_S
+                wait = self._slot.consumer_back_in() - READ_AHEAD_SHARE * read_cost - READ_AHEAD_MARGIN_S
                 if wait > 0:
                     self._allow(wait)
                     if self._sleeper(wait):

@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 
+from edgepose import capture
 from edgepose.capture import CaptureLoop, CaptureStats, LatestFrameSlot
 from edgepose.core import Frame
 from edgepose.errors import FrameError, SourceError
@@ -502,7 +503,8 @@ class BusyConsumerSlot(RecordingSlot):
 
 def test_a_file_is_read_just_before_inference_is_back_for_it():
     """A frame read early only waits in the slot (its latency); the wait before each read
-    is what inference still needs less what a read (and its preparation) costs."""
+    is what inference still needs less a share of what a read (and its preparation)
+    costs."""
     stop = threading.Event()
     fake_time = FakeTime(stop)
 
@@ -514,10 +516,10 @@ def test_a_file_is_read_just_before_inference_is_back_for_it():
     source = FakeSource([rgb(i) for i in range(3)], on_read=read_takes_4_ms)
     loop = make_loop(factory_of(source), stop=stop, fake_time=fake_time, slot=BusyConsumerSlot(0.020))
     loop.run()
-    margin = 0.0005
+    margin, share = capture.READ_AHEAD_MARGIN_S, capture.READ_AHEAD_SHARE
     # The first read's cost is not known yet; after it, 4 ms is.
-    assert fake_time.sleeps == [round(0.020 - margin, 6), round(0.016 - margin, 6),
-                                round(0.016 - margin, 6)]
+    after_first = round(0.020 - share * 0.004 - margin, 6)
+    assert fake_time.sleeps == [round(0.020 - margin, 6), after_first, after_first]
     assert loop.stats.frames == 3
 
 
