@@ -39,7 +39,8 @@ SUMMARY_KEYS = {
     "cpu_pct_lifetime", "peak_rss_mb", "dropped_frames", "skipped_frames", "corrupt_frames",
     "mqtt_dropped", "stats_frames", "daemon_inference_ms_p50", "daemon_inference_ms_p95",
     "pipeline_frames", "pipeline_fps", "pipeline_ms_p50", "pipeline_ms_p95", "pipeline_stages_ms_p50", "fps_ratio",
-    "latency_ratio", "load_1m_start", "load_1m_end", "cores",
+    "latency_ratio", "load_1m_start", "load_1m_end", "cores", "pipeline_frames_before",
+    "pipeline_ms_p50_before", "pipeline_ms_p50_after", "pipeline_drift",
 }
 
 
@@ -83,6 +84,9 @@ def _check(summary: dict, frames: int) -> None:
     # Every frame, to the end (a shortfall: see mqtt_dropped, dropped_frames, frames_missing).
     assert summary["frames"] == frames and summary["frames_missing"] == 0, summary
     assert summary["pipeline_frames"] == frames  # the same frames, estimate alone
+    assert summary["pipeline_frames_before"] == frames  # and once before the daemon (a short clip)
+    assert summary["pipeline_ms_p50_before"] > 0 and summary["pipeline_ms_p50_after"] > 0
+    assert summary["pipeline_drift"] >= 0
     assert summary["fps"] > 0 and summary["pipeline_fps"] > 0
     assert summary["latency_ms_p50"] > 0 and summary["latency_ms_p95"] >= summary["latency_ms_p50"]
     assert summary["pipeline_ms_p50"] > 0
