@@ -52,7 +52,9 @@ readonly DEFAULT_RUNTIME='ai-edge-litert'
 # (--dry-run shows the plan and warns). To pin one, on a trusted machine:
 #   curl -fLO URL && sha256sum FILE
 # compare the result with the "sha256:" digest GitHub shows beside the asset
-# on its release page (where shown), and paste it in place of the "-".
+# on its release page (where shown), and paste it in place of the "-"; or,
+# without editing this script, put those sha256sum lines in a file and pass it
+# with --coral-sha256 FILE (it fills the "-" only, never overrides a pin).
 #
 # codename python tf     kind            evidence   sha256 url
 CORAL_PINS='
@@ -119,6 +121,9 @@ Options:
   --coral-pcie      with --coral/--coral-max (or alone: implies --coral): also the PCIe /
                     M.2 driver (gasket-dkms, built by DKMS for the running kernel) and
                     group apex
+  --coral-sha256 FILE  with --coral*: sha256 of the Coral files not pinned in CORAL_PINS
+                    yet, as 'sha256sum' prints them ("<sha256>  <file name>"), checked by
+                    you on a trusted machine; a file no line names is still refused
   --with-mosquitto  also install a local mosquitto broker
   --purge           with --uninstall: also remove $CONF_DIR, $STATE_DIR, the user
                     and the downloaded Coral files
@@ -376,6 +381,35 @@ CORAL_WHEEL_SHA=""
 CORAL_GASKET_URL=""   # gasket-dkms .deb (--coral-pcie)
 CORAL_GASKET_SHA=""
 CORAL_NUMPY=""        # numpy pin the wheel needs ("" = none)
+CORAL_SHA256_FILE=""  # --coral-sha256: the user's sha256 of files CORAL_PINS has not pinned
+
+user_sha256() { # FILE_NAME -> the sha256 --coral-sha256 gives for it (nothing when none)
+	[[ -n $CORAL_SHA256_FILE ]] || return 0
+	local sha name found=""
+	while read -r sha name; do
+		[[ -z $sha || $sha == \#* ]] && continue
+		name=${name#\*}      # sha256sum's binary-mode marker
+		name=${name##*/}     # a path: its file name
+		[[ $name == "$1" ]] || continue
+		[[ $sha =~ ^[0-9a-f]{64}$ ]] || die "--coral-sha256 $CORAL_SHA256_FILE: '$sha' for $1 is not a sha256 (64 hex digits). Nothing was changed."
+		[[ -z $found || $found == "$sha" ]] || die "--coral-sha256 $CORAL_SHA256_FILE: two different sha256 for $1. Nothing was changed."
+		found=$sha
+	done <"$CORAL_SHA256_FILE"
+	[[ -z $found ]] || printf '%s\n' "$found"
+}
+
+fill_pin() { # VARIABLE URL: a "-" pin filled from --coral-sha256, a real pin kept
+	local -n pin=$1
+	local user
+	user=$(user_sha256 "$(pinned_name "$2")") || exit 1
+	[[ -n $user ]] || return 0
+	if [[ $pin == - ]]; then
+		pin=$user
+		info "sha256 of $(pinned_name "$2") from $CORAL_SHA256_FILE (yours, not pinned in this script)"
+	elif [[ $pin != "$user" ]]; then
+		die "--coral-sha256 gives $user for $(pinned_name "$2"), CORAL_PINS pins $pin: check which is right. Nothing was changed."
+	fi
+}
 
 coral_pin() { # CODENAME PYTHON KIND -> "tf evidence sha256 url" of the one matching row
 	local codename python tf kind evidence sha url found=""
@@ -454,12 +488,20 @@ coral_preflight() {
 			break
 		fi
 	done
+	if [[ -n $CORAL_SHA256_FILE ]]; then
+		[[ -f $CORAL_SHA256_FILE && -r $CORAL_SHA256_FILE ]] ||
+			die "--coral-sha256: cannot read $CORAL_SHA256_FILE. Nothing was changed."
+		fill_pin CORAL_LIB_SHA "$CORAL_LIB_URL"
+		fill_pin CORAL_WHEEL_SHA "$CORAL_WHEEL_URL"
+		((CORAL_PCIE)) && fill_pin CORAL_GASKET_SHA "$CORAL_GASKET_URL"
+	fi
 	[[ $CORAL_LIB_SHA == - ]] && unpinned+=("$(pinned_name "$CORAL_LIB_URL")")
 	[[ $CORAL_WHEEL_SHA == - ]] && unpinned+=("$(pinned_name "$CORAL_WHEEL_URL")")
 	((CORAL_PCIE)) && [[ $CORAL_GASKET_SHA == - ]] && unpinned+=("$(pinned_name "$CORAL_GASKET_URL")")
 	if ((${#unpinned[@]})); then
 		local msg="no sha256 pinned in CORAL_PINS for: ${unpinned[*]}.
-  Pin them (how: the comment above CORAL_PINS in this script) before installing;
+  Pin them before installing (how: the comment above CORAL_PINS in this script), or
+  give their sha256, checked on a trusted machine, with --coral-sha256 FILE;
   edgepose will not install unverified binaries."
 		if ((DRY_RUN)); then
 			warn "$msg
@@ -1056,11 +1098,16 @@ parse_args() {
 		--with-mosquitto) WITH_MOSQUITTO=1 ;;
 		--purge) PURGE=1 ;;
 		--dry-run) DRY_RUN=1 ;;
-		--broker | --duration)
+		--broker | --duration | --coral-sha256)
 			(($# >= 2)) || usage_error "$1 needs a value"
-			if [[ $1 == --broker ]]; then BROKER=$2; else DURATION=$2; fi
+			case $1 in
+			--broker) BROKER=$2 ;;
+			--duration) DURATION=$2 ;;
+			*) CORAL_SHA256_FILE=$2 ;;
+			esac
 			shift
 			;;
+		--coral-sha256=*) CORAL_SHA256_FILE=${1#*=} ;;
 		--broker=*) BROKER=${1#*=} ;;
 		--duration=*) DURATION=${1#*=} ;;
 		-h | --help)
@@ -1077,6 +1124,7 @@ parse_args() {
 		shift
 	done
 	((CORAL_PCIE)) && [[ -z $CORAL ]] && CORAL=std
+	[[ -z $CORAL_SHA256_FILE || -n $CORAL ]] || usage_error "--coral-sha256 goes with --coral, --coral-max or --coral-pcie"
 
 	case $MODE in
 	demo) ;;

@@ -761,3 +761,59 @@ def test_demo_stops_daemon_and_broker_on_sigterm(machine, tmp_path):
         output.thread.join(RUN_TIMEOUT_S)  # EOF once every writer is gone
         proc.stdout.close()
     assert not port_is_open(port), "the private broker outlived install.sh"
+
+
+def _unpinned_pair(lib_sha: str = "-", wheel_sha: str = "-") -> str:
+    return ("CORAL_PINS='\n"
+            f"bookworm 3.11 2.17.1 libedgetpu1-std shipped {lib_sha} https://x/libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb\n"
+            f"bookworm 3.11 2.17.1 tflite-runtime shipped {wheel_sha} https://x/tflite_runtime-2.17.1-cp311-cp311-linux_aarch64.whl\n"
+            "'\n")
+
+
+def test_coral_sha256_file_fills_the_unpinned_files_for_a_real_run(machine, tmp_path):
+    """Pins the script could not have (no network where it was written) come from the
+    user's own sha256sum lines; the real-run check then passes and uses them."""
+    sums = tmp_path / "coral.sha256"
+    sums.write_text(f"{'c' * 64}  libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb\n"
+                    f"{'d' * 64} *downloads/tflite_runtime-2.17.1-cp311-cp311-linux_aarch64.whl\n")
+    script = _unpinned_pair() + f"""DRY_RUN=0 CORAL=std CORAL_PCIE=0 CORAL_SHA256_FILE='{sums}'
+coral_preflight
+echo "LIB=$CORAL_LIB_SHA WHEEL=$CORAL_WHEEL_SHA"
+"""
+    result = sourced(script, machine)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"LIB={'c' * 64} WHEEL={'d' * 64}" in result.stdout
+    assert "from " + str(sums) in result.stdout and "not pinned in this script" in result.stdout
+
+
+@pytest.mark.parametrize("sums, problem", [
+    ("", "no sha256 pinned"),  # names neither file: both still refused
+    (f"{'c' * 64}  libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb\n", "no sha256 pinned"),  # one missing
+    ("nothex  libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb\n", "is not a sha256"),
+    (f"{'c' * 64}  libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb\n"
+     f"{'e' * 64}  libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb\n", "two different sha256"),
+])
+def test_coral_sha256_file_never_lets_an_unverified_file_through(machine, tmp_path, sums, problem):
+    path = tmp_path / "coral.sha256"
+    path.write_text(sums)
+    result = sourced(_unpinned_pair() + f"DRY_RUN=0 CORAL=std CORAL_PCIE=0 CORAL_SHA256_FILE='{path}'\n"
+                     "coral_preflight\necho REACHED-THE-END", machine)
+    assert result.returncode == 1 and "REACHED-THE-END" not in result.stdout
+    assert problem in result.stderr and "Nothing was changed" in result.stderr
+
+
+def test_coral_sha256_file_cannot_override_a_pin_of_the_script(machine, tmp_path):
+    path = tmp_path / "coral.sha256"
+    path.write_text(f"{'f' * 64}  tflite_runtime-2.17.1-cp311-cp311-linux_aarch64.whl\n")
+    result = sourced(_unpinned_pair(lib_sha="b" * 64, wheel_sha="a" * 64)
+                     + f"DRY_RUN=0 CORAL=std CORAL_PCIE=0 CORAL_SHA256_FILE='{path}'\ncoral_preflight", machine)
+    assert result.returncode == 1 and "CORAL_PINS pins " + "a" * 64 in result.stderr
+
+
+def test_coral_sha256_option_is_parsed_and_needs_coral(machine, tmp_path):
+    path = tmp_path / "coral.sha256"
+    path.write_text("")
+    lines, out, err = coral_plan("--coral", "--coral-sha256", str(path), env=machine)
+    assert "TensorFlow 2.17.1 on both sides" in out
+    alone = install_sh("--dry-run", "--coral-sha256", str(path), env=machine, check=False)
+    assert alone.returncode == 2 and "--coral-sha256 goes with --coral" in alone.stderr
