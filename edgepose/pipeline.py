@@ -111,6 +111,7 @@ class EstimateStage:
         inference_ms = (time.perf_counter() - start) * 1000.0
         if frame.model_input is not None:  # the part done ahead, on the capture thread
             inference_ms += frame.model_input.preprocess_ms
+            frame = dataclasses.replace(frame, model_input=None)  # used: not kept with the result
         return FrameResult(frame, poses, inference_ms, self.estimator.info.label)
 
 

@@ -94,3 +94,11 @@ def test_the_gate_decides_the_same_on_a_thumbnail_made_ahead():
         np.testing.assert_array_equal(prepared.motion_grey, grey_from_rgb(f.rgb, ahead.gate.settings.grid))
         assert ahead.admit(prepared) == inline.admit(f)
     assert ahead.reasons == inline.reasons
+
+
+def test_the_prepared_input_is_not_kept_with_the_result():
+    """Results wait in queues (stages, snapshots): they must not hold model inputs."""
+    estimator = PreparingEstimator()
+    pipeline = Pipeline(EstimateStage(estimator))
+    result = pipeline.process(pipeline.prepare(frame(1, 0.0)))
+    assert estimator.given == [True] and result.frame.model_input is None
