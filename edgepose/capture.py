@@ -38,10 +38,10 @@ BUSY_HISTORY = 5
 #: How much of a file read's usual cost (decoding, converting, preparing) starts
 #: before inference is expected back. 1 would have each frame ready just as it is
 #: needed, but then its preparation runs wholly beside the model and, on 2 cores,
-#: both slow down; half was measured best: capture-to-publish p50 about 31 ms
-#: against 36, at the same frame rate and less CPU (vtest.avi, default settings,
-#: README "bench --e2e"). 0 reads only once inference is back: 31 ms, but a third
-#: fewer frames per second.
+#: both slow down. Measured (vtest.avi, default settings, README "bench --e2e"):
+#: half gave capture-to-publish p50 31 ms against 34, for about 9 % fewer frames per
+#: second (still above the model's own series rate) and less CPU; 0 (read only once
+#: inference is back) 32 ms, but a third fewer frames per second.
 READ_AHEAD_SHARE = 0.5
 #: ... and this much earlier still: a little waiting in the slot is cheaper than a
 #: model waiting for its frame.
@@ -416,7 +416,8 @@ class CaptureLoop:
                           inference_rgb=getattr(source, "last_lores", None))
             if self.prepare is not None:
                 # The model's input only for a frame that will be taken, not replaced: a
-                # file's always; a live one when inference is back before the next is due.
+                # file's always; a live one when inference is back before the next is due
+                # (a live source without max_fps: never, its next frame's time is unknown).
                 taken = not live or self._slot.consumer_back_in() < self._period
                 frame = self.prepare(frame, model_input=taken)
             # A smoothed cost (a slow read must not make the next one early by much).
