@@ -110,10 +110,16 @@ class MotionGateStage:
         return self.reasons.get("idle", 0)
 
     def prepare(self, frame: Frame) -> Frame:
-        """The frame with its small grey copy: pure, so the capture thread makes it ahead
-        of inference (a 768x576 frame costs about 1.3 ms, more with the model running)."""
+        """The frame with its small grey copy, when the gate will need it: pure, so the
+        capture thread makes it ahead of inference (a 768x576 frame costs about 1.3 ms,
+        more with the model running)."""
+        if not self.gate.needs_image(frame.captured_mono):
+            return frame
+        return dataclasses.replace(frame, motion_grey=self._grey(frame))
+
+    def _grey(self, frame: Frame):
         small = frame.inference_rgb if frame.inference_rgb is not None else frame.rgb
-        return dataclasses.replace(frame, motion_grey=grey_from_rgb(small, self.gate.settings.grid))
+        return grey_from_rgb(small, self.gate.settings.grid)
 
     def expects_to_run(self, now: float) -> bool:
         """Someone was seen lately, so every frame runs (a read of one float: safe
@@ -121,9 +127,10 @@ class MotionGateStage:
         return self.gate.tracking(now)
 
     def admit(self, frame: Frame) -> bool:
-        if frame.motion_grey is None:
-            frame = self.prepare(frame)
-        decision = self.gate.decide(frame.motion_grey, frame.captured_mono)
+        grey = frame.motion_grey
+        if grey is None and self.gate.needs_image(frame.captured_mono):  # not made ahead
+            grey = self._grey(frame)
+        decision = self.gate.decide(grey, frame.captured_mono)
         self.reasons[decision.reason] = self.reasons.get(decision.reason, 0) + 1
         return decision.run
 

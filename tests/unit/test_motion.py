@@ -226,3 +226,32 @@ def test_reset_forgets_the_background_and_the_last_sighting():
     gate.reset()
     assert gate.decide(g, 0.2).reason == "first"
     assert gate.decide(g, 0.3).reason == "idle"
+
+
+def test_while_tracking_the_background_is_refreshed_at_most_every_refresh_interval():
+    """Every frame runs while someone is tracked: the grey image is only needed to keep the
+    background current, so most frames skip it; once tracking ends every frame needs it."""
+    from edgepose.motion import TRACKING_REFRESH_S
+
+    gate = MotionGate(MotionSettings(hold_s=1.0))
+    grey = grey_from_rgb(room())
+    assert gate.needs_image(0.0)
+    assert gate.decide(grey, 0.0).reason == "first"
+    gate.observe(0.0, people=1)
+    needed = []
+    for i in range(1, 9):  # 8 fps while tracked (binary fractions keep the times exact)
+        t = i / 8
+        needed.append(gate.needs_image(t))
+        decision = gate.decide(grey if needed[-1] else None, t)
+        assert decision.run and decision.reason == "tracking"
+        gate.observe(t, people=1)
+    assert TRACKING_REFRESH_S == 0.2
+    # Refreshed at 0; then an image at the first frame 0.2 s or more after the last one.
+    assert needed == [False, True, False, True, False, True, False, True]
+    assert gate.needs_image(10.0), "nobody seen for hold_s: every frame needs its image again"
+
+
+def test_deciding_without_an_image_when_one_is_needed_is_a_bug():
+    gate = MotionGate(MotionSettings())
+    with pytest.raises(ValueError):
+        gate.decide(None, 0.0)
