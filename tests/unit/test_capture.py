@@ -47,6 +47,18 @@ class FakeTime:
         return self.stop.is_set()
 
 
+def reads_take(fake_time: FakeTime, seconds: float, *, stop_after: int):
+    """A FakeSource `on_read`: each read moves the fake clock by `seconds` (a camera's
+    frame interval, or a slow decode); the loop is stopped after `stop_after` reads."""
+
+    def on_read(source) -> None:
+        fake_time.now += seconds
+        if source.reads >= stop_after:
+            fake_time.stop.set()
+
+    return on_read
+
+
 class FakeSource:
     """Plays a script: arrays are frames, None ends the stream, exceptions are raised.
 
@@ -341,11 +353,7 @@ def test_frame_rate_cap_paces_files_by_waiting():
     stop = threading.Event()
     fake_time = FakeTime(stop)
 
-    def slow_read(source):  # each read takes 30 ms of fake time
-        fake_time.now += 0.03
-        if source.reads >= 4:
-            stop.set()
-
+    slow_read = reads_take(fake_time, 0.03, stop_after=4)  # each read takes 30 ms of fake time
     source = FakeSource([rgb(i) for i in range(4)], on_read=slow_read)
     loop = make_loop(factory_of(source), stop=stop, fake_time=fake_time, max_fps=10.0)
     loop.run()
@@ -358,11 +366,8 @@ def test_frame_rate_cap_skips_surplus_frames_of_live_sources():
     stop = threading.Event()
     fake_time = FakeTime(stop)
 
-    def camera_tick(source):  # a 32 fps camera (binary fractions keep the fake clock exact)
-        fake_time.now += 1 / 32
-        if source.reads >= 96:
-            stop.set()
-
+    # A 32 fps camera (binary fractions keep the fake clock exact).
+    camera_tick = reads_take(fake_time, 1 / 32, stop_after=96)
     source = FakeSource([rgb(i % 256) for i in range(96)], live=True, on_read=camera_tick)
     loop = make_loop(factory_of(source), stop=stop, fake_time=fake_time, max_fps=8.0)
     loop.run()
@@ -392,11 +397,7 @@ def test_skipped_live_frames_are_never_converted_to_rgb():
     stop = threading.Event()
     fake_time = FakeTime(stop)
 
-    def camera_tick(source):
-        fake_time.now += 1 / 32
-        if source.reads >= 96:
-            stop.set()
-
+    camera_tick = reads_take(fake_time, 1 / 32, stop_after=96)
     source = GrabbingSource([rgb(i % 256) for i in range(96)], live=True, on_read=camera_tick)
     loop = make_loop(factory_of(source), stop=stop, fake_time=fake_time, max_fps=8.0)
     loop.run()
@@ -508,12 +509,7 @@ def test_a_file_is_read_just_before_inference_is_back_for_it():
     stop = threading.Event()
     fake_time = FakeTime(stop)
 
-    def read_takes_4_ms(source):
-        fake_time.now += 0.004
-        if source.reads >= 3:
-            stop.set()
-
-    source = FakeSource([rgb(i) for i in range(3)], on_read=read_takes_4_ms)
+    source = FakeSource([rgb(i) for i in range(3)], on_read=reads_take(fake_time, 0.004, stop_after=3))
     loop = make_loop(factory_of(source), stop=stop, fake_time=fake_time, slot=BusyConsumerSlot(0.020))
     loop.run()
     margin, share = capture.READ_AHEAD_MARGIN_S, capture.READ_AHEAD_SHARE
@@ -547,12 +543,8 @@ def test_the_model_input_is_prepared_ahead_only_for_frames_that_will_be_taken():
         stop = threading.Event()
         fake_time = FakeTime(stop)
 
-        def tick(source):
-            fake_time.now += 1 / 8
-            if source.reads >= 3:
-                stop.set()
-
-        source = FakeSource([rgb(i) for i in range(3)], live=live, on_read=tick)
+        source = FakeSource([rgb(i) for i in range(3)], live=live,
+                            on_read=reads_take(fake_time, 1 / 8, stop_after=3))
         loop = make_loop(factory_of(source), stop=stop, fake_time=fake_time, max_fps=8.0,
                          slot=BusyConsumerSlot(back_in))
         loop.prepare = prepare
