@@ -141,6 +141,7 @@ def test_the_inference_thread_never_writes_a_file(tmp_path):
         tmp_path, node_id("nowrite"), None, mqtt={"enabled": False},
         snapshots={"cooldown_s": 0.0, "interval_s": 0.05})))
     estimator, stop = FixedPosesEstimator(), threading.Event()
+    switch_interval = sys.getswitchinterval()
     _WRITES.clear()
     _RECORDING.set()
     try:
@@ -156,6 +157,7 @@ def test_the_inference_thread_never_writes_a_file(tmp_path):
     finally:
         _RECORDING.clear()
     assert outcome == {"code": 0}
+    assert sys.getswitchinterval() == switch_interval, "the daemon's switch interval is its own"
     # The one write before the first frame: check_writable's start-up probe of the folder.
     written = [(name, path) for name, path in _WRITES
                if path.startswith(str(snapshots)) and ".edgepose-write-test-" not in path]
