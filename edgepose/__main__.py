@@ -355,7 +355,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             "default": spec.name == DEFAULT_MODEL,
             "cpu_default": ("int8 where the runtime runs int8 fast (ai-edge-litert), else the float build"
                             if spec.int8_on_cpu else
-                            "the float build on every runtime (its int8 build loses accuracy)"),
+                            "the float build on every runtime (its int8 build scores below the reference)"),
         })
     if args.json:
         print(json.dumps({"models_dir": str(folder), "models": rows}, indent=2))

@@ -33,12 +33,13 @@ tflite-runtime    int8       184.8     325.8
   cores; a cap so a big machine does not spin up many threads for small layers).
 - Edge TPU: only int8 models compile for it, and the CPU only runs the few ops the
   compiler left out: int8 and 1 thread.
-- A model whose int8 build loses accuracy its float build keeps, for little time,
-  says so in the registry (``ModelSpec.int8_on_cpu = False``): it gets its float
-  build on the CPU whatever the runtime. MoveNet Lightning: int8 scores an OKS AP of
-  0.160 on the dev photos at its 3 passes, below TF.js's own 0.163 (two passes, same
-  weights), float16 0.171, for about 1.5 ms more per 192x192 pass on this machine
-  (README, "MoveNet beside PoseNet").
+- A model whose int8 build scores below TF.js's own result on the same weights,
+  where its float build does not, says so in the registry
+  (``ModelSpec.int8_on_cpu = False``): it gets its float build on the CPU whatever
+  the runtime. MoveNet Lightning: int8 scores an OKS AP of 0.160 on the dev photos
+  at its 3 passes, below TF.js's 0.163 (two passes), float16 0.171. The cost: a
+  192x192 invoke takes 8.0-9.6 ms in float16 against 4.8-4.9 ms in int8 on this
+  machine, PoseNet's default 11.6 ms (README, "MoveNet beside PoseNet").
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def choose_defaults(runtime: str, cores: int | None, accelerator: str, *,
     """Precision and threads for ``runtime`` ("ai-edge-litert", "tflite-runtime", ...)
     on ``cores`` CPU cores (``os.cpu_count()``, or the cores this process may use)
     with ``accelerator`` in use ("cpu" or "edgetpu"; resolve "auto" first).
-    ``int8_on_cpu=False``: the model's int8 build costs accuracy (its registry entry
-    says so), so the CPU gets the float build on any runtime. "float32" stands for
+    ``int8_on_cpu=False``: the model's int8 build scores below the reference (its
+    registry entry says so), so the CPU gets the float build on any runtime. "float32" stands for
     the model's float build (MoveNet's is float16)."""
     if accelerator not in ACCELERATORS:
         raise ValueError(f"accelerator must be one of {ACCELERATORS} (resolve 'auto' first), not {accelerator!r}")
@@ -86,7 +87,7 @@ def choose_defaults(runtime: str, cores: int | None, accelerator: str, *,
     core_text = f"{cores} cores" if cores and cores > 0 else "core count unknown"
     if not int8_on_cpu:
         return RuntimeDefaults("float32", threads,
-                               f"this model's int8 build loses accuracy its float build keeps; {core_text}")
+                               f"this model's int8 build scores below the reference, its float build does not; {core_text}")
     if runtime in FAST_INT8_RUNTIMES:
         return RuntimeDefaults("int8", threads, f"{runtime}: int8 runs about 2x faster than float32; {core_text}")
     if runtime == "tflite-runtime":

@@ -124,9 +124,9 @@ class ModelSpec:
     #: Defaults of keys whose default depends on the model (config.MODEL_DEFAULT_KEYS),
     #: used when the config does not write them.
     defaults: tuple[tuple[str, object], ...] = ()
-    #: False when the int8 build loses accuracy the float build keeps for little time
-    #: saved (measured on the dev photos): `model.quantized = "auto"` then picks the
-    #: float build on the CPU on every runtime (runtime_defaults.py).
+    #: False when the int8 build scores below the reference (TF.js on the same weights)
+    #: on the dev photos where the float build does not: `model.quantized = "auto"`
+    #: then picks the float build on the CPU on every runtime (runtime_defaults.py).
     int8_on_cpu: bool = True
 
 
@@ -172,8 +172,8 @@ MODELS: dict[str, ModelSpec] = {
                       ("decode.max_poses", _posenet.DEFAULT_MAX_POSES)),
         ),
         # Lightning int8, 3 passes: AP 0.160 on the dev photos, below TF.js's 0.163
-        # (2 passes); float16 0.171, about 1.5 ms more a pass (README). Thunder int8
-        # scores as its float16 build (0.215 / 0.213) at half the time.
+        # (2 passes); float16 0.171, for about 4 ms more an invoke (README). Thunder
+        # int8 scores as its float16 build (0.215 / 0.213) at half the time.
         _singlepose_spec("lightning", 192, int8_on_cpu=False),
         _singlepose_spec("thunder", 256, int8_on_cpu=True),
         ModelSpec(

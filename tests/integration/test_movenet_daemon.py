@@ -34,7 +34,7 @@ BOX_TOLERANCE = 2e-3
 
 
 @pytest.mark.parametrize("name,stem", [
-    ("movenet-lightning", "movenet_lightning_float16"),  # its int8 build loses accuracy: float16 on CPUs
+    ("movenet-lightning", "movenet_lightning_float16"),  # int8 scores below TF.js: float16 on CPUs
     ("movenet-thunder", "movenet_thunder_int8"),
     ("movenet-multipose", "movenet_multipose_int8"),
 ])
