@@ -112,7 +112,7 @@ class _Track:
         """Keypoints and box moved along the track's velocity to `now`."""
         dt = min(max(now - self.last_seen, 0.0), MAX_EXTRAPOLATION_S)
         shift = self.velocity * dt
-        return self.xy + shift, self.box + np.tile(shift, 2)
+        return self.xy + shift, self.box + shift[[0, 1, 0, 1]]
 
 
 class Tracker:
