@@ -197,7 +197,8 @@ def _read_ground_truth(path: str) -> dict:
     except ValueError as exc:  # not UTF-8, or not JSON
         raise UsageError(f"--gt {path}: not a JSON file ({exc})") from None
     if not (isinstance(gt, dict) and isinstance(gt.get("images"), list)
-            and all(isinstance(i, dict) and "file_name" in i and "id" in i for i in gt["images"])
+            and all(isinstance(i, dict) and isinstance(i.get("file_name"), str) and "id" in i
+                    for i in gt["images"])
             and isinstance(gt.get("annotations"), list) and isinstance(gt.get("categories"), list)):
         raise UsageError(f"--gt {path}: not COCO keypoint annotations (expected 'images' with "
                          "'id' and 'file_name', 'annotations' and 'categories')")

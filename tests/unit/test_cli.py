@@ -219,6 +219,7 @@ def test_bench_pipeline_reports_each_stage(capsys):
     (None, "No such file"),
     ("{not json", "not a JSON file"),
     ('{"images": [{"id": 1}]}', "not COCO keypoint annotations"),
+    ('{"images": [{"id": 1, "file_name": 7}], "annotations": [], "categories": []}', "not COCO keypoint"),
     ('{"images": [], "annotations": [{"image_id": 1}], "categories": [{"id": 1}]}', "malformed annotations"),
 ])
 def test_eval_names_a_bad_ground_truth_file_without_a_traceback(tmp_path, capsys, content, problem):
