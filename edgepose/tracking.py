@@ -23,7 +23,7 @@ from .config import TrackingConfig
 from .constants import NUM_PARTS
 from .core import Poses
 
-__all__ = ["COCO_SIGMAS", "Tracker", "box_iou", "oks"]
+__all__ = ["COCO_SIGMAS", "Tracker", "box_iou", "iou_table", "oks", "oks_table"]
 
 #: COCO's per-keypoint OKS sigmas, in COCO keypoint order (nose .. ankles):
 #: how far a part may be off, relative to the person's size, and still count.
@@ -41,61 +41,64 @@ VELOCITY_WEIGHT = 0.5
 MAX_EXTRAPOLATION_S = 0.5
 
 
+def _box_area(boxes: np.ndarray) -> np.ndarray:
+    """(..., 4) boxes x0, y0, x1, y1 -> (...) areas."""
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def oks_table(
+    xy: np.ndarray, ok: np.ndarray, ref_xy: np.ndarray, ref_ok: np.ndarray, ref_area: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Object keypoint similarity of every pose against every reference pose, over the
+    keypoints both have: xy (n, 17, 2) and ok (n, 17) against ref_xy (m, 17, 2),
+    ref_ok (m, 17) and ref_area (m,), each reference person's box area in the same
+    pixels (COCO uses the segment area; the box is what a tracker has). Returns
+    (similarity 0..1, keypoints compared), each (n, m); (0.0, 0) where none is shared.
+    All pairs in one pass of array arithmetic: the tracker runs on every frame."""
+    both = ok[:, None, :] & ref_ok[None, :, :]  # (n, m, 17)
+    shared = both.sum(axis=-1)
+    d2 = ((xy[:, None] - ref_xy[None]) ** 2).sum(axis=-1)
+    area = np.maximum(ref_area, 1e-6)[None, :, None]
+    e = np.exp(-d2 / (2.0 * area * (2.0 * COCO_SIGMAS) ** 2))
+    return np.where(both, e, 0.0).sum(axis=-1) / np.maximum(shared, 1), shared
+
+
+def iou_table(boxes: np.ndarray, ref_boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box (n, 4) with every reference box (m, 4),
+    x0, y0, x1, y1: (n, m), 0 where they do not overlap."""
+    w = np.minimum(boxes[:, None, 2], ref_boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], ref_boxes[None, :, 0])
+    h = np.minimum(boxes[:, None, 3], ref_boxes[None, :, 3]) - np.maximum(boxes[:, None, 1], ref_boxes[None, :, 1])
+    inter = np.where((w > 0) & (h > 0), w * h, 0.0)
+    union = _box_area(boxes)[:, None] + _box_area(ref_boxes)[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=(inter > 0) & (union > 0))
+
+
 def oks(
     a_xy: np.ndarray, a_ok: np.ndarray, b_xy: np.ndarray, b_ok: np.ndarray, area: float
 ) -> tuple[float, int]:
-    """Object keypoint similarity of two poses (17, 2) over the keypoints both have.
-
-    `area` is the reference person's box area in the same pixels (COCO uses the
-    segment area; the box is what a tracker has). Returns (similarity 0..1,
-    number of keypoints compared); (0.0, 0) when none is shared.
-    """
-    shared = a_ok & b_ok
-    n = int(shared.sum())
-    if n == 0:
-        return 0.0, 0
-    d2 = ((a_xy[shared] - b_xy[shared]) ** 2).sum(axis=-1)
-    k2 = (2.0 * COCO_SIGMAS[shared]) ** 2
-    return float(np.exp(-d2 / (2.0 * max(area, 1e-6) * k2)).mean()), n
+    """`oks_table` for one pair of poses (17, 2), `area` that of b: (similarity, keypoints compared)."""
+    sim, shared = oks_table(a_xy[None], a_ok[None], b_xy[None], b_ok[None], np.array([area], np.float64))
+    return float(sim[0, 0]), int(shared[0, 0])
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boxes x0, y0, x1, y1."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    """`iou_table` for one pair of boxes x0, y0, x1, y1."""
+    return float(iou_table(np.asarray(a)[None], np.asarray(b)[None])[0, 0])
 
 
 def _match_tables(
     xy: np.ndarray, ok: np.ndarray, boxes: np.ndarray,
     predicted: list[tuple[np.ndarray, np.ndarray]], track_ok: list[np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pose against every track at once: OKS (as `oks`, against the track's
-    predicted keypoints and box area), keypoints shared, and box IoU; each (poses,
-    tracks). One pass of array arithmetic instead of a numpy call per pair: the
-    tracker runs on every frame, after the model, in the capture-to-publish path."""
+    """Every pose against every track: OKS against the track's predicted keypoints and
+    box area, keypoints shared, and box IoU with the predicted box; each (poses, tracks)."""
     n, m = len(xy), len(predicted)
     if n == 0 or m == 0:
         return np.zeros((n, m)), np.zeros((n, m), np.int64), np.zeros((n, m))
     t_xy = np.stack([p[0] for p in predicted])  # (m, 17, 2)
     t_box = np.stack([p[1] for p in predicted])  # (m, 4)
-    both = ok[:, None, :] & np.stack(track_ok)[None, :, :]  # (n, m, 17)
-    shared = both.sum(axis=-1)
-    d2 = ((xy[:, None] - t_xy[None]) ** 2).sum(axis=-1)
-    area = np.maximum((t_box[:, 2] - t_box[:, 0]) * (t_box[:, 3] - t_box[:, 1]), 1e-6)
-    e = np.exp(-d2 / (2.0 * area[None, :, None] * (2.0 * COCO_SIGMAS) ** 2))
-    sim = np.where(both, e, 0.0).sum(axis=-1) / np.maximum(shared, 1)
-    w = np.minimum(boxes[:, None, 2], t_box[None, :, 2]) - np.maximum(boxes[:, None, 0], t_box[None, :, 0])
-    h = np.minimum(boxes[:, None, 3], t_box[None, :, 3]) - np.maximum(boxes[:, None, 1], t_box[None, :, 1])
-    inter = np.where((w > 0) & (h > 0), w * h, 0.0)
-    union = (((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[:, None]
-             + ((t_box[:, 2] - t_box[:, 0]) * (t_box[:, 3] - t_box[:, 1]))[None, :] - inter)
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=(inter > 0) & (union > 0))
-    return sim, shared, iou
+    sim, shared = oks_table(xy, ok, t_xy, np.stack(track_ok), _box_area(t_box))
+    return sim, shared, iou_table(boxes, t_box)
 
 
 @dataclass

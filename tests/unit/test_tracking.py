@@ -187,7 +187,8 @@ def test_reset_forgets_tracks_but_not_the_id_counter():
 
 def test_the_match_tables_equal_oks_and_iou_pair_by_pair():
     """The tracker scores every pose against every track in one pass of array
-    arithmetic; each entry must be what `oks` and `box_iou` give for that pair."""
+    arithmetic; each entry must be what `oks` and `box_iou` (the same tables for one
+    pair) give for that pair: the broadcasting puts every pair in its place."""
     from edgepose.tracking import _match_tables, box_iou, oks
 
     rng = np.random.default_rng(7)
