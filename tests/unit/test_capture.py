@@ -362,15 +362,20 @@ def test_frame_rate_cap_paces_files_by_waiting():
     assert loop.stats.frames == 4
 
 
-def test_frame_rate_cap_skips_surplus_frames_of_live_sources():
+def run_camera_at_8_fps(source_class: type[FakeSource]) -> tuple[CaptureLoop, FakeSource, FakeTime]:
+    """96 frames of a 32 fps camera (binary fractions keep the fake clock exact) through
+    a loop capped at 8 fps."""
     stop = threading.Event()
     fake_time = FakeTime(stop)
-
-    # A 32 fps camera (binary fractions keep the fake clock exact).
-    camera_tick = reads_take(fake_time, 1 / 32, stop_after=96)
-    source = FakeSource([rgb(i % 256) for i in range(96)], live=True, on_read=camera_tick)
+    source = source_class([rgb(i % 256) for i in range(96)], live=True,
+                          on_read=reads_take(fake_time, 1 / 32, stop_after=96))
     loop = make_loop(factory_of(source), stop=stop, fake_time=fake_time, max_fps=8.0)
     loop.run()
+    return loop, source, fake_time
+
+
+def test_frame_rate_cap_skips_surplus_frames_of_live_sources():
+    loop, _, fake_time = run_camera_at_8_fps(FakeSource)
     stats = loop.stats
     assert fake_time.sleeps == []  # live sources are never waited for
     # The first frame, then the first one of each 1/8 s slot: t = 4/32, 8/32, ... 96/32.
@@ -394,13 +399,7 @@ class GrabbingSource(FakeSource):
 
 
 def test_skipped_live_frames_are_never_converted_to_rgb():
-    stop = threading.Event()
-    fake_time = FakeTime(stop)
-
-    camera_tick = reads_take(fake_time, 1 / 32, stop_after=96)
-    source = GrabbingSource([rgb(i % 256) for i in range(96)], live=True, on_read=camera_tick)
-    loop = make_loop(factory_of(source), stop=stop, fake_time=fake_time, max_fps=8.0)
-    loop.run()
+    loop, source, _ = run_camera_at_8_fps(GrabbingSource)
     assert loop.stats.frames == 25 and loop.stats.skipped_frames == 71
     assert source.converted == 25, "only the frames kept are converted"
 

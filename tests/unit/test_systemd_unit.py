@@ -156,14 +156,20 @@ def test_udev_rules_cover_both_coral_usb_ids_and_apex():
     assert 'SUBSYSTEM=="apex", GROUP="apex"' in rules
 
 
-def test_systemd_analyze_verify(tmp_path):
+def analyzable_unit(tmp_path: Path) -> tuple[str, Path]:
+    """systemd-analyze (the test skips without it) and a copy of the unit it can load:
+    the venv does not exist here, so ExecStart points at a binary that does."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
-    # The venv does not exist here: point ExecStart at a binary that does.
     text = re.sub(r"^ExecStart=\S+", "ExecStart=/bin/true", UNIT_PATH.read_text(), flags=re.MULTILINE)
     copy = tmp_path / "edgepose.service"
     copy.write_text(text)
+    return analyze, copy
+
+
+def test_systemd_analyze_verify(tmp_path):
+    analyze, copy = analyzable_unit(tmp_path)
     result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -203,12 +209,7 @@ def test_watchdog_policy_is_written_down_in_the_unit():
 
 def test_systemd_analyze_security_score(tmp_path):
     """`systemd-analyze security --offline=yes` (systemd >= 250): 1.6 at the time of writing."""
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
-    text = re.sub(r"^ExecStart=\S+", "ExecStart=/bin/true", UNIT_PATH.read_text(), flags=re.MULTILINE)
-    copy = tmp_path / "edgepose.service"
-    copy.write_text(text)
+    analyze, copy = analyzable_unit(tmp_path)
     result = subprocess.run([analyze, "security", "--offline=yes", str(copy)],
                             capture_output=True, text=True, timeout=60)
     if "--offline" in result.stderr and result.returncode != 0:
