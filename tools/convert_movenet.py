@@ -446,15 +446,7 @@ def convert(tf, gd, name: str, kind: str, calib_files: list[Path] | None) -> byt
         module = build_module(tf, gd, side, input_dtype=tf.float32, enter_at=INT8_INPUT_NODE)
         converter = tf.lite.TFLiteConverter.from_concrete_functions(
             [module.movenet.get_concrete_function()], module)
-        images = calibration_inputs(calib_files, cfg["calib"])
-
-        def representative_dataset():
-            for img in images:
-                yield [img]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        cp.int8_calibration(tf, converter, calibration_inputs(calib_files, cfg["calib"]))
         # Calibrate, then quantise everything but the decoding that follows the
         # four heads (see float_tail): the same two steps as TF's selective
         # quantisation (tf.lite.experimental.QuantizationDebugger).

@@ -381,20 +381,25 @@ def finalize_tflite(data: bytes) -> bytes:
     return bytes(fbu.convert_object_to_bytearray(model))
 
 
+def int8_calibration(tf, converter, images: list[np.ndarray]) -> None:
+    """Full-integer quantisation calibrated on `images` (each with its batch axis), as
+    both converters (PoseNet, MoveNet) set it up."""
+
+    def representative_dataset():
+        for img in images:
+            yield [img]
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+
 def convert(tf, module, *, int8: bool, calib: list[Path] | None = None,
             calib_size: int | tuple[int, int] = CALIBRATION_SIZE) -> bytes:
     concrete = module.posenet.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
     if int8:
-        images = [letterbox(p, calib_size)[None] for p in calib]
-
-        def representative_dataset():
-            for img in images:
-                yield [img]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        int8_calibration(tf, converter, [letterbox(p, calib_size)[None] for p in calib])
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
     return finalize_tflite(converter.convert())
