@@ -131,13 +131,17 @@ class PoseNetEstimator:
             return self._decoded.read(outputs)
         return self._raw.read(outputs, self.output_stride)
 
+    def _plan(self, rgb: np.ndarray) -> letterbox.Letterbox:
+        """Where the model input sits in this frame."""
+        input_w, input_h = self.model.input_size
+        return letterbox.plan(rgb.shape[1], rgb.shape[0], input_w, input_h)
+
     def prepare(self, rgb: np.ndarray) -> PreparedInput:
         """The letterboxed input for `rgb`, made in an array of its own: it needs no
         earlier frame and touches no interpreter, so any thread may call it while
         another runs the model (the daemon's capture thread does)."""
         t0 = time.perf_counter()
-        input_w, input_h = self.model.input_size
-        box = letterbox.plan(rgb.shape[1], rgb.shape[0], input_w, input_h)
+        box = self._plan(rgb)
         tensor = np.empty(self._input_shape, self._input_dtype)
         letterbox.letterbox_into(rgb, box, tensor, self.input_lut)
         return PreparedInput(self, tensor, box, rgb.shape, (time.perf_counter() - t0) * 1e3)
@@ -147,8 +151,7 @@ class PoseNetEstimator:
         made earlier (then last_timing's "preprocess" includes its time)."""
         t0 = time.perf_counter()
         if prepared is None:
-            input_w, input_h = self.model.input_size
-            box = letterbox.plan(rgb.shape[1], rgb.shape[0], input_w, input_h)
+            box = self._plan(rgb)
             letterbox.letterbox_into(rgb, box, self.model.input_view(), self.input_lut)
             ahead_ms = 0.0
         else:
