@@ -346,7 +346,12 @@ def test_demo_publishes_poses_state_stats_snapshots_and_stops_cleanly(tmp_path, 
     node = node_id("demo")
     prefix = f"edgepose/{node}"
     sub = subscriber(mosquitto_broker, f"{prefix}/#")
-    d = daemon(demo_config(tmp_path, node, mosquitto_broker, mqtt={"stats_interval_s": 0.5}))
+    # Paced, as the demo is: the demo source holds each photo for 10 frames, and a person
+    # counts once seen for presence.enter_s (0.5 s). Uncapped, a photo lasted 10 frames of
+    # however fast this machine runs the model (0.2 s at 50 fps), so whether the debounced
+    # count ever rose depended on the machine's speed.
+    d = daemon(demo_config(tmp_path, node, mosquitto_broker, source={"max_fps": 10.0},
+                           mqtt={"stats_interval_s": 0.5}))
 
     wait_msgs(sub, d, payload_is(f"{prefix}/availability", b"online"))
     poses = wait_msgs(sub, d, f"{prefix}/poses", count=20)
