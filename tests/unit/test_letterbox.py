@@ -272,3 +272,21 @@ def test_rejects_frame_that_is_not_uint8():
     box = letterbox.plan(64, 48, 33, 33)
     with pytest.raises(ValueError):
         sample(random_frame(64, 48).astype(np.float32), box)
+
+
+@pytest.mark.parametrize("frame_size", [(768, 576), (1920, 1080), (353, 481), (481, 353), (100, 700)])
+def test_bands_give_the_same_bits_as_the_whole_input_at_once(monkeypatch, frame_size):
+    """The input is made BAND_ROWS rows at a time; band edges must not show."""
+    width, height = frame_size
+    rgb = np.random.default_rng(width * height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    box = letterbox.plan(width, height, 481, 353)
+    banded = letterbox._interpolate(rgb, box).copy()
+    assert len(letterbox._sampling(box).bands) > 1
+    monkeypatch.setattr(letterbox, "BAND_ROWS", 10_000)
+    letterbox._sampling.cache_clear()
+    try:
+        whole = letterbox._interpolate(rgb, box).copy()
+        assert len(letterbox._sampling(box).bands) == 1
+    finally:
+        letterbox._sampling.cache_clear()
+    np.testing.assert_array_equal(banded, whole)
