@@ -156,12 +156,11 @@ class _Scratch:
     """The work arrays, reused from frame to frame, one set for the process.
 
     Fresh arrays cost allocations and page faults on every frame; these stay,
-    sized for the largest letterbox seen (a band of BAND_ROWS input rows at a
-    time, plus the whole input's float values for integer models: 3.9 MB for
-    768x576 into an int8 481x353, 1.4 MB into a float one). One set behind a lock rather
-    than one per thread: the daemon letterboxes on its capture thread (inputs
-    made ahead) and, for the few frames not made ahead, on its inference
-    thread; the two seldom overlap, and a second set would only cost memory.
+    sized for the largest letterbox seen, a band of BAND_ROWS input rows at a
+    time (1.8 MB for 768x576 into an int8 481x353, 1.4 MB into a float one).
+    One set behind a lock rather than one per thread: the daemon letterboxes on
+    its capture thread (inputs made ahead) and, for the few frames not made
+    ahead, on its inference thread; the two seldom overlap.
     Each call reuses what the last one returned, so `lock` is held for as long
     as a result is in use (`letterbox_into` holds it throughout).
     """
@@ -218,12 +217,13 @@ class _Sampling:
     bands: tuple[_Band, ...]
 
 
-#: Input rows made at a time. Into 481x353, against the whole input at once (x86,
-#: interleaved; outputs bit-identical): 768x576 5.5 against 5.9 ms for an int8
-#: model, 5.45 against 5.7 for a float one; 1920x1080 6.45 against 6.7 and 4.3
-#: against 4.6. The work arrays shrink from 10.0 to 3.9 MB (int8, 768x576; float
-#: 7.5 to 1.4 MB; 1920x1080 int8 12.7 to 5.0), and a band's arrays (under 1 MB) fit
-#: a Pi's L2 where a whole frame's did not. 64 rows beat 32 and 128 here.
+#: Input rows made (and value-mapped) at a time. Into 481x353, against the whole
+#: input at once (x86, interleaved, outputs bit-identical; int8 / float model):
+#: 768x576 5.5 / 5.2 ms against 5.8 / 5.7; 640x480 4.6 / 4.5 against 5.3 / 5.0;
+#: 1920x1080 5.8 / 5.6 against 6.2 / 5.9. The work arrays shrink from 10.0 to
+#: 1.8 MB (int8, 768x576; float 7.5 to 1.4; 1920x1080 int8 12.7 to 2.9), and a
+#: band's arrays (under 1 MB) fit a Pi's L2 where a whole frame's did not. 64 rows
+#: beat 32 and 128 here.
 BAND_ROWS = 64
 
 
@@ -265,11 +265,21 @@ def _sampling(box: Letterbox) -> _Sampling:
 
 def _interpolate(rgb: np.ndarray, box: Letterbox, into: np.ndarray | None = None) -> np.ndarray:
     """(h, 3 w) float32 0..255, TF's bilinear samples, in `into` if given (float32,
-    C-contiguous, any shape of that size) else in the shared scratch array.
+    C-contiguous, any shape of that size) else in a scratch array of the input's size.
 
     Bit for bit the same float32 operations as TF's kernel: x then y, each
     ``p0 * w0 + p1 * w1``; only the order in which samples are computed differs.
     """
+    values = _scratch.get("values", (box.input_height, 3 * box.input_width), np.float32) if into is None else into
+    for _ in _bands(rgb, box, values):
+        pass
+    return values.reshape(box.input_height, 3 * box.input_width)
+
+
+def _bands(rgb: np.ndarray, box: Letterbox, into: np.ndarray | None = None):
+    """`_interpolate` a band at a time: yields (start, stop, values), input rows
+    [start, stop) as (stop - start, 3 w) float32 0..255 -- rows of `into` when
+    given, else a band-sized scratch array that the next band overwrites."""
     if rgb.shape != (box.frame_height, box.frame_width, 3):
         raise ValueError(
             f"frame shape {rgb.shape} does not match the letterbox "
@@ -281,10 +291,10 @@ def _interpolate(rgb: np.ndarray, box: Letterbox, into: np.ndarray | None = None
     get = _scratch.get
     h, w3, row_bytes = box.input_height, 3 * box.input_width, 3 * box.frame_width
     frame_rows = np.ascontiguousarray(rgb).reshape(box.frame_height, row_bytes)
-    values = get("values", (h, w3), np.float32) if into is None else into.reshape(h, w3)
+    values = None if into is None else into.reshape(h, w3)
     # mode="clip": the indices are in range by construction, and "raise" copies `out`.
     for band in s.bands:
-        n = band.last - band.first
+        n, m = band.last - band.first, band.stop - band.start
         if s.rows is None:
             src = frame_rows[band.first:band.last]
         else:
@@ -292,7 +302,7 @@ def _interpolate(rgb: np.ndarray, box: Letterbox, into: np.ndarray | None = None
             np.take(frame_rows, s.rows[band.first:band.last], axis=0, out=src, mode="clip")
         taps = get("taps", (n, w3), np.uint8)
         hx = get("hx", (n, w3), np.float32)
-        spare = get("spare", (max(n, band.stop - band.start), w3), np.float32)  # second terms
+        spare = get("spare", (max(n, m), w3), np.float32)  # second terms
         if s.cols0 is None:  # same width, no offset: the frame's own columns
             np.copyto(hx, src)
         elif s.cols1 is None:
@@ -305,15 +315,15 @@ def _interpolate(rgb: np.ndarray, box: Letterbox, into: np.ndarray | None = None
             term = spare[:n]
             np.multiply(taps, s.wx1, out=term)
             hx += term
-        out = values[band.start:band.stop]
+        out = get("band", (m, w3), np.float32) if values is None else values[band.start:band.stop]
         np.take(hx, band.top, axis=0, out=out, mode="clip")
         if band.bottom is not None:
             out *= s.wy0[band.start:band.stop]
-            term = spare[:band.stop - band.start]
+            term = spare[:m]
             np.take(hx, band.bottom, axis=0, out=term, mode="clip")
             term *= s.wy1[band.start:band.stop]
             out += term
-    return values
+        yield band.start, band.stop, out
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
@@ -347,32 +357,36 @@ def _letterbox_into(rgb: np.ndarray, box: Letterbox, out: np.ndarray, lut: np.nd
             f"input view shape {out.shape} does not match the letterbox "
             f"({box.input_height}, {box.input_width}, 3)"
         )
+    # Each band is value-mapped as soon as it is made, while it is still in the cache.
+    w = box.input_width
     if np.issubdtype(out.dtype, np.floating):
         # Interpolated straight into a float32 input: one array less to walk through.
         direct = out.dtype == np.float32 and out.flags.c_contiguous
-        values = _interpolate(rgb, box, out if direct else None)
         lo = np.float32(lut[0])
         slope = np.float32((float(lut[-1]) - float(lut[0])) / (len(lut) - 1))
-        np.multiply(values.reshape(out.shape), slope, out=out)  # TF.js: tf.mul then tf.add, in float32
-        out += lo
+        for start, stop, values in _bands(rgb, box, out if direct else None):
+            band = out[start:stop]
+            np.multiply(values.reshape(band.shape), slope, out=band)  # TF.js: tf.mul then tf.add, in float32
+            band += lo
         return
-    values = _interpolate(rgb, box)
-    pixels = values.reshape(out.shape)
-    values += np.float32(0.5)  # then floor by truncation: values are in 0..255
     lut = np.asarray(lut, dtype=out.dtype)
     stairs = _staircase(lut.tobytes(), lut.dtype.str)
-    if stairs is None:
-        index = _scratch.get("index", out.shape, np.uint8)
-        np.copyto(index, pixels, casting="unsafe")
-        np.take(lut, index, out=out, mode="clip")
-        return
-    first, steps = stairs
-    bits = out.view(np.uint8)  # int8 tables wrap around in 8 bits just the same
-    np.copyto(bits, pixels, casting="unsafe")
-    if first:
-        np.add(bits, np.uint8(first % 256), out=bits)
-    if steps:
-        below = _scratch.get("mask", out.shape, np.bool_)
-        for t in steps:
-            np.greater_equal(pixels, np.float32(t), out=below)  # round(v) >= t
-            np.subtract(bits, below.view(np.uint8), out=bits)
+    bits_all = out.view(np.uint8)  # int8 tables wrap around in 8 bits just the same
+    for start, stop, values in _bands(rgb, box):
+        values += np.float32(0.5)  # then floor by truncation: values are in 0..255
+        pixels = values.reshape(stop - start, w, 3)
+        if stairs is None:
+            index = _scratch.get("index", pixels.shape, np.uint8)
+            np.copyto(index, pixels, casting="unsafe")
+            np.take(lut, index, out=out[start:stop], mode="clip")
+            continue
+        first, steps = stairs
+        bits = bits_all[start:stop]
+        np.copyto(bits, pixels, casting="unsafe")
+        if first:
+            np.add(bits, np.uint8(first % 256), out=bits)
+        if steps:
+            below = _scratch.get("mask", pixels.shape, np.bool_)
+            for t in steps:
+                np.greater_equal(pixels, np.float32(t), out=below)  # round(v) >= t
+                np.subtract(bits, below.view(np.uint8), out=bits)
