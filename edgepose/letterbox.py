@@ -38,14 +38,15 @@ Speed (this runs once per frame, as long as the model on a Pi did): the
 interpolation is separable, so each frame row the input needs is interpolated
 along x once (per band of BAND_ROWS input rows) and the input rows are then
 interpolated along y from those rows; every sample still gets TF's own float32
-products and sums, bit for bit. Work arrays are a band's size and reused, indices are gathered byte by byte so that every
-arithmetic pass runs over whole contiguous rows, an axis at scale 1 and an
-integer offset is copied, and the int8 model's LUT (p -> p - (p >= 128)) is
-applied with two byte passes rather than a table lookup. 640x425 into 481x353
-went from 4.6 to 1.6 ms on the x86 machine those changes were measured on (on
-the 2-core VM of the banded version: 4.2 ms float, 4.5 int8). A fixed-point path for uint8 inputs measured
-only 7-11% faster (20% for 1080p frames) and moved 7% of the pixels by a grey
-level, so integer models share the float arithmetic and get exactly its rounding.
+products and sums, bit for bit. Work arrays are a band's size and reused,
+indices are gathered byte by byte so that every arithmetic pass runs over whole
+contiguous rows, an axis at scale 1 and an integer offset is copied, and the
+int8 model's LUT (p -> p - (p >= 128)) is applied with two byte passes rather
+than a table lookup. 640x425 into 481x353 went from 4.6 to 1.6 ms on the x86
+machine those changes were measured on (4.2 ms float, 4.5 int8 on the 2-core VM
+of the banded version). A fixed-point path for uint8 inputs measured only 7-11%
+faster (20% for 1080p frames) and moved 7% of the pixels by a grey level, so
+integer models share the float arithmetic and get exactly its rounding.
 """
 
 from __future__ import annotations
@@ -270,10 +271,11 @@ def _interpolate(rgb: np.ndarray, box: Letterbox, into: np.ndarray | None = None
     Bit for bit the same float32 operations as TF's kernel: x then y, each
     ``p0 * w0 + p1 * w1``; only the order in which samples are computed differs.
     """
-    values = _scratch.get("values", (box.input_height, 3 * box.input_width), np.float32) if into is None else into
+    shape = (box.input_height, 3 * box.input_width)
+    values = _scratch.get("values", shape, np.float32) if into is None else into
     for _ in _bands(rgb, box, values):
         pass
-    return values.reshape(box.input_height, 3 * box.input_width)
+    return values.reshape(shape)
 
 
 def _bands(rgb: np.ndarray, box: Letterbox, into: np.ndarray | None = None):
