@@ -99,6 +99,10 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
                        help="stop the daemon after S seconds (default: files to their end, live sources 30 s)")
     group.add_argument("--max-fps", type=float, metavar="FPS", default=0.0,
                        help="source.max_fps for the daemon (default 0: as fast as it goes)")
+    group.add_argument("--repeat", type=int, metavar="N", default=1,
+                       help="run the whole bench N times in a row and report each run, then the "
+                            "median and range of each figure (a shared or warming machine moves "
+                            "single runs; default 1)")
 
 
 #: Live sources without --duration run this long.
@@ -114,20 +118,63 @@ def cmd_bench_e2e(args: argparse.Namespace, flags_config, flag_overrides: dict[s
         raise UsageError(f"--duration: must be > 0 seconds, not {args.duration:g}")
     if not (0 <= args.max_fps <= 1000):
         raise UsageError(f"--max-fps: must be 0-1000, not {args.max_fps:g}")
-    report = run_e2e(
-        args.e2e,
-        config_path=args.config,
-        flag_overrides=flag_overrides,
-        broker=args.broker,
-        duration_s=args.duration,
-        max_fps=args.max_fps,
-        log_level=args.log_level,
-    )
-    if args.json_summary:
-        print(json.dumps(report))
-    else:
-        print(format_report(report))
+    if not (1 <= args.repeat <= MAX_REPEAT):
+        raise UsageError(f"--repeat: must be 1-{MAX_REPEAT}, not {args.repeat}")
+    reports = []
+    for run in range(args.repeat):
+        report = run_e2e(
+            args.e2e,
+            config_path=args.config,
+            flag_overrides=flag_overrides,
+            broker=args.broker,
+            duration_s=args.duration,
+            max_fps=args.max_fps,
+            log_level=args.log_level,
+        )
+        reports.append(report)
+        if not args.json_summary:  # each run as it ends: a long series shows its progress
+            heading = f"run {run + 1} of {args.repeat}\n" if args.repeat > 1 else ""
+            print(heading + format_report(report), flush=True)
+    if args.repeat == 1:
+        if args.json_summary:
+            print(json.dumps(reports[0]))
+        return ExitCode.OK
+    series = summarise_runs(reports)
+    print(json.dumps(series) if args.json_summary else format_series(series))
     return ExitCode.OK
+
+
+#: Most runs one --repeat may ask for.
+MAX_REPEAT = 100
+#: The figures --repeat summarises (median, min, max over the runs), in report order.
+SERIES_FIGURES = (
+    "fps", "pipeline_fps", "fps_ratio", "latency_ms_p50", "latency_ms_p95", "pipeline_ms_p50",
+    "latency_ratio", "pipeline_ms_p50_before", "pipeline_ms_p50_after", "pipeline_drift",
+    "cpu_pct", "peak_rss_mb", "first_message_s", "frames_missing", "dropped_frames",
+)
+
+
+def summarise_runs(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """--repeat's summary: every run's report, and for each of SERIES_FIGURES its
+    median, min and max over the runs that have it (None where none has)."""
+    median: dict[str, float | None] = {}
+    low: dict[str, float | None] = {}
+    high: dict[str, float | None] = {}
+    for key in SERIES_FIGURES:
+        values = [r[key] for r in reports if r.get(key) is not None]
+        median[key] = _round(float(np.median(values)), 3) if values else None
+        low[key] = min(values) if values else None
+        high[key] = max(values) if values else None
+    return {"runs": len(reports), "median": median, "min": low, "max": high, "each": reports}
+
+
+def format_series(series: dict[str, Any]) -> str:
+    """--repeat's summary as a table: median and range of each figure."""
+    lines = [f"over {series['runs']} runs: median (min - max)"]
+    for key in SERIES_FIGURES:
+        lines.append(f"  {key:24}{_show(series['median'][key]):>10}   "
+                     f"({_show(series['min'][key])} - {_show(series['max'][key])})")
+    return "\n".join(lines)
 
 
 # --- the daemon's config ---------------------------------------------------------------------

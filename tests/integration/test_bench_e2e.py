@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from edgepose.__main__ import main
-from edgepose.e2e import daemon_config_text, dump_toml, format_report
+from edgepose.e2e import SERIES_FIGURES, daemon_config_text, dump_toml, format_report, format_series
 from edgepose.errors import ExitCode
 from edgepose.sources import demo_dir, list_images
 
@@ -157,3 +157,29 @@ points = [[0.05, 0.55], [0.45, 0.55], [0.45, 0.95]]
 def test_bench_e2e_takes_no_image_options(clip, capsys):
     assert main(["bench", "--e2e", str(clip[0]), "--model-only"]) == ExitCode.USAGE
     assert "--e2e runs the whole daemon" in capsys.readouterr().err
+
+
+def test_bench_e2e_repeat_reports_each_run_and_the_median_and_range(clip, mosquitto_broker: Broker, capsys):
+    path, frames = clip
+    code = main(["bench", "--e2e", str(path), "--broker", f"{mosquitto_broker.host}:{mosquitto_broker.port}",
+                 "--repeat", "2", "--json-summary"])
+    series = _summary(capsys)
+    assert code == ExitCode.OK
+    assert series["runs"] == 2 and len(series["each"]) == 2
+    for run in series["each"]:
+        _check(run, frames)
+    for key in SERIES_FIGURES:
+        values = [run[key] for run in series["each"] if run[key] is not None]
+        if not values:  # e.g. cpu_pct: a 12-frame clip is over before /proc is sampled twice
+            assert series["median"][key] is None
+            continue
+        assert series["min"][key] == min(values) and series["max"][key] == max(values)
+        assert series["min"][key] <= series["median"][key] <= series["max"][key]
+    text = format_series(series)
+    assert "over 2 runs" in text and all(key in text for key in SERIES_FIGURES)
+
+
+@pytest.mark.parametrize("repeat", ["0", "101", "-1"])
+def test_bench_e2e_refuses_a_repeat_out_of_range(clip, repeat, capsys):
+    assert main(["bench", "--e2e", str(clip[0]), "--repeat", repeat]) == ExitCode.USAGE
+    assert "--repeat" in capsys.readouterr().err
