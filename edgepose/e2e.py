@@ -73,6 +73,14 @@ LIVE_PIPELINE_FRAMES = 300
 #: (relative p50) make the report say the ratios are uncertain.
 DRIFT_WARNING = 0.15
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: Most runs one --repeat may ask for.
+MAX_REPEAT = 100
+#: The figures --repeat summarises (median, min, max over the runs), in report order.
+SERIES_FIGURES = (
+    "fps", "pipeline_fps", "fps_ratio", "latency_ms_p50", "latency_ms_p95", "pipeline_ms_p50",
+    "latency_ratio", "pipeline_ms_p50_before", "pipeline_ms_p50_after", "pipeline_drift",
+    "cpu_pct", "peak_rss_mb", "first_message_s", "frames_missing", "dropped_frames",
+)
 #: A payload's ``ts`` is the capture time truncated to the millisecond: the capture
 #: happened on average half a millisecond later (uniform within the millisecond).
 TS_CENTRE_S = 0.0005
@@ -142,16 +150,6 @@ def cmd_bench_e2e(args: argparse.Namespace, flags_config, flag_overrides: dict[s
     series = summarise_runs(reports)
     print(json.dumps(series) if args.json_summary else format_series(series))
     return ExitCode.OK
-
-
-#: Most runs one --repeat may ask for.
-MAX_REPEAT = 100
-#: The figures --repeat summarises (median, min, max over the runs), in report order.
-SERIES_FIGURES = (
-    "fps", "pipeline_fps", "fps_ratio", "latency_ms_p50", "latency_ms_p95", "pipeline_ms_p50",
-    "latency_ratio", "pipeline_ms_p50_before", "pipeline_ms_p50_after", "pipeline_drift",
-    "cpu_pct", "peak_rss_mb", "first_message_s", "frames_missing", "dropped_frames",
-)
 
 
 def summarise_runs(reports: list[dict[str, Any]]) -> dict[str, Any]:
