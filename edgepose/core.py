@@ -34,6 +34,12 @@ class Frame:
     model_input: Any = None
 
     @property
+    def model_image(self) -> np.ndarray:
+        """The picture the model runs on (and the motion gate looks at): the lores
+        copy where the source gives one, else `rgb`."""
+        return self.rgb if self.inference_rgb is None else self.inference_rgb
+
+    @property
     def width(self) -> int:
         return int(self.rgb.shape[1])
 

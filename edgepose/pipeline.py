@@ -91,13 +91,12 @@ class EstimateStage:
         prepare = getattr(self.estimator, "prepare", None)
         if prepare is None:
             return frame
-        image = frame.rgb if frame.inference_rgb is None else frame.inference_rgb
-        return dataclasses.replace(frame, model_input=prepare(image))
+        return dataclasses.replace(frame, model_input=prepare(frame.model_image))
 
     def __call__(self, frame: Frame) -> FrameResult:
         start = time.perf_counter()
         small = frame.inference_rgb
-        image = frame.rgb if small is None else small
+        image = frame.model_image
         if frame.model_input is None:
             poses = self.estimator.estimate(image)
         else:

@@ -118,8 +118,7 @@ class MotionGateStage:
         return dataclasses.replace(frame, motion_grey=self._grey(frame))
 
     def _grey(self, frame: Frame):
-        small = frame.inference_rgb if frame.inference_rgb is not None else frame.rgb
-        return grey_from_rgb(small, self.gate.settings.grid)
+        return grey_from_rgb(frame.model_image, self.gate.settings.grid)
 
     def expects_to_run(self, now: float) -> bool:
         """Someone was seen lately, so every frame runs (a read of one float: safe
