@@ -41,7 +41,9 @@ BUSY_HISTORY = 5
 #: both slow down. Measured (vtest.avi, default settings, README "bench --e2e"):
 #: half gave capture-to-publish p50 31 ms against 34, for about 9 % fewer frames per
 #: second (still above the model's own series rate) and less CPU; 0 (read only once
-#: inference is back) 32 ms, but a third fewer frames per second.
+#: inference is back) 32 ms, but a third fewer frames per second. Measured again
+#: after the banded letterbox (2 interleaved pairs): 0 gave 27-28 ms against
+#: 29.4-34.8, but 36-37 fps against 38-47, below the model's own rate: half stays.
 READ_AHEAD_SHARE = 0.5
 #: ... and this much earlier still: a little waiting in the slot is cheaper than a
 #: model waiting for its frame.
