@@ -68,6 +68,11 @@ class Broker:
     proc: subprocess.Popen | None = None
 
     @property
+    def address(self) -> str:
+        """HOST:PORT, as --broker takes it."""
+        return f"{self.host}:{self.port}"
+
+    @property
     def conf_path(self) -> Path:
         return self.workdir / "mosquitto.conf"
 

@@ -78,6 +78,12 @@ def _summary(capsys) -> dict:
     return json.loads(out[0])
 
 
+def _bench(capsys, path: Path, *flags: str) -> tuple[int, dict]:
+    """bench --e2e on `path` with `flags`, as one JSON line: (exit code, what it printed)."""
+    code = main(["bench", "--e2e", str(path), *flags, "--json-summary"])
+    return code, _summary(capsys)
+
+
 def _check(summary: dict, frames: int) -> None:
     assert set(summary) == SUMMARY_KEYS
     assert summary["daemon_exit_code"] == 0
@@ -99,20 +105,17 @@ def _check(summary: dict, frames: int) -> None:
 
 def test_bench_e2e_against_a_given_broker(clip, mosquitto_broker: Broker, capsys):
     path, frames = clip
-    code = main(["bench", "--e2e", str(path), "--broker", f"{mosquitto_broker.host}:{mosquitto_broker.port}",
-                 "--threads", "1", "--json-summary"])
-    summary = _summary(capsys)
+    code, summary = _bench(capsys, path, "--broker", mosquitto_broker.address, "--threads", "1")
     assert code == ExitCode.OK
     _check(summary, frames)
     assert summary["threads"] == 1  # model flags reach the daemon
-    assert summary["broker"] == f"{mosquitto_broker.host}:{mosquitto_broker.port}"
+    assert summary["broker"] == mosquitto_broker.address
     assert summary["broker_started"] is False
 
 
 def test_bench_e2e_starts_and_stops_its_own_broker(clip, capsys):
     path, frames = clip
-    code = main(["bench", "--e2e", str(path), "--json-summary"])
-    summary = _summary(capsys)
+    code, summary = _bench(capsys, path)
     assert code == ExitCode.OK
     _check(summary, frames)
     assert summary["broker_started"] is True
@@ -161,9 +164,7 @@ def test_bench_e2e_takes_no_image_options(clip, capsys):
 
 def test_bench_e2e_repeat_reports_each_run_and_the_median_and_range(clip, mosquitto_broker: Broker, capsys):
     path, frames = clip
-    code = main(["bench", "--e2e", str(path), "--broker", f"{mosquitto_broker.host}:{mosquitto_broker.port}",
-                 "--repeat", "2", "--json-summary"])
-    series = _summary(capsys)
+    code, series = _bench(capsys, path, "--broker", mosquitto_broker.address, "--repeat", "2")
     assert code == ExitCode.OK
     assert series["runs"] == 2 and len(series["each"]) == 2
     for run in series["each"]:

@@ -41,7 +41,7 @@ def test_all_good(tmp_path, mosquitto_broker):
     assert line(lines, "model").startswith("model: ok (")
     assert "cpu" in line(lines, "model") and "stride16_int8" in line(lines, "model")
     assert line(lines, "source").startswith("source: ok ") and "demo" in line(lines, "source")
-    where = f"{mosquitto_broker.host}:{mosquitto_broker.port}"
+    where = mosquitto_broker.address
     assert line(lines, "broker") == f"broker: ok connected to {where} (MQTT 3.1.1)"
     assert line(lines, "snapshots") == f"snapshots: ok ({config['snapshots']['dir']})"
     assert not any("FAIL" in entry for entry in lines), lines
