@@ -165,7 +165,23 @@ def _new_client(cfg: MqttConfig, client_id: str) -> _Client:
         # paho takes its hostname check from the context's check_hostname.
         client.tls_set_context(_tls_context(cfg.tls))
     client.connect_timeout = CONNECT_TIMEOUT_S
+    client.on_socket_open = _send_without_delay
     return client
+
+
+def _send_without_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
+    """TCP_NODELAY on each new socket: every publish is a whole message, to go out now.
+
+    With Nagle's algorithm on (paho's default), a message written while the broker
+    has not yet acknowledged the previous segment waits for that ACK, which the
+    broker's delayed ACK can hold back for up to 40 ms. Measured with `bench --e2e`
+    (vtest.avi, a frame every 21-26 ms; 9 runs with Nagle, 7 without): capture to
+    subscriber p95 48-52 ms with it, 38-44 without; p50 unchanged beyond the noise.
+    """
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # not a TCP socket: nothing to turn off
+        pass
 
 
 # --- why a connection failed ---------------------------------------------------------------
