@@ -38,7 +38,7 @@ BUSY_HISTORY = 5
 #: How much of a file read's usual cost (decoding, converting, preparing) starts
 #: before inference is expected back. 1 would have each frame ready just as it is
 #: needed, but then its preparation runs wholly beside the model and, on 2 cores,
-#: both slow down. Measured (vtest.avi, default settings, README "bench --e2e"):
+#: both slow down. Measured (vtest.avi, default settings, docs/performance-history.md):
 #: half gave capture-to-publish p50 31 ms against 34, for about 9 % fewer frames per
 #: second (still above the model's own series rate) and less CPU; 0 (read only once
 #: inference is back) 32 ms, but a third fewer frames per second. Measured again
