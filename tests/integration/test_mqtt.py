@@ -359,9 +359,9 @@ def test_each_message_leaves_at_once_also_after_a_reconnect_and_over_tls(
     late = subscriber(broker, f"edgepose/{n}/availability")
     late.wait_for(_payload_is(b"online"), timeout=WAIT_S)  # sent by the new connection
     assert pub._client.socket() is not first and _sends_at_once(pub)
-    tls_broker_, files = tls_broker
+    tls_server, files = tls_broker
     tls = TlsConfig(enabled=True, ca_file=str(files.ca_file))
-    pub = publishers(MqttConfig(host="localhost", port=tls_broker_.port, tls=tls), node())
+    pub = publishers(MqttConfig(host="localhost", port=tls_server.port, tls=tls), node())
     assert pub.wait_connected(WAIT_S) and _sends_at_once(pub)
 
 
