@@ -1,4 +1,4 @@
-"""Command line: `edgepose detect | eval | bench | models | replay | run | check | forget`.
+"""Command line: `edgepose detect | eval | eval-falls | bench | models | replay | run | check | forget`.
 
 The only module that exits: library code raises EdgePoseError subclasses,
 which carry the sysexits code this module returns (78 for a bad config, so
@@ -45,6 +45,26 @@ def _int_at_least(minimum: int):
 
 
 _positive_int, _count = _int_at_least(1), _int_at_least(0)
+
+
+def _float_above(minimum: float, *, inclusive: bool):
+    """An argparse type: a finite number above (or at) `minimum`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+        if not (value == value and abs(value) != float("inf")) or value < minimum or (
+                value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(
+                f"must be {'at least' if inclusive else 'more than'} {minimum:g}, not {text}")
+        return value
+
+    return parse
+
+
+_positive_float, _non_negative_float = _float_above(0.0, inclusive=False), _float_above(0.0, inclusive=True)
 
 
 #: Model and decoding flags and the config keys they override. Defaults, bounds
@@ -110,11 +130,12 @@ def _load_flags_config(args: argparse.Namespace):
     is a usage error (exit 2) named by flag and key; a bad file stays exit 78."""
     from .config import load_config
 
-    overrides = _flag_overrides(args)
+    overrides = {**getattr(args, "config_overrides", {}), **_flag_overrides(args)}
     try:
         return load_config(args.config, overrides)
     except ConfigError as exc:
-        keys = {key: flag for flag, key in MODEL_FLAGS.items()} | {"model.name": "--model", "model.path": "--model"}
+        keys = ({key: flag for flag, key in MODEL_FLAGS.items()} | {"model.name": "--model", "model.path": "--model"}
+                | {key: f"--set {key}" for key in getattr(args, "config_overrides", {})})
         given = {key for key, value in overrides.items() if value is not None}
         problems, all_flags = [], True
         for problem in exc.problems:
@@ -248,6 +269,63 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for key, value in summary.items():
             print(f"{key:>20}: {value}")
     return ExitCode.FAILURE if failures else ExitCode.OK
+
+
+# --- eval-falls -------------------------------------------------------------------
+
+
+def _set_overrides(items: list[str]) -> dict[str, object]:
+    """``--set KEY=VALUE`` pairs, each value read as TOML (a bare word stays a string)."""
+    import tomllib
+
+    overrides: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. falls.confirm_s=3")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        overrides[key.strip()] = value
+    return overrides
+
+
+def cmd_eval_falls(args: argparse.Namespace) -> int:
+    from .fall_eval import format_report, load_set, run_clips, summarise, write_recorded_set
+
+    if args.set:
+        args.config_overrides = _set_overrides(args.set)
+    config = _load_flags_config(args)
+    fps = (config.source.max_fps or 10.0) if args.fps is None else args.fps
+    clips = [clip for folder in args.sets for clip in load_set(Path(folder))]
+    if args.limit:
+        clips = clips[: args.limit]
+    progress = None
+    if args.progress:
+        done = [0]
+
+        def progress(result) -> None:
+            done[0] += 1
+            print(f"  {done[0]}/{len(clips)} {result.clip.path.name}: "
+                  f"{'raised' if result.raised else 'not raised'}", file=sys.stderr, flush=True)
+
+    record_dir = Path(args.record) if args.record else None
+    results = run_clips(clips, config, fps=fps, hold_s=args.hold, jobs=args.jobs, record_dir=record_dir,
+                        progress=progress)
+    if record_dir is not None:
+        write_recorded_set(record_dir, results, fps=fps, hold_s=args.hold, model=config.model.name)
+    summary = summarise(results)
+    summary.update({"sets": [str(s) for s in args.sets], "fps": fps, "hold_s": args.hold,
+                    "model": config.model.name})
+    if args.json:
+        Path(args.json).write_text(json.dumps({"summary": summary, "clips": [r.as_dict() for r in results]},
+                                              indent=1) + "\n")
+    if args.json_summary:
+        print(json.dumps(summary))
+    else:
+        print(format_report(results, summary, per_clip=not args.totals_only))
+    return ExitCode.OK
 
 
 # --- bench ----------------------------------------------------------------------
@@ -489,6 +567,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_e2e_arguments(bench)
     bench.set_defaults(func=cmd_bench)
+
+    falls = sub.add_parser(
+        "eval-falls", help="fall detection on labelled clips: falls raised, false alarms, time to alert",
+        description="Run labelled clips (videos through the daemon's pipeline, paced like a camera; "
+                    "poses recordings through replay) and report falls raised, missed, false alarms and "
+                    "the time from the fall to fall_detected. A set is a folder with a clips.json, or "
+                    "with videos / .jsonl recordings under fall/ and adl/ sub-folders.")
+    falls.add_argument("sets", nargs="+", metavar="SET", help="a set folder (or its clips.json)")
+    falls.add_argument("--fps", type=_non_negative_float, default=None,
+                       help="camera rate the clips are taken at (default: source.max_fps of the config, "
+                            "10); 0: every frame or message, at its own time")
+    falls.add_argument("--hold", type=_non_negative_float, default=5.0, metavar="S",
+                       help="hold each clip's last frame for S seconds more (default 5: staged clips "
+                            "stop just after the fall)")
+    falls.add_argument("--jobs", type=_positive_int, default=1, help="clips run in this many processes")
+    falls.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one config key (TOML value), e.g. --set falls.confirm_s=3")
+    falls.add_argument("--limit", type=_positive_int, default=None, help="only the first N clips")
+    falls.add_argument("--record", metavar="DIR",
+                       help="keep the model's poses of every video clip in DIR as recordings, with a "
+                            "clips.json: later runs replay them without the model (--fps 0 --hold 0)")
+    falls.add_argument("--json", metavar="OUT", help="write every clip's result and the totals here")
+    falls.add_argument("--json-summary", action="store_true", help="print the totals as one JSON line")
+    falls.add_argument("--totals-only", action="store_true", help="no per-clip table")
+    falls.add_argument("--progress", action="store_true", help="one line per clip on stderr as it ends")
+    _model_options(falls)
+    falls.set_defaults(func=cmd_eval_falls)
 
     replay = sub.add_parser("replay", help="the events a config would raise on a recording of poses messages")
     replay.add_argument("recording", help="JSON Lines of poses messages (run --record, or mosquitto_sub), - for stdin")
