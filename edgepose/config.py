@@ -1001,7 +1001,8 @@ FAMILY_KEYS: dict[str, str] = {
                         "fixed size, MultiPose at model.multipose_long_side)",
     "decode.nms_radius": "only PoseNet's decoder has an NMS radius",
     "decode.max_poses": "single-pose models find one person at most",
-    "model.multipose_long_side": "only movenet-multipose has a long side to choose",
+    "model.multipose_long_side": "only the models that run MultiPose (movenet-multipose, "
+                                 "movenet-topdown-*) have a long side to choose",
     "model.still_passes": "only the single-pose MoveNet models (movenet-lightning, movenet-thunder) "
                           "run several passes over a still image",
     "model.first_crop": "only the single-pose MoveNet models (movenet-lightning, movenet-thunder) crop",
@@ -1030,10 +1031,10 @@ def _check_model_options(config: Config, written: set[str], bad: set[str], probl
         for key in sorted(written & FAMILY_KEYS.keys() - spec.options):
             problems.append(f"{key}: {FAMILY_KEYS[key]}; model.name is {_show(spec.name)}")
             bad.add(key)
-        limit = dict(spec.defaults).get("decode.max_poses")
-        if (spec.name == "movenet-multipose" and "decode.max_poses" in written - bad
+        limit = spec.max_poses_limit
+        if (limit is not None and "decode.max_poses" in written - bad
                 and config.decode.max_poses is not None and config.decode.max_poses > limit):
-            problems.append(f"decode.max_poses: movenet-multipose finds at most {limit} people, "
+            problems.append(f"decode.max_poses: {spec.name} finds at most {limit} people, "
                             f"got {config.decode.max_poses}")
             bad.add("decode.max_poses")
     defaults = dict(spec.defaults)

@@ -128,6 +128,8 @@ class ModelSpec:
     #: on the dev photos where the float build does not: `model.quantized = "auto"`
     #: then picks the float build on the CPU on every runtime (runtime_defaults.py).
     int8_on_cpu: bool = True
+    #: The most people the model can find (decode.max_poses may not ask for more); None: no limit.
+    max_poses_limit: int | None = None
 
 
 _MOVENET_LICENCE = "Apache-2.0"
@@ -149,6 +151,28 @@ def _singlepose_spec(variant: str, side: int, *, int8_on_cpu: bool) -> ModelSpec
         options=frozenset({"model.still_passes", "model.first_crop"}),
         defaults=(("decode.min_pose_score", _movenet.DEFAULT_MIN_POSE_SCORE), ("decode.max_poses", 1)),
         int8_on_cpu=int8_on_cpu,
+    )
+
+
+def _topdown_spec(refiner: str) -> ModelSpec:
+    """MultiPose finds the people, single-pose `refiner` places each one's keypoints."""
+    side = 256 if refiner == "thunder" else 192
+    return ModelSpec(
+        name=f"movenet-topdown-{refiner}",
+        family="movenet",
+        summary=f"MoveNet top-down: MultiPose finds up to 6 people, SinglePose {refiner.capitalize()} "
+                "places each one's keypoints in a crop that follows them",
+        precisions=("float16", "int8"),
+        input_rule=f"MultiPose at model.multipose_long_side, then one {side}x{side} crop per person",
+        edgetpu="no: MultiPose's input is resizable (the compiler needs a static-size copy, not written)",
+        licence=_MOVENET_LICENCE,
+        files=(_MOVENET_FILES.format("multipose", "int8"), _MOVENET_FILES.format("multipose", "float16"),
+               *(_MOVENET_FILES.format(refiner, p) for p in ("int8", "float16"))),
+        opener="edgepose.estimators.movenet.topdown:open_topdown",
+        options=frozenset({"model.multipose_long_side", "decode.max_poses"}),
+        defaults=(("decode.min_pose_score", _movenet.DEFAULT_MIN_POSE_SCORE),
+                  ("decode.max_poses", _movenet.MULTIPOSE_MAX_INSTANCES)),
+        max_poses_limit=_movenet.MULTIPOSE_MAX_INSTANCES,
     )
 
 
@@ -190,7 +214,10 @@ MODELS: dict[str, ModelSpec] = {
             options=frozenset({"model.multipose_long_side", "decode.max_poses"}),
             defaults=(("decode.min_pose_score", _movenet.DEFAULT_MIN_POSE_SCORE),
                       ("decode.max_poses", _movenet.MULTIPOSE_MAX_INSTANCES)),
+            max_poses_limit=_movenet.MULTIPOSE_MAX_INSTANCES,
         ),
+        _topdown_spec("thunder"),
+        _topdown_spec("lightning"),
     )
 }
 #: The model a config without [model] runs.
