@@ -63,6 +63,10 @@ class FrameSource(Protocol):
         """Where frames come from, for logs and status; never contains secrets."""
         ...
 
+    # Optional: `scene_cut`, True when the frame just read shows a scene unrelated
+    # to the one before (the demo's next photo); the capture loop copies it into
+    # `Frame.scene_cut`. A camera or a video file never sets it.
+
 
 # --- URI handling --------------------------------------------------------------
 
@@ -243,17 +247,23 @@ def demo_dir() -> Path:
 class DemoSource(ImageFolderSource):
     """The bundled photos of people (edgepose/demo/), always looping, each held for
     `frames_per_photo` frames: like a scene a camera watches, a person stays long
-    enough to count as entered (presence.enter_s) and keeps one track id."""
+    enough to count as entered (presence.enter_s) and keeps one track id. The next
+    photo shows other people: its first frame is marked as a scene cut, so nobody
+    in it inherits the track id of someone in the photo before."""
 
     def __init__(self, frames_per_photo: int = DEMO_FRAMES_PER_PHOTO) -> None:
         super().__init__(demo_dir(), loop=True, name="demo photos")
         self._frames_per_photo = frames_per_photo
         self._held: np.ndarray | None = None
         self._shown = 0
+        #: True when the last read started a photo (see FrameSource).
+        self.scene_cut = False
 
     def read(self) -> np.ndarray | None:
+        self.scene_cut = False
         if self._held is None or self._shown % self._frames_per_photo == 0:
             self._held = super().read()  # a bad photo raises and the next call moves on
+            self.scene_cut = True
         self._shown += 1
         return self._held
 

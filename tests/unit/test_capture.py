@@ -458,17 +458,20 @@ def test_stop_cuts_a_long_back_off_short():
 
 def test_capture_from_the_demo_photos():
     slot = LatestFrameSlot()
-    loop = CaptureLoop(DemoSource, slot, max_fps=0, reopen_delay_s=1.0, reopen_delay_max_s=2.0)
+    loop = CaptureLoop(lambda: DemoSource(frames_per_photo=2), slot, max_fps=0, reopen_delay_s=1.0,
+                       reopen_delay_max_s=2.0)
     loop.start()
     try:
         assert loop.opened.wait(WAIT_S)
-        frames = [slot.get(timeout=WAIT_S) for _ in range(3)]
+        frames = [slot.get(timeout=WAIT_S) for _ in range(5)]
     finally:
         loop.stop()
         assert loop.join(WAIT_S)
     assert all(f is not None and f.rgb.shape[2] == 3 and f.rgb.dtype == np.uint8 for f in frames)
-    assert [f.seq for f in frames] == sorted(f.seq for f in frames)
+    assert [f.seq for f in frames] == list(range(5)), "a folder's frames are all taken, in order"
     assert loop.source_description == "demo photos"
+    # The source's scene cuts reach the frames: each photo's first frame starts a new scene.
+    assert [f.scene_cut for f in frames] == [True, False, True, False, True]
 
 
 # --- reading files just in time ------------------------------------------------------------

@@ -178,6 +178,18 @@ def test_demo_yields_rgb_photos_and_loops():
     np.testing.assert_array_equal(frames[0], frames[count * held])  # looped back to the first
 
 
+def test_the_demo_marks_the_first_frame_of_each_photo_as_a_scene_cut():
+    """The next photo shows other people: nothing remembered of the last one may carry over."""
+    source = DemoSource(frames_per_photo=3)
+    source.open()
+    cuts = []
+    for _ in range(3 * 3):
+        source.read()
+        cuts.append(source.scene_cut)
+    source.close()
+    assert cuts == [True, False, False] * 3
+
+
 def test_demo_photos_are_small_and_each_is_attributed():
     photos = sources.list_images(demo_dir())
     assert sum(p.stat().st_size for p in photos) < 1_500_000
