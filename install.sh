@@ -1136,7 +1136,8 @@ parse_args() {
 	[[ $MODE == test || $MODE == demo ]] || ((${#PASSTHRU[@]} == 0)) ||
 		usage_error "arguments after -- go with --test (pytest) or --demo (edgepose run)"
 	[[ -z $BROKER ]] || [[ $BROKER =~ ^.+:[0-9]+$ ]] || usage_error "--broker takes HOST:PORT, not '$BROKER'"
-	[[ -z $DURATION ]] || [[ $DURATION =~ ^[0-9]+([.][0-9]+)?$ ]] || usage_error "--duration takes seconds, not '$DURATION'"
+	[[ -z $DURATION ]] || { [[ $DURATION =~ ^[0-9]+([.][0-9]+)?$ ]] && [[ $DURATION =~ [1-9] ]]; } ||
+		usage_error "--duration takes seconds > 0, not '$DURATION'"
 	return 0
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,17 @@ def _int_at_least(minimum: int):
 
 
 _positive_int, _count = _int_at_least(1), _int_at_least(0)
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
+    return value
 
 
 #: Model and decoding flags and the config keys they override. Defaults, bounds
@@ -512,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--node-id", help="override node.id")
         p.add_argument("--snapshot-dir", help="override snapshots.dir")
         if name == "run":
-            p.add_argument("--duration", type=float, default=None, metavar="S",
+            p.add_argument("--duration", type=_seconds, default=None, metavar="S",
                            help="stop by itself after S seconds (demo, tests)")
             p.add_argument("--record", metavar="FILE",
                            help="also append every poses message to FILE (JSON Lines; `edgepose replay` reads it)")

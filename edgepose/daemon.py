@@ -331,14 +331,20 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
         publisher.start()
     capture.start()
     deadline = started_at + duration_s if duration_s else None
+    first_frame_wait = FIRST_FRAME_TIMEOUT_S
+    if deadline is not None:  # --duration also bounds the wait for a first frame
+        first_frame_wait = max(0.0, min(first_frame_wait, deadline - time.monotonic()))
     exit_code = ExitCode.OK
     try:
-        frame = _wait_first_frame(slot, stop_flag.event, FIRST_FRAME_TIMEOUT_S)
+        frame = _wait_first_frame(slot, stop_flag.event, first_frame_wait)
         notifier.ready()
         log.info("ready: %s (%s) on %s, source %s", info.label, info.precision, info.accelerator,
                  source_cfg.uri)
         while not stop_flag.event.is_set():
             if deadline is not None and time.monotonic() >= deadline:
+                if capture.finished.is_set() and capture.fatal_error is not None:
+                    log.error("%s", capture.fatal_error)  # it failed for good before the time was up
+                    exit_code = capture.fatal_error.exit_code
                 break
             if frame is not None:
                 pipeline.process(frame)

@@ -59,7 +59,8 @@ class SourceError(EdgePoseError):
 
 class SourceUnavailable(SourceError):
     """The source can never work on this machine as configured (its library is
-    not installed): retrying is pointless, the daemon stops with a clear message."""
+    not installed, or the video file it names does not exist): retrying is
+    pointless, the daemon stops with a clear message."""
 
 
 class FrameError(EdgePoseError):

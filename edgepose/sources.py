@@ -431,8 +431,12 @@ class VideoFileSource(PyAvSource):
         super().__init__(os.fspath(path), loop=loop)
 
     def open(self) -> None:
-        if not Path(self._target).is_file():
-            raise SourceError(f"{self.describe()}: no such file")
+        path = Path(self._target)
+        if not path.exists():
+            # Not a camera that may come back: retrying would only hide the mistake.
+            raise SourceUnavailable(f"{self.describe()}: no such file (source.uri)")
+        if not path.is_file():
+            raise SourceUnavailable(f"{self.describe()}: not a regular file (source.uri)")
         super().open()
 
     def describe(self) -> str:

@@ -10,7 +10,7 @@ import pytest
 from edgepose import capture
 from edgepose.capture import CaptureLoop, CaptureStats, LatestFrameSlot
 from edgepose.core import Frame
-from edgepose.errors import FrameError, SourceError
+from edgepose.errors import FrameError, SourceError, SourceUnavailable
 from edgepose.sources import DemoSource
 
 WAIT_S = 10.0  # generous upper bound for real-thread handshakes; never a sleep
@@ -296,6 +296,20 @@ def test_source_that_cannot_open_is_retried_and_never_ends_the_loop():
     assert stats.source_errors == 3 and stats.frames == 1
     assert stats.reopen_count == 0  # the first successful open is not a reopen
     assert loop.opened.is_set()
+
+
+def test_a_missing_video_file_ends_the_loop_at_once_instead_of_retrying(tmp_path):
+    """A camera or a stream may come back; a file that is not there will not."""
+    from edgepose.sources import VideoFileSource
+
+    stop = threading.Event()
+    fake_time = FakeTime(stop)
+    loop = make_loop(lambda: VideoFileSource(tmp_path / "absent.mp4", loop=False), stop=stop,
+                     fake_time=fake_time)
+    loop.run()
+    assert fake_time.sleeps == [] and loop.finished.is_set()
+    assert isinstance(loop.fatal_error, SourceUnavailable) and "no such file" in loop.last_error
+    assert loop.state == capture.SOURCE_UNAVAILABLE and loop.stats.source_errors == 1
 
 
 def test_unexpected_exception_while_reading_is_counted_and_the_source_reopened():

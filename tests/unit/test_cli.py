@@ -117,6 +117,14 @@ def test_a_bad_config_file_is_still_exit_78(tmp_path, capsys):
     assert "decode.max_poses: must be 1-20, got 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("duration", ["0", "-5", "nan", "inf", "soon"])
+def test_run_refuses_a_duration_that_is_not_a_positive_number_of_seconds(duration, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--duration", duration])
+    assert exit_.value.code == ExitCode.USAGE
+    assert "--duration" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("runs", ["0", "-3", "x"])
 def test_bench_refuses_runs_below_one(runs, capsys):
     with pytest.raises(SystemExit) as exit_:

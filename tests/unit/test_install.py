@@ -147,6 +147,8 @@ def test_help_names_every_mode(machine):
         ["--broker", "127.0.0.1:1883"],
         ["--demo", "--broker", "no-port"],
         ["--demo", "--duration", "soon"],
+        ["--demo", "--duration", "0"],
+        ["--demo", "--duration", "0.0"],
         ["--test", "--coral"],
         ["--demo", "--coral-pcie"],
         ["--purge"],

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from edgepose import sources
-from edgepose.errors import ConfigError, FrameError, SourceError
+from edgepose.errors import ConfigError, FrameError, SourceError, SourceUnavailable
 from edgepose.sources import (
     DemoSource,
     FrameSource,
@@ -250,8 +250,11 @@ def test_video_with_delayed_frames_is_flushed_at_the_end(tmp_path: Path):
 
 
 def test_missing_or_non_video_file_fails_to_open(tmp_path: Path):
-    with pytest.raises(SourceError, match="no such file"):
+    # A missing file is not a camera that may come back: the daemon stops instead of retrying.
+    with pytest.raises(SourceUnavailable, match="no such file"):
         VideoFileSource(tmp_path / "absent.mp4", loop=False).open()
+    with pytest.raises(SourceUnavailable, match="not a regular file"):
+        VideoFileSource(tmp_path, loop=False).open()
     (tmp_path / "text.mp4").write_text("hello")
     with pytest.raises(SourceError, match="cannot open"):
         VideoFileSource(tmp_path / "text.mp4", loop=False).open()
