@@ -612,9 +612,9 @@ def run_e2e(source: str, *, config_path: str | None, flag_overrides: dict[str, o
         overrides = {**flag_overrides, **bench_overrides(source, node_id=node_id, broker=broker_keys,
                                                           max_fps=max_fps, outbox_path=work / "outbox.sqlite3")}
         config = load_config(config_path, overrides)  # exit 78 before anything starts
-        ok, detail = probe_source(config.source.uri, width=config.source.width, height=config.source.height)
-        if not ok:
-            raise SourceError(f"--e2e: {detail}")
+        probe = probe_source(config.source.uri, width=config.source.width, height=config.source.height)
+        if not probe.ok:
+            raise SourceError(f"--e2e: {probe.detail}")
         live = _is_live(source)
         if duration_s is None and live:
             duration_s = LIVE_DEFAULT_DURATION_S

@@ -51,6 +51,11 @@ class AcceleratorError(EdgePoseError):
     exit_code = ExitCode.UNAVAILABLE
 
 
+class EdgeTpuUnanswered(AcceleratorError):
+    """libedgetpu loaded, but no Edge TPU answered: none is attached, or another
+    process (the running service) has it open."""
+
+
 class SourceError(EdgePoseError):
     """A frame source could not be opened or stopped delivering frames."""
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import AcceleratorError, EdgePoseError, ExitCode, ModelError
+from .errors import AcceleratorError, EdgePoseError, EdgeTpuUnanswered, ExitCode, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def load_edgetpu_delegate(load_delegate: Callable[..., Any], device: str = "") -
         ) from exc
     except (ValueError, RuntimeError) as exc:  # library there, no device answered
         where = f"device '{device}'" if device else "any USB or PCIe device"
-        raise AcceleratorError(
+        raise EdgeTpuUnanswered(
             f"no Edge TPU found at {where} ({exc}): check it is plugged in (USB Coral: "
             "1a6e:089a / 18d1:9302 in lsusb; PCIe: /dev/apex_0), that the udev rules are "
             "installed and that the service user is in the plugdev (USB) or apex (PCIe) group"

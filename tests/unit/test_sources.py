@@ -435,12 +435,12 @@ def test_describe_never_shows_passwords_or_tokens():
 
 
 def test_probe_reports_frame_size_or_the_reason(folder: Path, tmp_path: Path):
-    ok, detail = probe_source(str(folder), width=640, height=480)
-    assert ok and detail.startswith("8x6 frames from")
-    ok, detail = probe_source(str(tmp_path / "absent.mkv"), width=640, height=480)
-    assert not ok and "no such file" in detail
-    ok, detail = probe_source("gopher://x", width=640, height=480)
-    assert not ok and "source.uri" in detail
+    probe = probe_source(str(folder), width=640, height=480)
+    assert probe.ok and probe.detail.startswith("8x6 frames from")
+    probe = probe_source(str(tmp_path / "absent.mkv"), width=640, height=480)
+    assert not probe.ok and "no such file" in probe.detail and not probe.busy
+    probe = probe_source("gopher://x", width=640, height=480)
+    assert not probe.ok and "source.uri" in probe.detail
 
 
 # --- YUV420 ------------------------------------------------------------------------------
