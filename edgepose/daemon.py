@@ -35,6 +35,7 @@ from .scene import MotionGateStage, scene_stages
 from .sinks import MqttSink, Recorder, SnapshotStage, StatsSink
 from .snapshots import SnapshotPolicy, SnapshotWriter
 from .sources import open_source
+from .text import count
 from .zones import Zone
 
 log = logging.getLogger(__name__)
@@ -460,9 +461,8 @@ def check_installation(config: Config, report: Callable[[str], None], proc: Path
         estimator = open_estimator(config.model, config.decode)
         info = estimator.info
         lores = info.input_size
-        threads = f"{info.threads} thread{'' if info.threads == 1 else 's'}"
         report(f"model: ok ({info.name}: {info.path}, {info.precision}, {info.accelerator}, "
-               f"{info.runtime}, input {info.input_size[0]}x{info.input_size[1]}, {threads})")
+               f"{info.runtime}, input {info.input_size[0]}x{info.input_size[1]}, {count(info.threads, 'thread')})")
         estimator.close()
     except EdgeTpuUnanswered as exc:  # what a Coral the service has open looks like, too
         pids = holders.holding(lambda f: f.startswith(EDGETPU_NODES))

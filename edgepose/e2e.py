@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, EdgePoseError, ExitCode, FrameError, SourceError, UsageError
+from .text import count
 
 #: How often /proc is sampled while the daemon runs (in this process, not the daemon's).
 SAMPLE_S = 0.1
@@ -742,7 +743,7 @@ def format_report(r: dict[str, Any]) -> str:
     """The summary as a short table for a terminal."""
     lines = [
         f"edgepose bench --e2e {r['source']}",
-        f"  {r['model']} ({r['precision']}) on {r['accelerator']} ({r['runtime']}), {r['threads']} threads, "
+        f"  {r['model']} ({r['precision']}) on {r['accelerator']} ({r['runtime']}), {count(r['threads'], 'thread')}, "
         f"max_fps {r['max_fps'] or 'off'}; broker {r['broker']}{' (started by bench)' if r['broker_started'] else ''}",
         f"  {'':24}{'end to end':>14}{'pipeline only':>16}{'ratio':>10}",
         f"  {'frames':24}{r['frames']:>14}{r['pipeline_frames']:>16}",

@@ -237,3 +237,40 @@ def test_eval_names_a_bad_ground_truth_file_without_a_traceback(tmp_path, capsys
     assert main(["eval", "--gt", str(gt_file), "--images", str(DEMO)]) == ExitCode.USAGE
     err = capsys.readouterr().err
     assert f"--gt {gt_file}" in err and problem in err and "Traceback" not in err
+
+
+def _subparsers(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            yield from action.choices.items()
+
+
+def test_every_command_has_a_description_and_every_option_a_help_text():
+    from edgepose.__main__ import build_parser
+
+    parser = build_parser()
+    assert all(action.help for action in parser._actions if action.option_strings)
+    for name, sub in _subparsers(parser):
+        assert sub.description, f"edgepose {name} --help has no description"
+        missing = [a.option_strings or a.dest for a in sub._actions if not a.help]
+        assert not missing, f"edgepose {name}: options without help: {missing}"
+
+
+def test_forget_offers_only_the_options_that_apply_to_it(capsys):
+    with pytest.raises(SystemExit):
+        main(["forget", "--help"])
+    out = capsys.readouterr().out
+    assert "retained topics" in out and "Home Assistant device" in out
+    assert "--config" in out and "--broker" in out and "--node-id" in out
+    assert "--source" not in out and "--snapshot-dir" not in out
+    with pytest.raises(SystemExit) as exit_:
+        main(["forget", "--source", "demo"])
+    assert exit_.value.code == ExitCode.USAGE
+
+
+def test_bench_says_1_thread_and_1_run(capsys):
+    assert main(["bench", "--runs", "1", "--warmup", "0", "--threads", "1"]) == ExitCode.OK
+    header = capsys.readouterr().out.splitlines()[0]
+    assert ", 1 thread, 1 run" in header and "threads" not in header and "runs" not in header
