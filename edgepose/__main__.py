@@ -114,10 +114,21 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
         key: getattr(args, flag[2:].replace("-", "_")) for flag, key in MODEL_FLAGS.items()
     }
     if args.model:
-        from .estimators import MODELS
-
-        overrides["model.name" if args.model in MODELS else "model.path"] = args.model
+        overrides[_model_key(args.model)] = args.model
     return overrides
+
+
+def _model_key(value: str) -> str:
+    """The key `--model VALUE` sets: a known name, an existing file, or a value that
+    looks like a path (a directory part or a .tflite suffix) is what it says; anything
+    else is judged as a mistyped name, so the config's "did you mean" answers it."""
+    from .estimators import MODELS
+
+    if value in MODELS:
+        return "model.name"
+    if Path(value).expanduser().exists() or "/" in value or value.lower().endswith(".tflite"):
+        return "model.path"
+    return "model.name"
 
 
 def _load_flags_config(args: argparse.Namespace):
@@ -126,6 +137,10 @@ def _load_flags_config(args: argparse.Namespace):
     from .config import load_config
 
     overrides = _flag_overrides(args)
+    path = overrides.get("model.path")
+    if path is not None and not Path(str(path)).expanduser().exists():
+        raise UsageError(f"--model: model.path: {path} does not exist (a model name from `edgepose models` "
+                         "or a .tflite file)")
     try:
         return load_config(args.config, overrides)
     except ConfigError as exc:

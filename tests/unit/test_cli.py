@@ -76,10 +76,31 @@ def test_detect_seed_cleanup_single_person_gives_at_most_one_pose(capsys):
     assert all(k["score"] == 0 or k["score"] >= 0.5 for k in result["poses"][0]["keypoints"])
 
 
-def test_missing_model_names_the_file_and_exits_78(tmp_path, capsys):
+def test_a_missing_model_file_on_the_command_line_is_a_usage_error_naming_it(tmp_path, capsys):
     missing = tmp_path / "nope.tflite"
-    assert main(["detect", str(SKIER), "--model", str(missing)]) == ExitCode.CONFIG
-    assert str(missing) in capsys.readouterr().err
+    assert main(["detect", str(SKIER), "--model", str(missing)]) == ExitCode.USAGE
+    assert f"--model: model.path: {missing} does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("typo", ["movenet-ligthning", "posenet"])
+def test_a_mistyped_model_name_gets_did_you_mean_and_exit_2(typo, capsys):
+    """Not "model.path: movenet-ligthning does not exist" with exit 78: a value that names no
+    model and no file, and does not look like a path, is a name."""
+    assert main(["detect", str(SKIER), "--model", typo]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"edgepose: --model: model.name: ") and "did you mean" in err, err
+    assert "model.path" not in err
+
+
+def test_a_model_file_in_the_working_directory_is_taken_as_a_file(tmp_path, capsys, monkeypatch):
+    """A bare file name is a path when the file is there (here a copy of the default model)."""
+    import shutil
+
+    from edgepose.estimators import models_dir
+
+    shutil.copy(models_dir() / "posenet_mnv1_075_stride16_int8.tflite", tmp_path / "mine")
+    monkeypatch.chdir(tmp_path)
+    assert main(["detect", str(SKIER), "--model", "mine"]) == ExitCode.OK
 
 
 def test_wrong_model_file_says_what_was_expected(tmp_path, capsys):
