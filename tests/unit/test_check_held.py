@@ -117,3 +117,29 @@ def test_a_missing_camera_fails_even_while_the_daemon_holds_another(tmp_path, ca
 def test_no_daemon_running_a_busy_camera_fails(tmp_path, camera):
     ok, line = run_check(fake_proc(tmp_path, fds=[DEVICE], argv=("python3", "-m", "http.server")))
     assert not ok and "another program has it open" in line
+
+
+@pytest.mark.parametrize(("error", "fds", "held"), [
+    ("unanswered", ["/dev/bus/usb/001/004"], True),  # the USB Coral the service has open
+    ("unanswered", ["/dev/apex_0"], True),  # the PCIe one
+    ("unanswered", ["/dev/video0"], False),  # the service holds no Edge TPU: none is attached
+    ("no library", ["/dev/bus/usb/001/004"], False),  # libedgetpu missing is never "held"
+])
+def test_an_edge_tpu_is_held_only_when_the_daemon_has_one_open(tmp_path, monkeypatch, camera, error, fds, held):
+    from edgepose import daemon
+    from edgepose.errors import AcceleratorError, EdgeTpuUnanswered
+
+    def no_tpu(model, decode):
+        if error == "unanswered":
+            raise EdgeTpuUnanswered("no Edge TPU found at any USB or PCIe device (Failed to load delegate)")
+        raise AcceleratorError("libedgetpu.so.1 not found: install libedgetpu (sudo ./install.sh --coral)")
+
+    monkeypatch.setattr(daemon, "open_estimator", no_tpu)
+    config = load_config(None, {"source.uri": DEVICE, "mqtt.enabled": False, "snapshots.enabled": False})
+    lines: list[str] = []
+    check_installation(config, lines.append, proc=fake_proc(tmp_path, fds=fds))
+    model = next(line for line in lines if line.startswith("model: "))
+    if held:
+        assert model.startswith(f"model: ok (the Edge TPU is held by the running edgepose (pid {PID})"), model
+    else:
+        assert model.startswith("model: FAIL "), model
