@@ -27,8 +27,14 @@ readonly UDEV_RULES=/etc/udev/rules.d/99-edgepose-coral.rules
 readonly SYS_PYTHON=/usr/bin/python3
 
 # --- Coral Edge TPU ------------------------------------------------------------
-# Downloads are checked against the pinned sha256 in CORAL_PINS (below) before use.
-readonly CORAL_CACHE=/var/cache/edgepose/coral
+# Downloads come over HTTPS from the GitHub releases CORAL_PINS names (below) and are
+# checked against a sha256: pinned there, given with --coral-sha256, or recorded in
+# CORAL_RECORD when the file was first downloaded (trust on first use; README, "Coral").
+# Both paths have test overrides (dry runs and sourced functions only, see below).
+CORAL_CACHE=${EDGEPOSE_CORAL_CACHE:-/var/cache/edgepose/coral}
+# Root's, beside the config: the service cannot change what a re-run trusts (its
+# StateDirectory belongs to it); kept by --uninstall, removed by --purge.
+CORAL_RECORD=${EDGEPOSE_CORAL_RECORD:-$CONF_DIR/coral.sha256}
 # Coral's own apt repository, which older versions of this script added: its
 # libedgetpu (TF Lite 2.5) crashes under every runtime we can install, so a
 # --coral install removes it.
@@ -48,8 +54,9 @@ readonly DEFAULT_RUNTIME='ai-edge-litert'
 #             "unverified" = same TF version, but nobody is known to have run
 #             this wheel with an Edge TPU (the script says so when it uses it).
 #
-# sha256 "-" = not pinned yet: a real install refuses to download that file
-# (--dry-run shows the plan and warns). To pin one, on a trusted machine:
+# sha256 "-" = not pinned yet: the file is trusted on first use (its sha256 is
+# shown and recorded in CORAL_RECORD; later runs install only the same bytes), or,
+# with --coral-strict / --coral-sha256, refused. To pin one, on a trusted machine:
 #   curl -fLO URL && sha256sum FILE
 # compare the result with the "sha256:" digest GitHub shows beside the asset
 # on its release page (where shown), and paste it in place of the "-"; or,
@@ -114,16 +121,22 @@ Modes:
 
 Options:
   --coral           Coral Edge TPU (USB): a community libedgetpu .deb and the tflite_runtime
-                    wheel built from the same TensorFlow version, pinned by version and
-                    sha256 (see CORAL_PINS in this script), udev rules, group plugdev;
-                    64-bit Raspberry Pi OS / Debian bookworm (Python 3.11) or trixie (3.13)
+                    wheel built from the same TensorFlow version, pinned by version (see
+                    CORAL_PINS in this script), udev rules, group plugdev;
+                    64-bit Raspberry Pi OS / Debian bookworm (Python 3.11) or trixie (3.13).
+                    With --dry-run on another machine (a PC): the plan for such a Pi
   --coral-max       as --coral with libedgetpu1-max (faster, runs hot)
   --coral-pcie      with --coral/--coral-max (or alone: implies --coral): also the PCIe /
                     M.2 driver (gasket-dkms, built by DKMS for the running kernel) and
                     group apex
   --coral-sha256 FILE  with --coral*: sha256 of the Coral files not pinned in CORAL_PINS
                     yet, as 'sha256sum' prints them ("<sha256>  <file name>"), checked by
-                    you on a trusted machine; a file no line names is still refused
+                    you on a trusted machine; strict: a file no line names is refused
+  --coral-strict    with --coral*: refuse any Coral file without a sha256 pinned in
+                    CORAL_PINS or given with --coral-sha256. Without it (and without
+                    --coral-sha256) an unpinned file is trusted on first use: downloaded
+                    over HTTPS from its GitHub release, its sha256 shown and recorded in
+                    $CORAL_RECORD, and later runs install only those bytes
   --with-mosquitto  also install a local mosquitto broker
   --purge           with --uninstall: also remove $CONF_DIR, $STATE_DIR, the user
                     and the downloaded Coral files
@@ -383,31 +396,57 @@ CORAL_GASKET_SHA=""
 CORAL_NUMPY=""        # numpy pin the wheel needs ("" = none)
 CORAL_SHA256_FILE=""  # --coral-sha256: the user's sha256 of files CORAL_PINS has not pinned
 
-user_sha256() { # FILE_NAME -> the sha256 --coral-sha256 gives for it (nothing when none)
-	[[ -n $CORAL_SHA256_FILE ]] || return 0
-	local sha name found=""
+CORAL_STRICT=0        # --coral-strict (or --coral-sha256): no file without a pinned or given sha256
+CORAL_PLAN_ONLY=0     # a dry run on a machine that is not arm64: the plan for a Pi
+declare -A CORAL_SHA_FROM=() # file name -> where its expected sha256 comes from, for messages
+
+sha256_in() { # LIST FILE_NAME: the sha256 a sha256sum-style LIST gives for FILE_NAME (nothing when none)
+	local list=$1 sha name found=""
+	[[ -n $list && -r $list ]] || return 0
 	while read -r sha name; do
 		[[ -z $sha || $sha == \#* ]] && continue
 		name=${name#\*}      # sha256sum's binary-mode marker
 		name=${name##*/}     # a path: its file name
-		[[ $name == "$1" ]] || continue
-		[[ $sha =~ ^[0-9a-f]{64}$ ]] || die "--coral-sha256 $CORAL_SHA256_FILE: '$sha' for $1 is not a sha256 (64 hex digits). Nothing was changed."
-		[[ -z $found || $found == "$sha" ]] || die "--coral-sha256 $CORAL_SHA256_FILE: two different sha256 for $1. Nothing was changed."
+		[[ $name == "$2" ]] || continue
+		[[ $sha =~ ^[0-9a-f]{64}$ ]] || die "$list: '$sha' for $2 is not a sha256 (64 hex digits). Nothing was changed."
+		[[ -z $found || $found == "$sha" ]] || die "$list: two different sha256 for $2. Nothing was changed."
 		found=$sha
-	done <"$CORAL_SHA256_FILE"
+	done <"$list"
 	[[ -z $found ]] || printf '%s\n' "$found"
 }
 
-fill_pin() { # VARIABLE URL: a "-" pin filled from --coral-sha256, a real pin kept
+user_sha256() { # FILE_NAME -> the sha256 --coral-sha256 gives for it (nothing when none)
+	[[ -n $CORAL_SHA256_FILE ]] || return 0
+	sha256_in "$CORAL_SHA256_FILE" "$1"
+}
+
+fill_pin() { # VARIABLE URL: the sha256 the download must have: pinned, else yours, else recorded
 	local -n pin=$1
-	local user
-	user=$(user_sha256 "$(pinned_name "$2")") || exit 1
-	[[ -n $user ]] || return 0
+	local name user recorded
+	name=$(pinned_name "$2")
+	[[ $2 == https://github.com/*/releases/download/* ]] ||
+		die "CORAL_PINS: $2 is not a GitHub release download over HTTPS. Nothing was changed."
+	user=$(user_sha256 "$name") || exit 1
+	recorded=$(sha256_in "$CORAL_RECORD" "$name") || exit 1
+	[[ $pin == - ]] || CORAL_SHA_FROM[$name]="pinned in CORAL_PINS"
+	if [[ -n $user ]]; then
+		if [[ $pin == - ]]; then
+			pin=$user
+			CORAL_SHA_FROM[$name]="yours, from $CORAL_SHA256_FILE"
+			info "sha256 of $name from $CORAL_SHA256_FILE (yours, not pinned in this script)"
+		elif [[ $pin != "$user" ]]; then
+			die "--coral-sha256 gives $user for $name, CORAL_PINS pins $pin: check which is right. Nothing was changed."
+		fi
+	fi
+	[[ -n $recorded ]] || return 0
 	if [[ $pin == - ]]; then
-		pin=$user
-		info "sha256 of $(pinned_name "$2") from $CORAL_SHA256_FILE (yours, not pinned in this script)"
-	elif [[ $pin != "$user" ]]; then
-		die "--coral-sha256 gives $user for $(pinned_name "$2"), CORAL_PINS pins $pin: check which is right. Nothing was changed."
+		((CORAL_STRICT)) && return 0 # strict: a digest recorded on first use is not one you checked
+		pin=$recorded
+		CORAL_SHA_FROM[$name]="recorded at its first download in $CORAL_RECORD"
+		info "sha256 of $name: $recorded, recorded at its first download ($CORAL_RECORD): only these bytes are installed"
+	elif [[ $pin != "$recorded" ]]; then
+		die "$name: its first download had sha256 $recorded ($CORAL_RECORD), but $pin is expected now (${CORAL_SHA_FROM[$name]}).
+  Check both against the release page; if $pin is right, delete that line of $CORAL_RECORD and run this again. Nothing was changed."
 	fi
 }
 
@@ -444,9 +483,18 @@ coral_preflight() {
 	codename=$(os_field VERSION_CODENAME)
 	version=$(python_version "$SYS_PYTHON") || version=""
 	lib=libedgetpu1-$CORAL
-	[[ $arch == arm64 ]] ||
-		die "--coral: the pinned Coral files are for 64-bit ARM (arm64); this system is '$arch'.
+	if [[ $arch != arm64 ]]; then
+		((DRY_RUN)) || die "--coral: the pinned Coral files are for 64-bit ARM (arm64); this system is '$arch'.
   Nothing was changed. Install without --coral, or on 64-bit Raspberry Pi OS."
+		CORAL_PLAN_ONLY=1
+		warn "--coral on '$arch': this is the plan for a 64-bit Raspberry Pi (arm64), for reading only.
+  The Coral files it downloads are arm64 builds: a real --coral run here stops before changing anything."
+		if ! coral_pin "$codename" "$version" "$lib" >/dev/null || ! coral_pin "$codename" "$version" tflite-runtime >/dev/null; then
+			codename=bookworm version=3.11
+		fi
+		info "Coral plan for a Raspberry Pi with 64-bit Raspberry Pi OS / Debian $codename and Python $version"
+		IS_PI=1 PI_OS=1 PI_MODEL="a 64-bit Raspberry Pi (planned)" # the rest of the plan is the Pi's too
+	fi
 	[[ -n $version ]] || die "--coral: cannot tell the version of $SYS_PYTHON. Nothing was changed."
 	row_lib=$(coral_pin "$codename" "$version" "$lib") || row_lib=""
 	row_wheel=$(coral_pin "$codename" "$version" tflite-runtime) || row_wheel=""
@@ -480,7 +528,13 @@ coral_preflight() {
 		fi
 	fi
 	info "Coral: TensorFlow $CORAL_TF on both sides: $(pinned_name "$CORAL_LIB_URL") + $(pinned_name "$CORAL_WHEEL_URL")${CORAL_NUMPY:+ with $CORAL_NUMPY}"
-	((CORAL_PCIE)) && info "Coral PCIe: $(pinned_name "$CORAL_GASKET_URL") for kernel $(kernel_release)"
+	if ((CORAL_PCIE)); then
+		if ((CORAL_PLAN_ONLY)); then
+			info "Coral PCIe: $(pinned_name "$CORAL_GASKET_URL") for the Pi's running kernel (the plan names this machine's, $(kernel_release))"
+		else
+			info "Coral PCIe: $(pinned_name "$CORAL_GASKET_URL") for kernel $(kernel_release)"
+		fi
+	fi
 	for ev in "$lib_ev" "$wheel_ev"; do
 		if [[ $ev == unverified ]]; then
 			warn "the $codename pair is built from one TensorFlow version, but nobody is known to have run
@@ -491,17 +545,19 @@ coral_preflight() {
 	if [[ -n $CORAL_SHA256_FILE ]]; then
 		[[ -f $CORAL_SHA256_FILE && -r $CORAL_SHA256_FILE ]] ||
 			die "--coral-sha256: cannot read $CORAL_SHA256_FILE. Nothing was changed."
-		fill_pin CORAL_LIB_SHA "$CORAL_LIB_URL"
-		fill_pin CORAL_WHEEL_SHA "$CORAL_WHEEL_URL"
-		((CORAL_PCIE)) && fill_pin CORAL_GASKET_SHA "$CORAL_GASKET_URL"
+		CORAL_STRICT=1 # your digests: nothing else gets in
 	fi
+	fill_pin CORAL_LIB_SHA "$CORAL_LIB_URL"
+	fill_pin CORAL_WHEEL_SHA "$CORAL_WHEEL_URL"
+	((CORAL_PCIE)) && fill_pin CORAL_GASKET_SHA "$CORAL_GASKET_URL"
 	[[ $CORAL_LIB_SHA == - ]] && unpinned+=("$(pinned_name "$CORAL_LIB_URL")")
 	[[ $CORAL_WHEEL_SHA == - ]] && unpinned+=("$(pinned_name "$CORAL_WHEEL_URL")")
 	((CORAL_PCIE)) && [[ $CORAL_GASKET_SHA == - ]] && unpinned+=("$(pinned_name "$CORAL_GASKET_URL")")
-	if ((${#unpinned[@]})); then
+	((${#unpinned[@]})) || return 0
+	if ((CORAL_STRICT)); then
 		local msg="no sha256 pinned in CORAL_PINS for: ${unpinned[*]}.
-  Pin them before installing (how: the comment above CORAL_PINS in this script), or
-  give their sha256, checked on a trusted machine, with --coral-sha256 FILE;
+  Strict mode (--coral-strict, --coral-sha256): pin them (how: the comment above CORAL_PINS in
+  this script), or give their sha256, checked on a trusted machine, with --coral-sha256 FILE;
   edgepose will not install unverified binaries."
 		if ((DRY_RUN)); then
 			warn "$msg
@@ -509,18 +565,26 @@ coral_preflight() {
 		else
 			die "$msg Nothing was changed."
 		fi
+	else
+		warn "trust on first use for: ${unpinned[*]}.
+  No sha256 is pinned for them in this script and none was given (--coral-sha256): each is
+  downloaded over HTTPS from the GitHub release CORAL_PINS names, its sha256 is shown and
+  recorded in $CORAL_RECORD, and every later run installs only those same bytes.
+  To check them against digests you trust before anything is installed: --coral-sha256 FILE
+  (README, \"Coral Edge TPU\"), or --coral-strict to refuse unpinned files."
 	fi
 	return 0
 }
 
 # --- Coral: fetch, verify, install ------------------------------------------------------
 
-verify_sha256() { # FILE SHA256: dies (and removes FILE) on a mismatch
+verify_sha256() { # FILE SHA256 [WHERE IT COMES FROM]: dies (and removes FILE) on a mismatch
+	local from=${3:-pinned}
 	if ((DRY_RUN)); then
 		if [[ $2 == - ]]; then
 			printf '+ %s\n' "verify sha256 $1 = NOT PINNED (a real run stops before downloading)"
 		else
-			printf '+ %s\n' "verify sha256 $1 = $2"
+			printf '+ %s\n' "verify sha256 $1 = $2 ($from)"
 		fi
 		return 0
 	fi
@@ -529,23 +593,52 @@ verify_sha256() { # FILE SHA256: dies (and removes FILE) on a mismatch
 	actual=$(sha256sum "$1" | cut -d' ' -f1)
 	if [[ $actual != "$2" ]]; then
 		rm -f "$1"
-		die "sha256 mismatch for $1: got $actual, pinned $2 (file removed). The upload may have changed: check it before re-pinning."
+		die "sha256 mismatch for $1: got $actual, expected $2 ($from; file removed). The upload may have changed: check it before trusting it."
 	fi
+}
+
+# The sha256 of a file downloaded for the first time with nothing to check it against:
+# shown, and recorded so that every later run accepts only these bytes.
+record_first_download() { # FILE NAME URL
+	local file=$1 name=$2 url=$3 actual lines=() sha entry
+	if ((DRY_RUN)); then
+		printf '+ %s\n' "sha256 $file: shown and recorded in $CORAL_RECORD as $name (trust on first use; later runs accept only these bytes)"
+		return 0
+	fi
+	actual=$(sha256sum "$file" | cut -d' ' -f1)
+	info "sha256 of $name: $actual"
+	info "  first download, trusted on first use: recorded in $CORAL_RECORD, later runs install only these bytes."
+	info "  Compare it with the digest on the release page: ${url%/download/*}/tag/$(basename "$(dirname "$url")")"
+	if [[ -r $CORAL_RECORD ]]; then
+		while read -r sha entry; do
+			[[ -n $sha && $sha != \#* && ${entry#\*} != "$name" ]] && lines+=("$sha  ${entry#\*}")
+		done <"$CORAL_RECORD"
+	fi
+	run install -d -m 0755 "$(dirname "$CORAL_RECORD")"
+	printf '%s\n' "# written by edgepose install.sh --coral: sha256 of each Coral file at its first download" \
+		"# (trust on first use); re-runs install only these bytes. sha256sum -c reads it." "${lines[@]}" \
+		"$actual  $name" | put_file "$CORAL_RECORD" 0644 root:root
 }
 
 FETCHED=""
 
 fetch_pinned() { # URL SHA256 -> FETCHED: the verified local path (a verified copy is reused)
-	local url=$1 sha=$2 file
-	file=$CORAL_CACHE/$(pinned_name "$url")
+	local url=$1 sha=$2 file name
+	name=$(pinned_name "$url")
+	file=$CORAL_CACHE/$name
 	FETCHED=$file
-	if ((!DRY_RUN)) && [[ -f $file ]] && [[ $(sha256sum "$file" | cut -d' ' -f1) == "$sha" ]]; then
+	if ((!DRY_RUN)) && [[ $sha != - && -f $file ]] && [[ $(sha256sum "$file" | cut -d' ' -f1) == "$sha" ]]; then
 		info "have $file (sha256 ok)"
 		return 0
 	fi
 	run install -d -m 0755 "$CORAL_CACHE"
-	run curl -fsSL --proto '=https' --retry 3 -o "$file.part" "$url"
-	verify_sha256 "$file.part" "$sha"
+	# HTTPS only, redirects (GitHub's download host) included.
+	run curl -fsSL --proto '=https' --proto-redir '=https' --retry 3 -o "$file.part" "$url"
+	if [[ $sha == - ]] && ((!CORAL_STRICT)); then
+		record_first_download "$file.part" "$name" "$url"
+	else # strict without a sha256: the dry run says so; a real run stopped in coral_preflight
+		verify_sha256 "$file.part" "$sha" "${CORAL_SHA_FROM[$name]:-pinned}"
+	fi
 	run mv -f "$file.part" "$file"
 }
 
@@ -1095,6 +1188,7 @@ parse_args() {
 		--coral) [[ $CORAL == max ]] || CORAL=std ;;
 		--coral-max) CORAL=max ;;
 		--coral-pcie) CORAL_PCIE=1 ;;
+		--coral-strict) CORAL_STRICT=1 ;;
 		--with-mosquitto) WITH_MOSQUITTO=1 ;;
 		--purge) PURGE=1 ;;
 		--dry-run) DRY_RUN=1 ;;
@@ -1125,6 +1219,7 @@ parse_args() {
 	done
 	((CORAL_PCIE)) && [[ -z $CORAL ]] && CORAL=std
 	[[ -z $CORAL_SHA256_FILE || -n $CORAL ]] || usage_error "--coral-sha256 goes with --coral, --coral-max or --coral-pcie"
+	((!CORAL_STRICT)) || [[ -n $CORAL ]] || usage_error "--coral-strict goes with --coral, --coral-max or --coral-pcie"
 
 	case $MODE in
 	demo) ;;
@@ -1136,7 +1231,8 @@ parse_args() {
 	[[ $MODE == test || $MODE == demo ]] || ((${#PASSTHRU[@]} == 0)) ||
 		usage_error "arguments after -- go with --test (pytest) or --demo (edgepose run)"
 	[[ -z $BROKER ]] || [[ $BROKER =~ ^.+:[0-9]+$ ]] || usage_error "--broker takes HOST:PORT, not '$BROKER'"
-	[[ -z $DURATION ]] || [[ $DURATION =~ ^[0-9]+([.][0-9]+)?$ ]] || usage_error "--duration takes seconds, not '$DURATION'"
+	[[ -z $DURATION ]] || { [[ $DURATION =~ ^[0-9]+([.][0-9]+)?$ ]] && [[ $DURATION =~ [1-9] ]]; } ||
+		usage_error "--duration takes seconds > 0, not '$DURATION'"
 	return 0
 }
 
@@ -1146,7 +1242,7 @@ real_machine_only() {
 	OS_RELEASE=/etc/os-release DEVICE_MODEL=/proc/device-tree/model GROUP_FILE="" PYTHON_VERSION_OVERRIDE=""
 	RPI_ISSUE=/etc/rpi-issue APT_SOURCES_DIR=/etc/apt ARCH_OVERRIDE="" KERNEL_OVERRIDE="" PAGE_SIZE_OVERRIDE=""
 	ASSUME_MISSING="  " ASSUME_FRESH=0 SYSTEMD_OVERRIDE="" BROKER_ENABLED_OVERRIDE=""
-	POLICY_RC_D=/usr/sbin/policy-rc.d
+	POLICY_RC_D=/usr/sbin/policy-rc.d CORAL_CACHE=/var/cache/edgepose/coral CORAL_RECORD=$CONF_DIR/coral.sha256
 }
 
 main() {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from .constants import PART_NAMES
 from .core import Poses
 from .errors import ConfigError, EdgePoseError, ExitCode, FrameError, UsageError
 from .images import expand_images, read_rgb
+from .text import count
 
 log = logging.getLogger("edgepose")
 
@@ -67,6 +69,17 @@ def _float_above(minimum: float, *, inclusive: bool):
 _positive_float, _non_negative_float = _float_above(0.0, inclusive=False), _float_above(0.0, inclusive=True)
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
+    return value
+
+
 #: Model and decoding flags and the config keys they override. Defaults, bounds
 #: and messages all come from config.py: a flag left out keeps the config's value.
 MODEL_FLAGS: dict[str, str] = {
@@ -103,10 +116,12 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                        help="int8 (--quantized) or float (--no-quantized) build of a named model")
     group.add_argument("--accelerator", help="cpu, edgetpu or auto")
     group.add_argument("--device", help="Edge TPU device: usb, usb:0, pci:0 (default: first found)")
-    group.add_argument("--threads", type=int)
+    group.add_argument("--threads", type=int, metavar="N",
+                       help="interpreter threads; 0: cores - 1, 1 to 4 (the default)")
     group.add_argument("--max-poses", type=int, help="PoseNet and movenet-multipose")
     group.add_argument("--min-pose-score", type=float, help="a pose (MultiPose: an instance) needs this score")
-    group.add_argument("--min-part-score", type=float)
+    group.add_argument("--min-part-score", type=float, metavar="F",
+                       help="a keypoint counts as found at this score (0-1)")
     group.add_argument("--nms-radius", type=float, help="PoseNet only: model-input pixels")
     group.add_argument("--min-keypoints", type=int,
                        help="drop poses with fewer keypoints scoring >= --min-part-score")
@@ -119,10 +134,21 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
         key: getattr(args, flag[2:].replace("-", "_")) for flag, key in MODEL_FLAGS.items()
     }
     if args.model:
-        from .estimators import MODELS
-
-        overrides["model.name" if args.model in MODELS else "model.path"] = args.model
+        overrides[_model_key(args.model)] = args.model
     return overrides
+
+
+def _model_key(value: str) -> str:
+    """The key `--model VALUE` sets: a known name, an existing file, or a value that
+    looks like a path (a directory part or a .tflite suffix) is what it says; anything
+    else is judged as a mistyped name, so the config's "did you mean" answers it."""
+    from .estimators import MODELS
+
+    if value in MODELS:
+        return "model.name"
+    if Path(value).expanduser().exists() or "/" in value or value.lower().endswith(".tflite"):
+        return "model.path"
+    return "model.name"
 
 
 def _load_flags_config(args: argparse.Namespace):
@@ -131,6 +157,10 @@ def _load_flags_config(args: argparse.Namespace):
     from .config import load_config
 
     overrides = {**getattr(args, "config_overrides", {}), **_flag_overrides(args)}
+    path = overrides.get("model.path")
+    if path is not None and not Path(str(path)).expanduser().exists():
+        raise UsageError(f"--model: model.path: {path} does not exist (a model name from `edgepose models` "
+                         "or a .tflite file)")
     try:
         return load_config(args.config, overrides)
     except ConfigError as exc:
@@ -409,7 +439,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         print(f"{report['file']} ({report['precision']}) on {report['accelerator']} ({report['runtime']}), "
-              f"input {report['input_size']}, {report['threads']} threads, {args.runs} runs")
+              f"input {report['input_size']}, {count(report['threads'], 'thread')}, {count(args.runs, 'run')}")
         for row in report["stages"]:
             print(f"  {row['stage']:>12}: p50 {row['p50_ms']:8.2f} ms   p95 {row['p95_ms']:8.2f} ms   "
                   f"min {row['min_ms']:8.2f} ms")
@@ -502,8 +532,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import replay_file
 
     config = load_config(args.config)
-    count = replay_file(args.recording, config, sys.stdout)
-    print(f"edgepose: {count} events", file=sys.stderr)
+    events = replay_file(args.recording, config, sys.stdout)
+    print(f"edgepose: {count(events, 'event')}", file=sys.stderr)
     return ExitCode.OK
 
 
@@ -537,10 +567,14 @@ def _setup_logging(level: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgepose", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"edgepose {__version__}")
-    parser.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"),
+                        help="log level (default: logging.level of the config for run, else warning)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    detect = sub.add_parser("detect", help="poses in image files, as a JSON array (and overlays)")
+    detect = sub.add_parser("detect", help="poses in image files, as a JSON array (and overlays)",
+                            description="Find the poses in image files (each an unrelated still) and "
+                                        "print them as a JSON array in the images' own pixels; "
+                                        "--overlay also draws them. Exit 1 when an image cannot be read.")
     detect.add_argument("images", nargs="+", help="image files or folders")
     _model_options(detect)
     detect.add_argument("--json", metavar="OUT", help="write JSON here instead of stdout")
@@ -548,7 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--no-labels", action="store_true", help="overlay without part names")
     detect.set_defaults(func=cmd_detect)
 
-    evaluate = sub.add_parser("eval", help="COCO keypoint AP/AR over a folder of images")
+    evaluate = sub.add_parser("eval", help="COCO keypoint AP/AR over a folder of images",
+                              description="Run the model on the images a COCO person_keypoints file "
+                                          "names and score the poses with COCO's keypoint AP and AR.")
     evaluate.add_argument("--gt", required=True, help="COCO person_keypoints JSON")
     evaluate.add_argument("--images", required=True, help="folder with the images it names")
     evaluate.add_argument("--results", metavar="OUT", help="write COCO keypoint results here")
@@ -556,11 +592,16 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(evaluate)
     evaluate.set_defaults(func=cmd_eval)
 
-    bench = sub.add_parser("bench", help="time the model alone or the whole estimate step")
+    bench = sub.add_parser("bench", help="time the model alone or the whole estimate step",
+                           description="Time the model's invoke alone (--model-only), the whole "
+                                       "estimate step on still images, or the daemon end to end "
+                                       "against a broker (--e2e SOURCE).")
     bench.add_argument("--model-only", action="store_true", help="time interpreter invoke only")
     bench.add_argument("--images", nargs="*", help="images or folders for the pipeline (default: demo photos)")
-    bench.add_argument("--runs", type=_positive_int, default=50)
-    bench.add_argument("--warmup", type=_count, default=5)
+    bench.add_argument("--runs", type=_positive_int, default=50, metavar="N",
+                       help="timed runs (invokes, or images through the whole estimate step); default 50")
+    bench.add_argument("--warmup", type=_count, default=5, metavar="N",
+                       help="untimed runs first, so start-up costs are not counted; default 5")
     bench.add_argument("--json-summary", action="store_true", help="print one JSON line")
     _model_options(bench)
     from .e2e import add_arguments as add_e2e_arguments
@@ -595,29 +636,46 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(falls)
     falls.set_defaults(func=cmd_eval_falls)
 
-    replay = sub.add_parser("replay", help="the events a config would raise on a recording of poses messages")
+    replay = sub.add_parser("replay", help="the events a config would raise on a recording of poses messages",
+                            description="Run a config's zones, presence and fall detection over a "
+                                        "recording of poses messages (run --record, or mosquitto_sub) "
+                                        "and print the events it would raise, one JSON line each.")
     replay.add_argument("recording", help="JSON Lines of poses messages (run --record, or mosquitto_sub), - for stdin")
     replay.add_argument("--config", default=None, help="TOML config whose zones, presence and falls to use")
     replay.set_defaults(func=cmd_replay)
 
-    models = sub.add_parser("models", help="list the models edgepose can load")
+    models = sub.add_parser("models", help="list the models edgepose can load",
+                            description="List every model edgepose can load: family, precisions, "
+                                        "input sizes, Edge TPU status, files and licence, and the "
+                                        "folder the files are found in.")
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(func=cmd_models)
 
-    for name, func, text in (("run", cmd_run, "the daemon: camera -> poses -> MQTT and snapshots"),
-                             ("check", cmd_check, "validate config, open model, probe camera and broker"),
-                             ("forget", cmd_forget, "uninstall: clear this node's retained topics and "
-                                                    "remove its Home Assistant device")):
-        p = sub.add_parser(name, help=text)
+    for name, func, text, description in (
+        ("run", cmd_run, "the daemon: camera -> poses -> MQTT and snapshots",
+         "Run the daemon: frames from source.uri through the model, tracking and events to MQTT and "
+         "snapshots, until SIGTERM/Ctrl-C, the end of a file (source.loop = false) or --duration."),
+        ("check", cmd_check, "validate config, open model, probe camera and broker",
+         "Check an installation, one line per part: the config, the model, the source (one frame), "
+         "the broker and the snapshot folder. Exit 0 when all pass, 1 when one fails, 78 for a bad config."),
+        ("forget", cmd_forget, "uninstall: clear this node's retained topics and remove its Home Assistant device",
+         "Remove this node from the broker (install.sh --uninstall runs it once the service has "
+         "stopped): clears its retained topics (availability, person_count, state, stats, snapshot) "
+         "and removes its Home Assistant device. Exit 0 when the broker took it, 1 when it could not "
+         "be reached."),
+    ):
+        p = sub.add_parser(name, help=text, description=description)
         p.add_argument("--config", default=None, help="TOML config (default: built-in defaults)")
-        p.add_argument("--source", help="override source.uri")
+        if name != "forget":  # forget needs only the broker and the node's topics
+            p.add_argument("--source", help="override source.uri")
         p.add_argument("--broker", metavar="HOST[:PORT]|URL",
                        help="override mqtt.host / mqtt.port: HOST[:PORT], mqtt://HOST[:PORT] or "
                             "mqtts://HOST[:PORT] (TLS on)")
         p.add_argument("--node-id", help="override node.id")
-        p.add_argument("--snapshot-dir", help="override snapshots.dir")
+        if name != "forget":
+            p.add_argument("--snapshot-dir", help="override snapshots.dir")
         if name == "run":
-            p.add_argument("--duration", type=float, default=None, metavar="S",
+            p.add_argument("--duration", type=_seconds, default=None, metavar="S",
                            help="stop by itself after S seconds (demo, tests)")
             p.add_argument("--record", metavar="FILE",
                            help="also append every poses message to FILE (JSON Lines; `edgepose replay` reads it)")

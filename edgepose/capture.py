@@ -415,7 +415,8 @@ class CaptureLoop:
                     log.debug("skipping a frame that cannot be converted: %s", exc)
                     continue
             frame = Frame(rgb=rgb, seq=self._seq, captured_at=self._wall_clock(), captured_mono=now,
-                          inference_rgb=getattr(source, "last_lores", None))
+                          inference_rgb=getattr(source, "last_lores", None),
+                          scene_cut=bool(getattr(source, "scene_cut", False)))
             if self.prepare is not None:
                 # The model's input only for a frame that will be taken, not replaced: a
                 # file's always; a live one when inference is back before the next is due

@@ -32,6 +32,10 @@ class Frame:
     #: (`Pipeline.prepare`, an `estimators.PreparedInput`), or None: the
     #: estimator makes it itself.
     model_input: Any = None
+    #: The first frame of a scene unrelated to the frame before (the demo's next
+    #: photo): what the model and the tracker remember of earlier frames is about
+    #: other people, so they start afresh (`Estimator.reset`, `Tracker.reset`).
+    scene_cut: bool = False
 
     @property
     def model_image(self) -> np.ndarray:

@@ -26,7 +26,7 @@ from . import faults
 from .capture import SOURCE_OK, SOURCE_STARTING, CaptureLoop, LatestFrameSlot
 from .config import Config, check_writable
 from .core import Frame
-from .errors import AcceleratorError, ConfigError, EdgePoseError, ExitCode
+from .errors import ConfigError, EdgePoseError, EdgeTpuUnanswered, ExitCode
 from .estimators import Estimator, open_estimator
 from .messages import PosesPolicy, discovery_messages
 from .notify import Notifier, watchdog_interval
@@ -35,6 +35,7 @@ from .scene import MotionGateStage, scene_stages
 from .sinks import MqttSink, Recorder, SnapshotStage, StatsSink
 from .snapshots import SnapshotPolicy, SnapshotWriter
 from .sources import open_source
+from .text import count
 from .zones import Zone
 
 log = logging.getLogger(__name__)
@@ -331,14 +332,20 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
         publisher.start()
     capture.start()
     deadline = started_at + duration_s if duration_s else None
+    first_frame_wait = FIRST_FRAME_TIMEOUT_S
+    if deadline is not None:  # --duration also bounds the wait for a first frame
+        first_frame_wait = max(0.0, min(first_frame_wait, deadline - time.monotonic()))
     exit_code = ExitCode.OK
     try:
-        frame = _wait_first_frame(slot, stop_flag.event, FIRST_FRAME_TIMEOUT_S)
+        frame = _wait_first_frame(slot, stop_flag.event, first_frame_wait)
         notifier.ready()
         log.info("ready: %s (%s) on %s, source %s", info.label, info.precision, info.accelerator,
                  source_cfg.uri)
         while not stop_flag.event.is_set():
             if deadline is not None and time.monotonic() >= deadline:
+                if capture.finished.is_set() and capture.fatal_error is not None:
+                    log.error("%s", capture.fatal_error)  # it failed for good before the time was up
+                    exit_code = capture.fatal_error.exit_code
                 break
             if frame is not None:
                 pipeline.process(frame)
@@ -390,41 +397,98 @@ def running_daemons(proc: Path = Path("/proc")) -> list[int]:
     return sorted(found)
 
 
-def check_installation(config: Config, report: Callable[[str], None]) -> bool:
+def open_files(pid: int, proc: Path = Path("/proc")) -> list[str] | None:
+    """Where the open file descriptors of `pid` point; None when they cannot be read
+    (another user's process, unless root)."""
+    try:
+        fds = list((proc / str(pid) / "fd").iterdir())
+    except FileNotFoundError:  # it has exited meanwhile: it holds nothing
+        return []
+    except OSError:
+        return None
+    targets = []
+    for fd in fds:
+        try:
+            targets.append(os.readlink(fd))
+        except OSError:  # closed meanwhile
+            continue
+    return targets
+
+
+#: Device nodes of an Edge TPU: the PCIe driver's, and USB devices (edgepose opens no
+#: other USB device: cameras are /dev/video*).
+EDGETPU_NODES = ("/dev/apex_", "/dev/bus/usb/")
+
+
+class Holders:
+    """What the running edgepose processes hold, read once per check."""
+
+    def __init__(self, proc: Path = Path("/proc")):
+        self.pids = running_daemons(proc)
+        self._files = {pid: open_files(pid, proc) for pid in self.pids}
+
+    def holding(self, wanted: Callable[[str], bool]) -> list[int]:
+        """Pids with an open file `wanted` accepts."""
+        return [pid for pid, files in self._files.items() if files and any(map(wanted, files))]
+
+    @property
+    def unreadable(self) -> list[int]:
+        return [pid for pid, files in self._files.items() if files is None]
+
+    def explain_unreadable(self) -> str:
+        pids = ", ".join(map(str, self.unreadable))
+        return (f"; the running edgepose (pid {pids}) may hold it, but its open files cannot be read "
+                f"as this user: check as root or as the service user "
+                f"(sudo -u edgepose edgepose check --config ...) to tell")
+
+
+def check_installation(config: Config, report: Callable[[str], None], proc: Path = Path("/proc")) -> bool:
     """Open the model, probe the source and the broker; one line each. True if all pass.
 
     Where `edgepose run` is already running (the service), a camera or Edge TPU it
-    holds cannot be opened a second time: that is reported as held, not as broken."""
+    has open cannot be opened a second time: that is reported as held, not as broken,
+    only when the failure says the device is busy (or, for the Edge TPU, that none
+    answered) and the running process is seen holding that device in /proc/<pid>/fd.
+    Any other failure fails the check, whatever else runs."""
     ok = True
     lores = None
-    holders = running_daemons()
-    held = f"held by the running edgepose (pid {', '.join(map(str, holders))}), not probed"
+    holders = Holders(proc)
+
+    def held(pids: list[int]) -> str:
+        return f"held by the running edgepose (pid {', '.join(map(str, pids))}), not probed"
+
     try:
         estimator = open_estimator(config.model, config.decode)
         info = estimator.info
         lores = info.input_size
         report(f"model: ok ({info.name}: {info.path}, {info.precision}, {info.accelerator}, "
-               f"{info.runtime}, input {info.input_size[0]}x{info.input_size[1]}, {info.threads} threads)")
+               f"{info.runtime}, input {info.input_size[0]}x{info.input_size[1]}, {count(info.threads, 'thread')})")
         estimator.close()
-    except AcceleratorError as exc:
-        if holders:
-            report(f"model: ok (the Edge TPU is {held}: {exc})")
+    except EdgeTpuUnanswered as exc:  # what a Coral the service has open looks like, too
+        pids = holders.holding(lambda f: f.startswith(EDGETPU_NODES))
+        if pids:
+            report(f"model: ok (the Edge TPU is {held(pids)}: {exc})")
         else:
             ok = False
-            report(f"model: FAIL {exc}")
+            report(f"model: FAIL {exc}{holders.explain_unreadable() if holders.unreadable else ''}")
     except EdgePoseError as exc:
         ok = False
         report(f"model: FAIL {exc}")
 
-    from .sources import is_device_source, probe_source
+    from .sources import holds_camera, probe_source
 
-    source_ok, detail = probe_source(config.source.uri, width=config.source.width,
-                                     height=config.source.height, lores_size=lores)
-    if not source_ok and holders and is_device_source(config.source.uri):
-        report(f"source: ok (the camera is {held}: {detail})")
+    uri = config.source.uri
+    probe = probe_source(uri, width=config.source.width, height=config.source.height, lores_size=lores)
+    pids = holders.holding(lambda f: holds_camera(uri, f)) if probe.busy else []
+    if pids:
+        report(f"source: ok (the camera is {held(pids)}: {probe.detail})")
     else:
-        ok &= source_ok
-        report(f"source: {'ok' if source_ok else 'FAIL'} {detail}")
+        ok &= probe.ok
+        why = ""
+        if probe.busy:
+            why = (holders.explain_unreadable() if holders.unreadable else
+                   "; another program has it open (not edgepose: see fuser -v on the device)")
+        report(f"source: {'ok' if probe.ok else 'FAIL'} {probe.detail}{why}")
 
     if config.mqtt.enabled:
         from .mqtt import probe

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, EdgePoseError, ExitCode, FrameError, SourceError, UsageError
+from .text import count
 
 #: How often /proc is sampled while the daemon runs (in this process, not the daemon's).
 SAMPLE_S = 0.1
@@ -612,9 +613,9 @@ def run_e2e(source: str, *, config_path: str | None, flag_overrides: dict[str, o
         overrides = {**flag_overrides, **bench_overrides(source, node_id=node_id, broker=broker_keys,
                                                           max_fps=max_fps, outbox_path=work / "outbox.sqlite3")}
         config = load_config(config_path, overrides)  # exit 78 before anything starts
-        ok, detail = probe_source(config.source.uri, width=config.source.width, height=config.source.height)
-        if not ok:
-            raise SourceError(f"--e2e: {detail}")
+        probe = probe_source(config.source.uri, width=config.source.width, height=config.source.height)
+        if not probe.ok:
+            raise SourceError(f"--e2e: {probe.detail}")
         live = _is_live(source)
         if duration_s is None and live:
             duration_s = LIVE_DEFAULT_DURATION_S
@@ -742,7 +743,7 @@ def format_report(r: dict[str, Any]) -> str:
     """The summary as a short table for a terminal."""
     lines = [
         f"edgepose bench --e2e {r['source']}",
-        f"  {r['model']} ({r['precision']}) on {r['accelerator']} ({r['runtime']}), {r['threads']} threads, "
+        f"  {r['model']} ({r['precision']}) on {r['accelerator']} ({r['runtime']}), {count(r['threads'], 'thread')}, "
         f"max_fps {r['max_fps'] or 'off'}; broker {r['broker']}{' (started by bench)' if r['broker_started'] else ''}",
         f"  {'':24}{'end to end':>14}{'pipeline only':>16}{'ratio':>10}",
         f"  {'frames':24}{r['frames']:>14}{r['pipeline_frames']:>16}",

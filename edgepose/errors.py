@@ -51,6 +51,11 @@ class AcceleratorError(EdgePoseError):
     exit_code = ExitCode.UNAVAILABLE
 
 
+class EdgeTpuUnanswered(AcceleratorError):
+    """libedgetpu loaded, but no Edge TPU answered: none is attached, or another
+    process (the running service) has it open."""
+
+
 class SourceError(EdgePoseError):
     """A frame source could not be opened or stopped delivering frames."""
 
@@ -59,7 +64,8 @@ class SourceError(EdgePoseError):
 
 class SourceUnavailable(SourceError):
     """The source can never work on this machine as configured (its library is
-    not installed): retrying is pointless, the daemon stops with a clear message."""
+    not installed, or the video file it names does not exist): retrying is
+    pointless, the daemon stops with a clear message."""
 
 
 class FrameError(EdgePoseError):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -156,8 +157,31 @@ class PointAnnotator:
         return out
 
 
+Box = tuple[float, float, float, float]
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """One part name placed on the image: its text, colour and box (x0, y0, x1, y1)."""
+
+    text: str
+    colour: RGB
+    box: Box
+
+
 class LabelAnnotator:
-    """Part names beside keypoints, in the person's colour with a dark stroke."""
+    """Part names beside keypoints, in the person's colour with a dark stroke.
+
+    Labels never cover each other: the most confident keypoints are labelled first,
+    each in the first free place around its point (right, left, above, below, then
+    the corners), inside the image where one is; a keypoint with no free place left
+    keeps its point and colour but no name (two wrists side by side would otherwise
+    read "rightWristWrist").
+    """
 
     def __init__(
         self,
@@ -172,23 +196,47 @@ class LabelAnnotator:
         self.palette = palette
         self.names = names
 
+    def _font_for(self, image: Image.Image):
+        return _font(self.font_size or _scaled(image, FONT_SIZE_FRACTION, MIN_FONT_PX))
+
+    def layout(self, image: Image.Image, poses: Poses) -> list[Label]:
+        """Where each label goes (pure: nothing is drawn)."""
+        draw = ImageDraw.Draw(image)
+        font = self._font_for(image)
+        # Clear of the point drawn by PointAnnotator at its default size.
+        gap = _scaled(image, POINT_RADIUS_FRACTION) + _scaled(image, OUTLINE_FRACTION)
+        stroke = _scaled(image, OUTLINE_FRACTION)
+        width, height = image.size
+        visible = _visible(poses, self.min_score)
+        order = sorted(zip(*np.nonzero(visible)), key=lambda ij: -float(poses.scores[ij]))
+        placed: list[Label] = []
+        for i, j in order:
+            x, y = poses.xy[i, j].tolist()
+            text = self.names[j]
+            left, top, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
+            w, h = right - left, bottom - top
+            spots = ((x + gap, y - h / 2), (x - gap - w, y - h / 2), (x - w / 2, y - gap - h),
+                     (x - w / 2, y + gap), (x + gap, y - gap - h), (x + gap, y + gap),
+                     (x - gap - w, y - gap - h), (x - gap - w, y + gap))
+            boxes = [(sx, sy, sx + w, sy + h) for sx, sy in spots]
+            inside = [b for b in boxes if b[0] >= 0 and b[1] >= 0 and b[2] <= width and b[3] <= height]
+            free = [b for b in inside or boxes if not any(_overlap(b, other.box) for other in placed)]
+            if free:
+                placed.append(Label(text, person_colour(int(i), self.palette), free[0]))
+        return placed
+
     def annotate(self, image: Image.Image, poses: Poses) -> Image.Image:
         out = _canvas(image)
         draw = ImageDraw.Draw(out)
-        size = self.font_size or _scaled(out, FONT_SIZE_FRACTION, MIN_FONT_PX)
-        font = _font(size)
-        # Clear of the point drawn by PointAnnotator at its default size.
-        gap = _scaled(out, POINT_RADIUS_FRACTION) + _scaled(out, OUTLINE_FRACTION)
+        font = self._font_for(out)
         stroke = _scaled(out, OUTLINE_FRACTION)
-        visible = _visible(poses, self.min_score)
-        for i, j in zip(*np.nonzero(visible)):
-            x, y = poses.xy[i, j].tolist()
+        for label in self.layout(out, poses):
+            left, top, _, _ = draw.textbbox((0, 0), label.text, font=font, stroke_width=stroke)
             draw.text(
-                (x + gap, y),
-                self.names[j],
-                fill=person_colour(int(i), self.palette),
+                (label.box[0] - left, label.box[1] - top),  # the text's own box lands on label.box
+                label.text,
+                fill=label.colour,
                 font=font,
-                anchor="lm" if isinstance(font, ImageFont.FreeTypeFont) else None,
                 stroke_width=stroke,
                 stroke_fill=OUTLINE_COLOUR,
             )

@@ -95,6 +95,8 @@ class EstimateStage:
 
     def __call__(self, frame: Frame) -> FrameResult:
         start = time.perf_counter()
+        if frame.scene_cut:  # a crop that followed someone in the last scene means nothing here
+            self.estimator.reset()
         small = frame.inference_rgb
         image = frame.model_image
         if frame.model_input is None:

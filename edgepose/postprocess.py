@@ -8,7 +8,7 @@ from .constants import NUM_PARTS, SEED_CLEANUP_MIN_SCORE
 from .core import Poses
 from .letterbox import Letterbox
 
-__all__ = ["CLEANUPS", "filter_poses", "seed_cleanup", "seed_cleanup_single_person", "to_frame"]
+__all__ = ["CLEANUPS", "best_poses", "filter_poses", "seed_cleanup", "seed_cleanup_single_person", "to_frame"]
 
 
 def to_frame(poses: Poses, box: Letterbox, *, clip: bool = True) -> Poses:
@@ -35,6 +35,12 @@ def filter_poses(
     if min_keypoints > 0:
         keep &= (poses.scores >= min_part_score).sum(axis=1) >= min_keypoints
     return poses.select(keep)
+
+
+def best_poses(poses: Poses, count: int) -> Poses:
+    """The `count` highest-scoring poses, best first (a stable sort: ties keep their order)."""
+    order = np.argsort(-poses.pose_scores, kind="stable")[:count]
+    return poses.select(order)
 
 
 def _best_per_part(

@@ -45,6 +45,8 @@ class TrackStage:
         self.tracker = tracker
 
     def process(self, result: FrameResult) -> FrameResult:
+        if result.frame.scene_cut:  # other people: nobody continues a track of the last scene
+            self.tracker.reset()
         return result.replace(poses=self.tracker.process(result.poses, result.frame.captured_mono))
 
 
@@ -130,8 +132,9 @@ class MotionGateStage:
         if grey is None and self.gate.needs_image(frame.captured_mono):  # not made ahead
             grey = self._grey(frame)
         decision = self.gate.decide(grey, frame.captured_mono)
-        self.reasons[decision.reason] = self.reasons.get(decision.reason, 0) + 1
-        return decision.run
+        reason, run = ("scene_cut", True) if frame.scene_cut else (decision.reason, decision.run)
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        return run
 
     def process(self, result: FrameResult) -> FrameResult:
         self.gate.observe(result.frame.captured_mono, len(result.poses))

@@ -12,9 +12,11 @@ module loads on machines without a Pi camera stack.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -62,6 +64,10 @@ class FrameSource(Protocol):
     def describe(self) -> str:
         """Where frames come from, for logs and status; never contains secrets."""
         ...
+
+    # Optional: `scene_cut`, True when the frame just read shows a scene unrelated
+    # to the one before (the demo's next photo); the capture loop copies it into
+    # `Frame.scene_cut`. A camera or a video file never sets it.
 
 
 # --- URI handling --------------------------------------------------------------
@@ -139,6 +145,43 @@ def is_device_source(uri: str) -> bool:
     return uri == "picamera2" or uri.startswith("picamera2:") or uri.startswith("/dev/video")
 
 
+#: What opening a camera another process holds raises: the kernel's EBUSY for a V4L2
+#: device, libcamera's words for the Pi camera.
+BUSY_TEXTS = ("Device or resource busy", "Pipeline handler in use by another process")
+
+
+def is_busy_error(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an exception it was raised from, says the device is busy."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno == errno.EBUSY:
+            return True
+        if any(text in str(exc) for text in BUSY_TEXTS):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def holds_camera(uri: str, open_file: str) -> bool:
+    """Whether `open_file` (where a /proc/<pid>/fd link points) is the camera `uri` names:
+    the V4L2 device itself (symlinks such as /dev/v4l/by-id/... resolved), or for the
+    Pi camera a media controller device, which libcamera keeps open while it runs."""
+    uri = uri.strip()
+    if uri == "picamera2" or uri.startswith("picamera2:"):
+        return open_file.startswith("/dev/media")
+    return open_file == os.path.realpath(uri)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceProbe:
+    """What `probe_source` found: ok, a line for the user, and whether the failure was a
+    busy device (another process holds the camera)."""
+
+    ok: bool
+    detail: str
+    busy: bool = False
+
+
 def _camera_number(uri: str) -> int:
     _, _, number = uri.partition(":")
     if not number:
@@ -155,16 +198,16 @@ def probe_source(
     height: int,
     lores_size: tuple[int, int] | None = None,
     max_bad_frames: int = 10,
-) -> tuple[bool, str]:
+) -> SourceProbe:
     """Open the source, read one good frame, close it: for `edgepose check`.
 
-    Returns (True, "WxH frames from ...") or (False, why not). Never raises for
-    a source problem; a bad URI gives (False, the config message).
+    Ok with "WxH frames from ...", or not with why not. Never raises for a
+    source problem; a bad URI gives the config message.
     """
     try:
         source = open_source(uri, width=width, height=height, loop=False, lores_size=lores_size)
     except ConfigError as exc:
-        return False, str(exc)
+        return SourceProbe(False, str(exc))
     try:
         source.open()
         for _ in range(max_bad_frames):
@@ -174,11 +217,11 @@ def probe_source(
                 log.debug("probe: skipping a bad frame: %s", exc)
                 continue
             if rgb is None:
-                return False, f"{source.describe()}: no frames (empty stream)"
-            return True, f"{rgb.shape[1]}x{rgb.shape[0]} frames from {source.describe()}"
-        return False, f"{source.describe()}: {max_bad_frames} bad frames in a row"
+                return SourceProbe(False, f"{source.describe()}: no frames (empty stream)")
+            return SourceProbe(True, f"{rgb.shape[1]}x{rgb.shape[0]} frames from {source.describe()}")
+        return SourceProbe(False, f"{source.describe()}: {max_bad_frames} bad frames in a row")
     except SourceError as exc:
-        return False, str(exc)
+        return SourceProbe(False, str(exc), busy=is_busy_error(exc))
     finally:
         source.close()
 
@@ -243,17 +286,23 @@ def demo_dir() -> Path:
 class DemoSource(ImageFolderSource):
     """The bundled photos of people (edgepose/demo/), always looping, each held for
     `frames_per_photo` frames: like a scene a camera watches, a person stays long
-    enough to count as entered (presence.enter_s) and keeps one track id."""
+    enough to count as entered (presence.enter_s) and keeps one track id. The next
+    photo shows other people: its first frame is marked as a scene cut, so nobody
+    in it inherits the track id of someone in the photo before."""
 
     def __init__(self, frames_per_photo: int = DEMO_FRAMES_PER_PHOTO) -> None:
         super().__init__(demo_dir(), loop=True, name="demo photos")
         self._frames_per_photo = frames_per_photo
         self._held: np.ndarray | None = None
         self._shown = 0
+        #: True when the last read started a photo (see FrameSource).
+        self.scene_cut = False
 
     def read(self) -> np.ndarray | None:
+        self.scene_cut = False
         if self._held is None or self._shown % self._frames_per_photo == 0:
             self._held = super().read()  # a bad photo raises and the next call moves on
+            self.scene_cut = True
         self._shown += 1
         return self._held
 
@@ -389,6 +438,16 @@ class V4l2Source(PyAvSource):
             "timeout": (STREAM_OPEN_TIMEOUT_S, STREAM_READ_TIMEOUT_S),
         }
 
+    def open(self) -> None:
+        try:
+            super().open()
+        except SourceError as exc:
+            if isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.ENOENT:
+                # Unplugged, or another number: retried like any camera that may come back.
+                raise SourceError(f"{self.describe()}: no such device (is the camera plugged in? "
+                                  "ls /dev/video*)") from exc
+            raise
+
     def describe(self) -> str:
         return f"V4L2 camera {self._target} ({self._width}x{self._height})"
 
@@ -421,8 +480,12 @@ class VideoFileSource(PyAvSource):
         super().__init__(os.fspath(path), loop=loop)
 
     def open(self) -> None:
-        if not Path(self._target).is_file():
-            raise SourceError(f"{self.describe()}: no such file")
+        path = Path(self._target)
+        if not path.exists():
+            # Not a camera that may come back: retrying would only hide the mistake.
+            raise SourceUnavailable(f"{self.describe()}: no such file (source.uri)")
+        if not path.is_file():
+            raise SourceUnavailable(f"{self.describe()}: not a regular file (source.uri)")
         super().open()
 
     def describe(self) -> str:

@@ -17,16 +17,20 @@ libraries such as Coral's PoseNet decoder) around a `TfliteModel`.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import AcceleratorError, EdgePoseError, ExitCode, ModelError
+from .errors import AcceleratorError, EdgePoseError, EdgeTpuUnanswered, ExitCode, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,55 @@ def import_runtime() -> tuple[Any, Callable[..., Any], str]:
             "no TF Lite runtime found: pip install ai-edge-litert "
             "(Coral setups: see install.sh --coral)"
         ) from exc
+
+
+# --- the runtime's own output -------------------------------------------------------
+
+#: Lines the runtimes' C++ code writes to stderr while an interpreter is set up that tell
+#: a user nothing: TF Lite logs them at INFO and offers no switch (TF_CPP_MIN_LOG_LEVEL
+#: does not reach its minimal logger).
+RUNTIME_CHATTER = frozenset({b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."})
+_STDERR_LOCK = threading.Lock()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+@contextlib.contextmanager
+def runtime_chatter_filtered() -> Iterator[None]:
+    """File descriptor 2 through a pipe while inside: RUNTIME_CHATTER lines are dropped,
+    every other line (a real error, a log line of another thread) goes on to stderr as
+    it comes. Only around interpreter set-up: the banner is printed there, once."""
+    with _STDERR_LOCK:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to keep clean
+            yield
+            return
+        read_fd, write_fd = os.pipe()
+
+        def pump() -> None:
+            with os.fdopen(read_fd, "rb") as pipe:
+                for line in pipe:
+                    if line.rstrip(b"\r\n") not in RUNTIME_CHATTER:
+                        with contextlib.suppress(OSError):
+                            _write_all(saved, line)
+
+        thread = threading.Thread(target=pump, name="edgepose-stderr", daemon=True)
+        thread.start()
+        sys.stderr.flush()
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)  # the pipe's last writer gone: the pump reads to the end and stops
+            thread.join(timeout=2.0)
+            if not thread.is_alive():  # else a child started meanwhile still writes through it
+                os.close(saved)
 
 
 # --- the file ------------------------------------------------------------------
@@ -108,7 +161,7 @@ def load_edgetpu_delegate(load_delegate: Callable[..., Any], device: str = "") -
         ) from exc
     except (ValueError, RuntimeError) as exc:  # library there, no device answered
         where = f"device '{device}'" if device else "any USB or PCIe device"
-        raise AcceleratorError(
+        raise EdgeTpuUnanswered(
             f"no Edge TPU found at {where} ({exc}): check it is plugged in (USB Coral: "
             "1a6e:089a / 18d1:9302 in lsusb; PCIe: /dev/apex_0), that the udev rules are "
             "installed and that the service user is in the plugdev (USB) or apex (PCIe) group"
@@ -276,20 +329,21 @@ def open_tflite(
         loader, _ = custom_ops[op]
         delegates.append(loader(load_delegate))
 
-    try:
-        interpreter = Interpreter(
-            model_path=str(path), experimental_delegates=delegates or None, num_threads=threads
-        )
-    except ValueError as exc:
-        raise _translate_error(exc, info, used, hints) from exc
-    model = TfliteModel(interpreter, info=info, accelerator=used, runtime=runtime, custom_op_hints=hints)
-    wanted = input_size or (default_input_size if model.resizable else None)
-    if model.resizable and not info.edgetpu_compiled:
-        if wanted is None:
-            raise ModelError(f"{path.name} has a resizable input: an input size must be given")
-        width, height = wanted
-        interpreter.resize_tensor_input(model._input["index"], [1, height, width, 3], strict=False)
-    model.allocate()
+    with runtime_chatter_filtered():  # the XNNPACK banner comes with the first allocation
+        try:
+            interpreter = Interpreter(
+                model_path=str(path), experimental_delegates=delegates or None, num_threads=threads
+            )
+        except ValueError as exc:
+            raise _translate_error(exc, info, used, hints) from exc
+        model = TfliteModel(interpreter, info=info, accelerator=used, runtime=runtime, custom_op_hints=hints)
+        wanted = input_size or (default_input_size if model.resizable else None)
+        if model.resizable and not info.edgetpu_compiled:
+            if wanted is None:
+                raise ModelError(f"{path.name} has a resizable input: an input size must be given")
+            width, height = wanted
+            interpreter.resize_tensor_input(model._input["index"], [1, height, width, 3], strict=False)
+        model.allocate()
     if input_size is not None and tuple(input_size) != model.input_size:
         raise ModelError(
             f"{path.name} runs at its {'compiled' if info.edgetpu_compiled else 'fixed'} input size "

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import free_port
@@ -94,25 +95,100 @@ def test_unwritable_snapshot_dir_fails_naming_it(tmp_path, mosquitto_broker):
     assert line(lines, "snapshots").startswith(f"snapshots: FAIL cannot write to {blocker / 'snaps'}: "), lines
 
 
-def test_check_beside_a_running_daemon_finds_it(tmp_path, mosquitto_broker):
-    """`edgepose check` on a node where the service runs sees the service's process (so a
-    camera or Coral it holds is reported as held, not broken)."""
-    from edgepose.daemon import running_daemons
+@pytest.fixture
+def running_daemon(tmp_path, mosquitto_broker):
+    """A real `edgepose run` on this machine, as the service would be; yields
+    (process, config); its source defaults to the demo."""
+    started: list[subprocess.Popen] = []
 
-    config = demo_config(tmp_path, node_id("held"), mosquitto_broker)
-    path = write_config(tmp_path / "held.toml", config)
-    proc = subprocess.Popen([sys.executable, "-m", "edgepose", "run", "--config", str(path)],
-                            cwd=tmp_path, env=child_env(), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + WAIT_S  # until the child has exec'd its own command line
-        while proc.pid not in running_daemons():
-            assert time.monotonic() < deadline, "the running daemon was not found"
-            time.sleep(0.05)
-    finally:
+    def start(**tables) -> subprocess.Popen:
+        config = demo_config(tmp_path, node_id("held"), mosquitto_broker, **tables)
+        path = write_config(tmp_path / f"{config['node']['id']}.toml", config)
+        proc = subprocess.Popen([sys.executable, "-m", "edgepose", "run", "--config", str(path)],
+                                cwd=tmp_path, env=child_env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
         proc.terminate()
         proc.wait(WAIT_S)
+
+
+def wait_until(what: str, predicate, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        assert proc.poll() is None, f"the daemon exited ({proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {WAIT_S} s"
+        time.sleep(0.05)  # polling /proc with a deadline, not synchronisation
+
+
+def test_check_beside_a_running_daemon_finds_it(running_daemon):
+    """`edgepose check` on a node where the service runs sees the service's process (so a
+    camera or Coral it holds can be reported as held, not broken)."""
+    from edgepose.daemon import running_daemons
+
+    proc = running_daemon()
+    wait_until("daemon in /proc", lambda: proc.pid in running_daemons(), proc)
+    proc.terminate()
+    proc.wait(WAIT_S)
     assert proc.pid not in running_daemons()
+
+
+def test_a_missing_camera_fails_the_check_while_another_daemon_runs(tmp_path, mosquitto_broker, running_daemon):
+    """The bug: with any `edgepose run` on the machine (a demo elsewhere), a device that
+    does not exist was relabelled "held by the running edgepose" and the check passed."""
+    from edgepose.daemon import running_daemons
+
+    proc = running_daemon()
+    wait_until("daemon in /proc", lambda: proc.pid in running_daemons(), proc)
+    code, lines = check(tmp_path, demo_config(tmp_path, node_id("chk"), mosquitto_broker), "--source", "/dev/video9")
+    assert code == EXIT_FAILURE, lines
+    assert line(lines, "source") == ("source: FAIL V4L2 camera /dev/video9 (640x480): no such device "
+                                      "(is the camera plugged in? ls /dev/video*)")
+    assert not any("held" in entry for entry in lines), lines
+
+
+def test_a_busy_device_the_running_daemon_really_has_open_is_reported_held(tmp_path, mosquitto_broker,
+                                                                          running_daemon, monkeypatch):
+    """The legitimate case, read from the real /proc: the daemon plays a looping video
+    file (so it keeps the file open); opening the same path in the check fails as a
+    device the daemon streams from fails (PyAV's EBUSY). Held, exit status ok; the same
+    busy error for a path the daemon does not hold fails."""
+    import errno
+
+    import av
+
+    from edgepose.config import load_config
+    from edgepose.daemon import check_installation, open_files
+
+    clip = tmp_path / "camera.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for value in range(50):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), value * 5, np.uint8), format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    proc = running_daemon(source={"uri": str(clip), "loop": True, "max_fps": 5.0})
+    wait_until("the clip open in the daemon", lambda: str(clip) in (open_files(proc.pid) or []), proc)
+
+    def busy(target, mode="r", **kwargs):
+        raise av.error.OSError(errno.EBUSY, "Device or resource busy", target)
+
+    monkeypatch.setattr(av, "open", busy)
+    results = {}
+    for name in (clip.name, "other.mp4"):
+        uri = tmp_path / name
+        uri.touch(exist_ok=True)
+        config = load_config(None, {"source.uri": str(uri), "mqtt.enabled": False, "snapshots.enabled": False})
+        lines: list[str] = []
+        results[name] = (check_installation(config, lines.append), line(lines, "source"))
+    ok, held = results[clip.name]
+    assert ok and held.startswith(f"source: ok (the camera is held by the running edgepose (pid {proc.pid}"), held
+    ok, other = results["other.mp4"]
+    assert not ok and other.startswith("source: FAIL ") and "another program has it open" in other, other
 
 
 def test_forget_clears_the_nodes_retained_topics_and_its_home_assistant_device(tmp_path, mosquitto_broker):

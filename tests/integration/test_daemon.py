@@ -624,6 +624,34 @@ def test_run_with_an_unknown_key_exits_78_naming_it(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_run_on_a_missing_video_file_exits_with_the_source_error(tmp_path):
+    """Not retried for ever, and not "stopped after 0 frames" with exit 0: the file is
+    named and the exit code is the source's (69), long before --duration is up."""
+    missing = tmp_path / "missing.mp4"
+    config = demo_config(tmp_path, node_id("nofile"), None, mqtt={"enabled": False})
+    done = run_cli("run", "--config", str(write_config(tmp_path / "c.toml", config)), "--source", str(missing),
+                   "--duration", "600", cwd=tmp_path)
+    assert done.returncode == 69, done.stderr
+    assert f"video file {missing}: no such file" in done.stderr
+    assert "reopening" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_duration_also_bounds_the_wait_for_a_first_frame(tmp_path):
+    """A source that delivers nothing (an empty folder, retried like a camera that is
+    down) must not hold --duration 1 for the 20 s first-frame wait: the run is over
+    well inside half of that (the subprocess deadline), with exit 0 as --duration says."""
+    from edgepose.daemon import FIRST_FRAME_TIMEOUT_S
+
+    empty = tmp_path / "no-photos"
+    empty.mkdir()
+    config = demo_config(tmp_path, node_id("nofirst"), None, mqtt={"enabled": False},
+                         source={"uri": str(empty), "reopen_delay_s": 0.2})
+    done = run_cli("run", "--config", str(write_config(tmp_path / "c.toml", config)), "--duration", "1",
+                   cwd=tmp_path, timeout=FIRST_FRAME_TIMEOUT_S / 2)
+    assert done.returncode == 0, done.stderr
+    assert "source failed" in done.stderr and "stopped after 0 frames" in done.stderr
+
+
 def test_run_with_a_missing_model_exits_78_naming_the_file(tmp_path):
     missing = tmp_path / "nonexistent.tflite"
     config = demo_config(tmp_path, node_id("nomodel"), None, model={"path": str(missing)})

@@ -87,8 +87,13 @@ def test_a_trivial_estimator_runs_through_the_whole_daemon(tmp_path, mosquitto_b
     node = node_id("fixed")
     prefix = f"edgepose/{node}"
     sub = subscriber(mosquitto_broker, f"{prefix}/#")
+    # One scene (a photo, looped): the demo source would cut to a new scene every few frames.
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    shutil.copy(DEMO_PHOTOS[0], scene)
     config = load_config(write_config(tmp_path / "c.toml", demo_config(
-        tmp_path, node, mosquitto_broker, mqtt={"stats_interval_s": 0.2}, snapshots={"cooldown_s": 0.0})))
+        tmp_path, node, mosquitto_broker, mqtt={"stats_interval_s": 0.2}, snapshots={"cooldown_s": 0.0},
+        source={"uri": str(scene), "loop": True})))
     estimator, stop = FixedPosesEstimator(), threading.Event()
     thread, outcome = _in_process(config, estimator, stop)
     try:

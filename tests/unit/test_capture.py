@@ -10,7 +10,7 @@ import pytest
 from edgepose import capture
 from edgepose.capture import CaptureLoop, CaptureStats, LatestFrameSlot
 from edgepose.core import Frame
-from edgepose.errors import FrameError, SourceError
+from edgepose.errors import FrameError, SourceError, SourceUnavailable
 from edgepose.sources import DemoSource
 
 WAIT_S = 10.0  # generous upper bound for real-thread handshakes; never a sleep
@@ -298,6 +298,20 @@ def test_source_that_cannot_open_is_retried_and_never_ends_the_loop():
     assert loop.opened.is_set()
 
 
+def test_a_missing_video_file_ends_the_loop_at_once_instead_of_retrying(tmp_path):
+    """A camera or a stream may come back; a file that is not there will not."""
+    from edgepose.sources import VideoFileSource
+
+    stop = threading.Event()
+    fake_time = FakeTime(stop)
+    loop = make_loop(lambda: VideoFileSource(tmp_path / "absent.mp4", loop=False), stop=stop,
+                     fake_time=fake_time)
+    loop.run()
+    assert fake_time.sleeps == [] and loop.finished.is_set()
+    assert isinstance(loop.fatal_error, SourceUnavailable) and "no such file" in loop.last_error
+    assert loop.state == capture.SOURCE_UNAVAILABLE and loop.stats.source_errors == 1
+
+
 def test_unexpected_exception_while_reading_is_counted_and_the_source_reopened():
     stop = threading.Event()
     fake_time = FakeTime(stop)
@@ -458,17 +472,20 @@ def test_stop_cuts_a_long_back_off_short():
 
 def test_capture_from_the_demo_photos():
     slot = LatestFrameSlot()
-    loop = CaptureLoop(DemoSource, slot, max_fps=0, reopen_delay_s=1.0, reopen_delay_max_s=2.0)
+    loop = CaptureLoop(lambda: DemoSource(frames_per_photo=2), slot, max_fps=0, reopen_delay_s=1.0,
+                       reopen_delay_max_s=2.0)
     loop.start()
     try:
         assert loop.opened.wait(WAIT_S)
-        frames = [slot.get(timeout=WAIT_S) for _ in range(3)]
+        frames = [slot.get(timeout=WAIT_S) for _ in range(5)]
     finally:
         loop.stop()
         assert loop.join(WAIT_S)
     assert all(f is not None and f.rgb.shape[2] == 3 and f.rgb.dtype == np.uint8 for f in frames)
-    assert [f.seq for f in frames] == sorted(f.seq for f in frames)
+    assert [f.seq for f in frames] == list(range(5)), "a folder's frames are all taken, in order"
     assert loop.source_description == "demo photos"
+    # The source's scene cuts reach the frames: each photo's first frame starts a new scene.
+    assert [f.scene_cut for f in frames] == [True, False, True, False, True]
 
 
 # --- reading files just in time ------------------------------------------------------------

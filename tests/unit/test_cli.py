@@ -76,10 +76,31 @@ def test_detect_seed_cleanup_single_person_gives_at_most_one_pose(capsys):
     assert all(k["score"] == 0 or k["score"] >= 0.5 for k in result["poses"][0]["keypoints"])
 
 
-def test_missing_model_names_the_file_and_exits_78(tmp_path, capsys):
+def test_a_missing_model_file_on_the_command_line_is_a_usage_error_naming_it(tmp_path, capsys):
     missing = tmp_path / "nope.tflite"
-    assert main(["detect", str(SKIER), "--model", str(missing)]) == ExitCode.CONFIG
-    assert str(missing) in capsys.readouterr().err
+    assert main(["detect", str(SKIER), "--model", str(missing)]) == ExitCode.USAGE
+    assert f"--model: model.path: {missing} does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("typo", ["movenet-ligthning", "posenet"])
+def test_a_mistyped_model_name_gets_did_you_mean_and_exit_2(typo, capsys):
+    """Not "model.path: movenet-ligthning does not exist" with exit 78: a value that names no
+    model and no file, and does not look like a path, is a name."""
+    assert main(["detect", str(SKIER), "--model", typo]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"edgepose: --model: model.name: ") and "did you mean" in err, err
+    assert "model.path" not in err
+
+
+def test_a_model_file_in_the_working_directory_is_taken_as_a_file(tmp_path, capsys, monkeypatch):
+    """A bare file name is a path when the file is there (here a copy of the default model)."""
+    import shutil
+
+    from edgepose.estimators import models_dir
+
+    shutil.copy(models_dir() / "posenet_mnv1_075_stride16_int8.tflite", tmp_path / "mine")
+    monkeypatch.chdir(tmp_path)
+    assert main(["detect", str(SKIER), "--model", "mine"]) == ExitCode.OK
 
 
 def test_wrong_model_file_says_what_was_expected(tmp_path, capsys):
@@ -115,6 +136,14 @@ def test_a_bad_config_file_is_still_exit_78(tmp_path, capsys):
     config.write_text("[decode]\nmax_poses = 0\n")
     assert main(["detect", str(SKIER), "--config", str(config)]) == ExitCode.CONFIG
     assert "decode.max_poses: must be 1-20, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("duration", ["0", "-5", "nan", "inf", "soon"])
+def test_run_refuses_a_duration_that_is_not_a_positive_number_of_seconds(duration, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--duration", duration])
+    assert exit_.value.code == ExitCode.USAGE
+    assert "--duration" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("runs", ["0", "-3", "x"])
@@ -229,3 +258,40 @@ def test_eval_names_a_bad_ground_truth_file_without_a_traceback(tmp_path, capsys
     assert main(["eval", "--gt", str(gt_file), "--images", str(DEMO)]) == ExitCode.USAGE
     err = capsys.readouterr().err
     assert f"--gt {gt_file}" in err and problem in err and "Traceback" not in err
+
+
+def _subparsers(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            yield from action.choices.items()
+
+
+def test_every_command_has_a_description_and_every_option_a_help_text():
+    from edgepose.__main__ import build_parser
+
+    parser = build_parser()
+    assert all(action.help for action in parser._actions if action.option_strings)
+    for name, sub in _subparsers(parser):
+        assert sub.description, f"edgepose {name} --help has no description"
+        missing = [a.option_strings or a.dest for a in sub._actions if not a.help]
+        assert not missing, f"edgepose {name}: options without help: {missing}"
+
+
+def test_forget_offers_only_the_options_that_apply_to_it(capsys):
+    with pytest.raises(SystemExit):
+        main(["forget", "--help"])
+    out = capsys.readouterr().out
+    assert "retained topics" in out and "Home Assistant device" in out
+    assert "--config" in out and "--broker" in out and "--node-id" in out
+    assert "--source" not in out and "--snapshot-dir" not in out
+    with pytest.raises(SystemExit) as exit_:
+        main(["forget", "--source", "demo"])
+    assert exit_.value.code == ExitCode.USAGE
+
+
+def test_bench_says_1_thread_and_1_run(capsys):
+    assert main(["bench", "--runs", "1", "--warmup", "0", "--threads", "1"]) == ExitCode.OK
+    header = capsys.readouterr().out.splitlines()[0]
+    assert ", 1 thread, 1 run" in header and "threads" not in header and "runs" not in header

@@ -100,6 +100,44 @@ def test_max_poses_keeps_the_best_roots():
     np.testing.assert_allclose(poses.xy[:, 0], [people[1][0], people[2][0]], atol=1e-4)
 
 
+def _one_strong_part(scene: Scene, xy: np.ndarray, columns: slice, peak: float) -> None:
+    """A person found by one keypoint only (its nose at `peak`), every other part near 0."""
+    scene.add_person(xy, columns, LOW)
+    cy, cx = cell_of(xy[0])
+    scene.heatmaps[cy, cx, 0] = peak
+
+
+def test_max_poses_keeps_the_highest_pose_scores_not_the_first_roots():
+    """Two weak poses with a strong root come first in TF.js's queue; the person whose
+    every keypoint is found, with a weaker root, is the one kept."""
+    scene = Scene()
+    people = [skeleton(60, 30), skeleton(180, 40), skeleton(300, 35)]
+    _one_strong_part(scene, people[0], slice(0, 8), 6.0)
+    scene.add_person(people[1], slice(8, 16), 2.0)
+    _one_strong_part(scene, people[2], slice(16, None), 5.0)
+    queue_order = decode.decode_in_root_order(scene.outputs(), limit=2, min_part_score=0.5, nms_radius=20.0)
+    np.testing.assert_allclose(queue_order.xy[:, 0], [people[0][0], people[2][0]], atol=1e-4)
+    poses = multi(scene, max_poses=2)
+    np.testing.assert_allclose(poses.xy[0], people[1], atol=1e-4)
+    assert poses.pose_scores[0] == pytest.approx(float(decode.sigmoid(np.float32(2.0))))
+    np.testing.assert_allclose(poses.xy[1, 0], people[0][0], atol=1e-4)  # the better of the other two
+    assert poses.pose_scores[1] < poses.pose_scores[0]
+
+
+def test_a_longer_decode_starts_with_the_poses_of_a_shorter_one():
+    """A pose's score depends only on the poses before it: decoding more changes none of them."""
+    scene = Scene()
+    for x, columns, peak in ((60, slice(0, 8), 2.0), (180, slice(8, 16), 5.0), (300, slice(16, None), 3.0)):
+        scene.add_person(skeleton(x, 30), columns, peak)
+    _second_nose_root(scene, skeleton(180, 30), offset_to_truth=False)
+    args = dict(min_part_score=0.5, nms_radius=20.0)
+    longer = decode.decode_in_root_order(scene.outputs(), limit=64, **args)
+    for limit in range(1, len(longer) + 1):
+        shorter = decode.decode_in_root_order(scene.outputs(), limit=limit, **args)
+        np.testing.assert_array_equal(shorter.xy, longer.xy[:limit])
+        np.testing.assert_array_equal(shorter.pose_scores, longer.pose_scores[:limit])
+
+
 def _second_nose_root(scene: Scene, truth: np.ndarray, offset_to_truth: bool) -> None:
     """A weaker, separate nose maximum two cells right of the true nose."""
     cy, cx = cell_of(truth[0])
@@ -216,3 +254,39 @@ def test_rejects_non_positive_nms_radius():
 def test_sigmoid_saturates_without_warnings():
     with np.errstate(all="raise"):
         np.testing.assert_array_equal(decode.sigmoid(np.float32([-200, 0, 200])), np.float32([0, 0.5, 1]))
+
+
+def test_skateboarder_of_the_demo_photo_is_kept_over_two_spectators():
+    """The bundled photo 129648 at the defaults (max_poses 5): the skateboarder (pose score
+    about 0.42, the 8th root in TF.js's queue) is kept and two spectators scoring about
+    0.24 are not; whatever is kept outscores whatever was dropped."""
+    from edgepose.config import load_config
+    from edgepose.errors import EdgePoseError
+    from edgepose.estimators import open_estimator
+    from edgepose.images import read_rgb
+    from edgepose.sources import demo_dir
+
+    photo = read_rgb(demo_dir() / "000000129648.jpg")
+    try:
+        kept = open_estimator(*_model_and_decode(load_config(None))).estimate_still(photo)
+        everyone = open_estimator(*_model_and_decode(load_config(None, {
+            "decode.max_poses": 20, "tracking.max_tracks": 20}))).estimate_still(photo)
+    except EdgePoseError as exc:  # no TF Lite runtime here
+        pytest.skip(str(exc))
+    assert len(kept) == 5 and len(everyone) > 5
+    assert kept.pose_scores.min() > np.sort(everyone.pose_scores)[::-1][5:].max()
+
+    def on_the_skateboarder(poses) -> np.ndarray:
+        """Poses whose keypoints found lie on the skateboarder (x 60-260, y 130-330 of 640x427)."""
+        found = poses.scores >= 0.5
+        centre = (poses.xy * found[..., None]).sum(axis=1) / np.maximum(found.sum(axis=1), 1)[:, None]
+        return (centre[:, 0] > 60) & (centre[:, 0] < 260) & (centre[:, 1] > 130) & (centre[:, 1] < 330)
+
+    skater = on_the_skateboarder(kept)
+    assert skater.sum() == 1 and 0.35 < kept.pose_scores[skater][0] < 0.5
+    assert (np.abs(everyone.pose_scores - 0.24) < 0.01).sum() == 2, "the two spectators are still found"
+    assert not (np.abs(kept.pose_scores - 0.24) < 0.01).any(), "and dropped for the skateboarder"
+
+
+def _model_and_decode(config):
+    return config.model, config.decode

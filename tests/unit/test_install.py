@@ -73,6 +73,7 @@ def machine(tmp_path):
         EDGEPOSE_SYSTEMD="yes",
         EDGEPOSE_POLICY_RC_D=str(tmp_path / "policy-rc.d"),
         EDGEPOSE_VENV=str(tmp_path / "dev-venv"),
+        EDGEPOSE_CORAL_RECORD=str(tmp_path / "coral.sha256"),  # none yet: a first install
     )
     for name in ("NOTIFY_SOCKET", "SUDO_USER", "EDGEPOSE_MOSQUITTO_ENABLED"):
         env.pop(name, None)
@@ -134,8 +135,8 @@ def test_shellcheck_is_clean():
 
 def test_help_names_every_mode(machine):
     out = install_sh("--help", env=machine).stdout
-    for flag in ("--demo", "--test", "--uninstall", "--coral", "--coral-max", "--coral-pcie", "--with-mosquitto",
-                 "--purge", "--broker", "--duration", "--dry-run"):
+    for flag in ("--demo", "--test", "--uninstall", "--coral", "--coral-max", "--coral-pcie", "--coral-strict",
+                 "--coral-sha256", "--with-mosquitto", "--purge", "--broker", "--duration", "--dry-run"):
         assert flag in out
 
 
@@ -147,8 +148,11 @@ def test_help_names_every_mode(machine):
         ["--broker", "127.0.0.1:1883"],
         ["--demo", "--broker", "no-port"],
         ["--demo", "--duration", "soon"],
+        ["--demo", "--duration", "0"],
+        ["--demo", "--duration", "0.0"],
         ["--test", "--coral"],
         ["--demo", "--coral-pcie"],
+        ["--coral-strict"],
         ["--purge"],
         ["--", "-x"],
         ["--demo", "--duration"],
@@ -326,8 +330,13 @@ def test_coral_bookworm_installs_a_matching_libedgetpu_and_runtime(machine):
     deb_tf, wheel_tf = tf_versions(lines)
     assert deb_tf == wheel_tf == "2.17.1"
     assert "TensorFlow 2.17.1 on both sides" in out
-    assert commands_with(lines, "curl", "--proto =https", "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb")
-    assert commands_with(lines, "verify sha256", "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb.part")
+    assert commands_with(lines, "curl", "--proto =https --proto-redir =https",
+                         "https://github.com/feranick/libedgetpu/releases/download/",
+                         "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb")
+    # Checked before use: against a pin, or (none yet) its sha256 shown and recorded.
+    assert (commands_with(lines, "verify sha256", "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb.part")
+            or commands_with(lines, "sha256", "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb.part",
+                             "recorded in"))
     apt_local = commands_with(lines, "apt-get install", "/var/cache/edgepose/coral/libedgetpu1-std_")
     assert len(apt_local) == 1
     pip = commands_with(lines, "pip install")
@@ -344,11 +353,89 @@ def test_coral_bookworm_installs_a_matching_libedgetpu_and_runtime(machine):
     assert "pycoral" not in out + err
 
 
-def test_coral_dry_run_warns_that_unpinned_files_stop_a_real_run(machine):
-    """Checksums cannot be read from here: until they are pinned, a real run refuses."""
-    _, _, err = coral_plan("--coral", env=machine)
-    if any(row[5] == "-" for row in pins_table() if row[0] == "bookworm" and row[3] != "libedgetpu1-max"):
-        assert "no sha256 pinned" in err and "a real run stops here" in err
+def bookworm_unpinned() -> list[str]:
+    """File names of the Bookworm USB pair that CORAL_PINS has no sha256 for."""
+    return [row[6].rsplit("/", 1)[1] for row in pins_table()
+            if row[0] == "bookworm" and row[3] != "libedgetpu1-max" and row[5] == "-"]
+
+
+def test_coral_without_digests_trusts_the_first_download_and_records_it(machine):
+    """The README's `sudo ./install.sh --coral`: files nobody pinned are downloaded over
+    HTTPS from their release, their sha256 shown and recorded, and a real run goes on."""
+    unpinned = bookworm_unpinned()
+    if not unpinned:
+        pytest.skip("CORAL_PINS pins the whole Bookworm pair now")
+    lines, _, err = coral_plan("--coral", env=machine)
+    assert "trust on first use for: " + " ".join(unpinned) in err
+    assert "a real run stops here" not in err
+    record = machine["EDGEPOSE_CORAL_RECORD"]
+    for name in unpinned:
+        part = f"/var/cache/edgepose/coral/{name}.part"
+        curl = commands_with(lines, "curl", f"-o {part} https://github.com/")
+        shown = commands_with(lines, f"sha256 {part}: shown and recorded in {record} as {name}")
+        assert len(curl) == len(shown) == 1
+        assert lines.index(curl[0]) < lines.index(shown[0]) < lines.index(f"mv -f {part} {part[:-5]}")
+
+
+def test_coral_strict_refuses_unpinned_files(machine):
+    """--coral-strict: no file without a pinned or given sha256 (the dry run says a real
+    run would stop; the real-run check itself is tested on its own below)."""
+    unpinned = bookworm_unpinned()
+    if not unpinned:
+        pytest.skip("CORAL_PINS pins the whole Bookworm pair now")
+    _, _, err = coral_plan("--coral", "--coral-strict", env=machine)
+    assert "no sha256 pinned" in err and "Strict mode" in err and "a real run stops here" in err
+    assert "trust on first use" not in err
+
+
+def test_coral_reruns_accept_only_the_bytes_recorded_at_the_first_download(machine, tmp_path):
+    """A second `install.sh --coral` verifies each file against its recorded sha256."""
+    record = Path(machine["EDGEPOSE_CORAL_RECORD"])
+    names = bookworm_unpinned()
+    if not names:
+        pytest.skip("CORAL_PINS pins the whole Bookworm pair now")
+    record.write_text("# recorded\n" + "".join(f"{str(k) * 64}  {name}\n" for k, name in enumerate(names, 1)))
+    lines, out, err = coral_plan("--coral", env=machine)
+    assert "trust on first use" not in err
+    for k, name in enumerate(names, 1):
+        assert f"verify sha256 /var/cache/edgepose/coral/{name}.part = {str(k) * 64} (recorded at its first download" \
+            in "\n".join(lines)
+        assert f"sha256 of {name}: {str(k) * 64}, recorded at its first download" in out
+
+
+def test_coral_a_recorded_digest_that_disagrees_with_yours_stops_the_install(machine, tmp_path):
+    name = "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb"
+    if name not in bookworm_unpinned():
+        pytest.skip("CORAL_PINS pins it now")
+    Path(machine["EDGEPOSE_CORAL_RECORD"]).write_text(f"{'a' * 64}  {name}\n")
+    sums = tmp_path / "mine.sha256"
+    sums.write_text(f"{'b' * 64}  {name}\n")
+    err = refused(["--coral", "--coral-sha256", str(sums)], machine)
+    assert f"its first download had sha256 {'a' * 64}" in err and "b" * 64 in err and "Nothing was changed" in err
+
+
+def test_coral_dry_run_on_a_pc_prints_the_plan_for_a_64_bit_raspberry_pi(machine, tmp_path):
+    """README: `./install.sh --dry-run --coral` shows the download URLs, wherever it runs."""
+    ubuntu = 'PRETTY_NAME="Ubuntu 24.04 LTS"\nID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=noble\n'
+    env = {**not_a_pi(machine, tmp_path), "EDGEPOSE_ARCH": "amd64", "EDGEPOSE_PYTHON_VERSION": "3.12",
+           "EDGEPOSE_OS_RELEASE": os_release(tmp_path, ubuntu, "os-release-pc")}
+    lines, out, err = coral_plan("--coral", env=env)
+    assert "this is the plan for a 64-bit Raspberry Pi (arm64)" in err and "'amd64'" in err
+    assert "a real --coral run here stops before changing anything" in err
+    assert "Debian bookworm and Python 3.11" in out  # no pair for this PC's OS: the Pi default
+    assert tf_versions(lines) == ("2.17.1", "2.17.1")
+    assert commands_with(lines, "curl", "https://github.com/feranick/libedgetpu/releases/download/16.0TF2.17.1-1/")
+    assert commands_with(lines, "curl", "https://github.com/feranick/TFlite-builds/releases/download/v2.17.1/")
+    assert commands_with(lines, "apt-get install", "python3-picamera2"), "the rest of the plan is the Pi's too"
+    pcie, _, _ = coral_plan("--coral-pcie", env=env)
+    assert commands_with(pcie, "curl", "gasket-dkms_1.0-18.2_all.deb")
+
+
+def test_coral_dry_run_on_a_bookworm_pc_plans_its_own_release(machine, tmp_path):
+    env = {**not_a_pi(machine, tmp_path), "EDGEPOSE_ARCH": "amd64", "EDGEPOSE_PYTHON_VERSION": "3.13",
+           "EDGEPOSE_OS_RELEASE": os_release(tmp_path, TRIXIE, "os-release-trixie")}
+    lines, out, _ = coral_plan("--coral", env=env)
+    assert "Debian trixie and Python 3.13" in out and commands_with(lines, "curl", ".trixie_arm64.deb")
 
 
 def test_coral_trixie_installs_a_matching_pair_and_says_it_is_unverified(machine, tmp_path):
@@ -412,9 +499,12 @@ def test_32_bit_arm_is_refused_with_a_clear_message(machine, arch, args):
     assert "32-bit" in err and arch in err and "64-bit" in err
 
 
-def test_coral_refuses_x86_64(machine):
-    err = refused(["--coral"], {**machine, "EDGEPOSE_ARCH": "amd64"})
-    assert "arm64" in err and "Nothing was changed" in err
+def test_a_real_coral_run_refuses_x86_64(machine):
+    """Only the dry run plans for a Pi elsewhere; the real-run check (sourced, it only reads)."""
+    result = sourced("DRY_RUN=0 CORAL=std CORAL_PCIE=0\ncoral_preflight\necho REACHED-THE-END",
+                     {**machine, "EDGEPOSE_ARCH": "amd64"})
+    assert result.returncode == 1 and "REACHED-THE-END" not in result.stdout
+    assert "arm64" in result.stderr and "Nothing was changed" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -444,26 +534,68 @@ def sourced(script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=REPO_ROOT)
 
 
-def test_a_real_run_refuses_unpinned_coral_files(machine):
+def test_a_real_strict_run_refuses_unpinned_coral_files_and_a_default_one_trusts_them(machine):
     """The real-run branch of the check (DRY_RUN=0), called on its own: it only reads."""
-    script = f"""CORAL_PINS='
-{' '.join(['bookworm', '3.11', '2.17.1', 'libedgetpu1-std', 'shipped', '-', 'https://x/libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb'])}
-{' '.join(['bookworm', '3.11', '2.17.1', 'tflite-runtime', 'shipped', 'a' * 64, 'https://x/tflite_runtime-2.17.1-cp311-cp311-linux_aarch64.whl'])}
-'
-DRY_RUN=0 CORAL=std CORAL_PCIE=0
-coral_preflight
-echo REACHED-THE-END"""
-    result = sourced(script, machine)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "REACHED-THE-END" not in result.stdout
-    assert "no sha256 pinned" in result.stderr and "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb" in result.stderr
-    assert "Nothing was changed" in result.stderr
+    script = _unpinned_pair(wheel_sha="a" * 64) + "DRY_RUN=0 CORAL=std CORAL_PCIE=0 CORAL_STRICT={strict}\n" \
+        "coral_preflight\necho REACHED-THE-END LIB=$CORAL_LIB_SHA"
+    strict = sourced(script.format(strict=1), machine)
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "REACHED-THE-END" not in strict.stdout
+    assert "no sha256 pinned" in strict.stderr and "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb" in strict.stderr
+    assert "Nothing was changed" in strict.stderr
+    default = sourced(script.format(strict=0), machine)
+    assert default.returncode == 0, default.stderr
+    assert "REACHED-THE-END LIB=-" in default.stdout
+    assert "trust on first use for: libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb." in default.stderr
+
+
+def _stand_in_curl(tmp_path: Path, content: bytes) -> str:
+    """A `curl` that writes `content` to its -o file and reaches no network."""
+    payload = tmp_path / "payload"
+    payload.write_bytes(content)
+    return f"""curl() {{ local out=""; while (($#)); do [[ $1 == -o ]] && out=$2; shift; done; cp "{payload}" "$out"; }}
+chown() {{ :; }}
+"""
+
+
+def test_a_first_download_is_recorded_and_a_rerun_accepts_only_the_same_bytes(machine, tmp_path):
+    """fetch_pinned for real (DRY_RUN=0) in a scratch cache, with a stand-in curl: the first
+    run shows and records the sha256; a re-run with the same bytes passes; changed bytes
+    stop it and the changed file is removed."""
+    cache, record = tmp_path / "cache", tmp_path / "etc" / "coral.sha256"
+    env = {**machine, "EDGEPOSE_CORAL_CACHE": str(cache), "EDGEPOSE_CORAL_RECORD": str(record)}
+    name = "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb"
+
+    def install(content: bytes) -> subprocess.CompletedProcess:
+        return sourced(_unpinned_pair() + _stand_in_curl(tmp_path, content)
+                       + "DRY_RUN=0 CORAL=std CORAL_PCIE=0\ncoral_preflight\n"
+                       'fetch_pinned "$CORAL_LIB_URL" "$CORAL_LIB_SHA"\necho "FETCHED=$FETCHED"', env)
+
+    first = install(b"libedgetpu, first download")
+    digest = hashlib.sha256(b"libedgetpu, first download").hexdigest()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"sha256 of {name}: {digest}" in first.stdout and "trusted on first use" in first.stdout
+    assert f"{digest}  {name}" in record.read_text().splitlines()
+    assert (cache / name).read_bytes() == b"libedgetpu, first download"
+
+    (cache / name).unlink()
+    again = install(b"libedgetpu, first download")
+    assert again.returncode == 0, again.stderr
+    trusted = [line for line in again.stderr.splitlines() if "trust on first use for:" in line]
+    assert not any(name in line for line in trusted), "the wheel is new, the .deb is not"
+    assert f"{digest}, recorded at its first download" in again.stdout
+
+    (cache / name).unlink()
+    changed = install(b"libedgetpu, other bytes")
+    assert changed.returncode == 1 and "sha256 mismatch" in changed.stderr and digest in changed.stderr
+    assert not (cache / name).exists() and not (cache / f"{name}.part").exists()
+    assert record.read_text().count(name) == 1, "the record keeps the first bytes"
 
 
 def test_a_real_run_accepts_a_fully_pinned_pair_and_refuses_mixed_tf_versions(machine):
     rows = [
-        f"bookworm 3.11 2.17.1 libedgetpu1-std shipped {'b' * 64} https://x/libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb",
-        f"bookworm 3.11 2.18.0 tflite-runtime shipped {'a' * 64} https://x/tflite_runtime-2.18.0-cp311-cp311-linux_aarch64.whl",
+        f"bookworm 3.11 2.17.1 libedgetpu1-std shipped {'b' * 64} {RELEASES}/libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb",
+        f"bookworm 3.11 2.18.0 tflite-runtime shipped {'a' * 64} {RELEASES}/tflite_runtime-2.18.0-cp311-cp311-linux_aarch64.whl",
     ]
     mixed = sourced("CORAL_PINS='\n" + "\n".join(rows) + "\n'\nDRY_RUN=0 CORAL=std CORAL_PCIE=0\ncoral_preflight", machine)
     assert mixed.returncode == 1 and "same TensorFlow version" in mixed.stderr
@@ -763,10 +895,13 @@ def test_demo_stops_daemon_and_broker_on_sigterm(machine, tmp_path):
     assert not port_is_open(port), "the private broker outlived install.sh"
 
 
+RELEASES = "https://github.com/example/builds/releases/download/v1"
+
+
 def _unpinned_pair(lib_sha: str = "-", wheel_sha: str = "-") -> str:
     return ("CORAL_PINS='\n"
-            f"bookworm 3.11 2.17.1 libedgetpu1-std shipped {lib_sha} https://x/libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb\n"
-            f"bookworm 3.11 2.17.1 tflite-runtime shipped {wheel_sha} https://x/tflite_runtime-2.17.1-cp311-cp311-linux_aarch64.whl\n"
+            f"bookworm 3.11 2.17.1 libedgetpu1-std shipped {lib_sha} {RELEASES}/libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb\n"
+            f"bookworm 3.11 2.17.1 tflite-runtime shipped {wheel_sha} {RELEASES}/tflite_runtime-2.17.1-cp311-cp311-linux_aarch64.whl\n"
             "'\n")
 
 

@@ -154,3 +154,55 @@ def test_encode_jpeg_round_trips():
 def test_encode_jpeg_rejects_quality_out_of_range():
     with pytest.raises(ValueError):
         encode_jpeg(blank(), 0)
+
+
+def _overlapping(labels) -> list[tuple[str, str]]:
+    return [(a.text, b.text) for k, a in enumerate(labels) for b in labels[k + 1:]
+            if a.box[0] < b.box[2] and b.box[0] < a.box[2] and a.box[1] < b.box[3] and b.box[1] < a.box[3]]
+
+
+def test_labels_of_two_nearby_keypoints_do_not_overlap():
+    """The bug: a wrist drawn just left of a hip read "rightWristWrist"."""
+    image = blank(320, 240)
+    poses = one_person({"rightWrist": (100, 120), "rightHip": (112, 121), "rightElbow": (106, 110)})
+    labels = LabelAnnotator().layout(image, poses)
+    assert sorted(label.text for label in labels) == ["rightElbow", "rightHip", "rightWrist"]
+    assert not _overlapping(labels)
+    assert all(0 <= l.box[0] and l.box[2] <= 320 and 0 <= l.box[1] and l.box[3] <= 240 for l in labels)
+
+
+def test_a_lone_label_sits_right_of_its_point_and_is_drawn_in_its_box():
+    image = blank(320, 240)
+    (label,) = LabelAnnotator().layout(image, one_person({"nose": (60, 100)}))
+    assert label.box[0] > 60 and label.box[1] < 100 < label.box[3]
+    drawn = np.asarray(LabelAnnotator().annotate(image, one_person({"nose": (60, 100)})))
+    changed = np.argwhere((drawn != np.asarray(image)).any(axis=-1))
+    x0, y0, x1, y1 = label.box
+    assert changed[:, 1].min() >= int(x0) and changed[:, 1].max() <= x1 + 1
+    assert changed[:, 0].min() >= int(y0) and changed[:, 0].max() <= y1 + 1
+
+
+def test_crowded_labels_are_left_out_rather_than_drawn_over_each_other():
+    """Eight people's keypoints piled on one spot: some names are dropped, none overlap."""
+    image = blank(320, 240)
+    crowd = stack(*[one_person({name: (150 + k, 120 + k) for name in PART_IDS}) for k in range(8)])
+    labels = LabelAnnotator().layout(image, crowd)
+    assert 0 < len(labels) < 8 * NUM_PARTS and not _overlapping(labels)
+
+
+def test_no_label_overlaps_another_on_the_demo_photos():
+    from edgepose.config import load_config
+    from edgepose.errors import EdgePoseError
+    from edgepose.estimators import open_estimator
+    from edgepose.images import read_rgb
+    from edgepose.sources import demo_dir, list_images
+
+    config = load_config(None)
+    try:
+        estimator = open_estimator(config.model, config.decode)
+    except EdgePoseError as exc:  # no TF Lite runtime here
+        pytest.skip(str(exc))
+    for photo in list_images(demo_dir()):
+        rgb = read_rgb(photo)
+        labels = LabelAnnotator().layout(Image.fromarray(rgb), estimator.estimate_still(rgb))
+        assert labels and not _overlapping(labels), photo.name

@@ -102,3 +102,20 @@ def test_the_prepared_input_is_not_kept_with_the_result():
     pipeline = Pipeline(EstimateStage(estimator))
     result = pipeline.process(pipeline.prepare(frame(1, 0.0)))
     assert estimator.given == [True] and result.frame.model_input is None
+
+
+def test_a_scene_cut_resets_the_estimator_and_passes_the_motion_gate():
+    """The demo's next photo: a single-pose model's crop is about someone else, and the
+    frame runs even where the gate would skip it (a cut to a picture like the last)."""
+    resets: list[int] = []
+    estimator = NoPrepareEstimator()
+    estimator.reset = lambda: resets.append(len(estimator.given))
+    gate = MotionGateStage(MotionConfig())
+    pipeline = Pipeline(EstimateStage(estimator), gate=gate)
+    idle = MotionConfig().idle_interval_s
+    assert pipeline.process(frame(0, 0.0, value=50)) is not None  # the first frame always runs
+    assert pipeline.process(frame(1, idle / 4, value=50)) is None, "a still, empty scene is skipped"
+    cut = Frame(rgb=np.full((48, 64, 3), 50, np.uint8), seq=2, captured_at=0.0, captured_mono=idle / 2,
+                scene_cut=True)
+    assert pipeline.process(cut) is not None
+    assert resets == [1] and gate.reasons["scene_cut"] == 1

@@ -3,6 +3,11 @@
 Same model, input 385x385, stride 16, max 5 poses, part score 0.5, NMS radius
 20, no pose-score filter and no clean-up, as ../shared/reference/posenet-tfjs
 records. Needs the float32 stride-16 model in models/ and a TF Lite runtime.
+
+TF.js keeps the first max_poses roots in queue order; edgepose decodes more and
+keeps the highest-scoring (decode.py). The decoders are compared with TF.js's
+selection (`decode_in_root_order`); that the first poses of a longer decode are
+TF.js's is checked too.
 """
 
 from __future__ import annotations
@@ -53,18 +58,30 @@ def _results(image_id: int, poses: Poses) -> list[dict]:
     ]
 
 
+def _tfjs_selection(outputs, *, max_poses, min_part_score, nms_radius):
+    """TF.js's multi-pose decoding: the first max_poses roots in queue order."""
+    from edgepose.estimators.posenet import decode
+
+    return decode.decode_in_root_order(outputs, limit=max_poses, min_part_score=min_part_score,
+                                       nms_radius=nms_radius)
+
+
 @pytest.fixture(scope="module")
 def runs(coco_dev: Path, tfjs_reference: Path):
     from PIL import Image
+
+    from edgepose.estimators.posenet import decode
 
     gt = json.loads((coco_dev / "person_keypoints.json").read_text())
     reference = json.loads((tfjs_reference / "results.json").read_text())
     detector = _detector()
     ours = []
-    for image in gt["images"]:
-        with Image.open(coco_dev / "images" / image["file_name"]) as im:
-            rgb = np.asarray(im.convert("RGB"))
-        ours += _results(image["id"], detector.estimate(rgb))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(decode, "decode", _tfjs_selection)
+        for image in gt["images"]:
+            with Image.open(coco_dev / "images" / image["file_name"]) as im:
+                rgb = np.asarray(im.convert("RGB"))
+            ours += _results(image["id"], detector.estimate(rgb))
     return gt, reference, ours
 
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from edgepose import sources
-from edgepose.errors import ConfigError, FrameError, SourceError
+from edgepose.errors import ConfigError, FrameError, SourceError, SourceUnavailable
 from edgepose.sources import (
     DemoSource,
     FrameSource,
@@ -178,6 +178,18 @@ def test_demo_yields_rgb_photos_and_loops():
     np.testing.assert_array_equal(frames[0], frames[count * held])  # looped back to the first
 
 
+def test_the_demo_marks_the_first_frame_of_each_photo_as_a_scene_cut():
+    """The next photo shows other people: nothing remembered of the last one may carry over."""
+    source = DemoSource(frames_per_photo=3)
+    source.open()
+    cuts = []
+    for _ in range(3 * 3):
+        source.read()
+        cuts.append(source.scene_cut)
+    source.close()
+    assert cuts == [True, False, False] * 3
+
+
 def test_demo_photos_are_small_and_each_is_attributed():
     photos = sources.list_images(demo_dir())
     assert sum(p.stat().st_size for p in photos) < 1_500_000
@@ -238,8 +250,11 @@ def test_video_with_delayed_frames_is_flushed_at_the_end(tmp_path: Path):
 
 
 def test_missing_or_non_video_file_fails_to_open(tmp_path: Path):
-    with pytest.raises(SourceError, match="no such file"):
+    # A missing file is not a camera that may come back: the daemon stops instead of retrying.
+    with pytest.raises(SourceUnavailable, match="no such file"):
         VideoFileSource(tmp_path / "absent.mp4", loop=False).open()
+    with pytest.raises(SourceUnavailable, match="not a regular file"):
+        VideoFileSource(tmp_path, loop=False).open()
     (tmp_path / "text.mp4").write_text("hello")
     with pytest.raises(SourceError, match="cannot open"):
         VideoFileSource(tmp_path / "text.mp4", loop=False).open()
@@ -420,12 +435,12 @@ def test_describe_never_shows_passwords_or_tokens():
 
 
 def test_probe_reports_frame_size_or_the_reason(folder: Path, tmp_path: Path):
-    ok, detail = probe_source(str(folder), width=640, height=480)
-    assert ok and detail.startswith("8x6 frames from")
-    ok, detail = probe_source(str(tmp_path / "absent.mkv"), width=640, height=480)
-    assert not ok and "no such file" in detail
-    ok, detail = probe_source("gopher://x", width=640, height=480)
-    assert not ok and "source.uri" in detail
+    probe = probe_source(str(folder), width=640, height=480)
+    assert probe.ok and probe.detail.startswith("8x6 frames from")
+    probe = probe_source(str(tmp_path / "absent.mkv"), width=640, height=480)
+    assert not probe.ok and "no such file" in probe.detail and not probe.busy
+    probe = probe_source("gopher://x", width=640, height=480)
+    assert not probe.ok and "source.uri" in probe.detail
 
 
 # --- YUV420 ------------------------------------------------------------------------------

@@ -311,3 +311,38 @@ def test_corals_decoder_model_error_names_the_raw_model(coral_models):
 def test_corals_edgetpu_model_on_cpu_error_says_what_to_do(coral_models):
     with pytest.raises(ModelError, match="compiled for the Edge TPU"):
         posenet(_coral(coral_models, "posenet_mobilenet_v1_075_481_641_quant_decoder_edgetpu.tflite"))
+
+
+def test_the_runtimes_info_banner_is_dropped_and_everything_else_reaches_stderr(capfd):
+    """TF Lite's C++ code writes the XNNPACK banner to fd 2 itself; a real error written
+    the same way, a line of another thread and an unterminated last line must all still show."""
+    import os
+    import threading
+
+    with tflite.runtime_chatter_filtered():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"ERROR: Failed to load delegate from libedgetpu.so.1\n")
+        other = threading.Thread(target=os.write, args=(2, b"a log line of another thread\n"))
+        other.start()
+        other.join()
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nno newline at the end")
+    os.write(2, b"\nafter\n")
+    err = capfd.readouterr().err
+    assert "XNNPACK" not in err
+    assert err == ("ERROR: Failed to load delegate from libedgetpu.so.1\n"
+                   "a log line of another thread\nno newline at the end\nafter\n")
+
+
+def test_no_command_prints_the_runtimes_info_banner(tmp_path):
+    """The banner came on stderr of every command that opened a model."""
+    import subprocess
+    import sys
+
+    from edgepose.sources import demo_dir
+
+    photo = str(next(demo_dir().glob("*.jpg")))
+    for args in (["detect", photo], ["detect", photo, "--model", "movenet-lightning"], ["bench", "--runs", "1"]):
+        done = subprocess.run([sys.executable, "-m", "edgepose", *args], capture_output=True, text=True,
+                              timeout=60, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "TensorFlow Lite" not in done.stderr and "XNNPACK" not in done.stderr, (args, done.stderr)

@@ -210,3 +210,58 @@ def test_the_match_tables_equal_oks_and_iou_pair_by_pair():
             assert sim[i, j] == pytest.approx(want_sim, rel=1e-12, abs=1e-15)
             assert iou[i, j] == pytest.approx(box_iou(boxes[i], t_box[j]), rel=1e-12, abs=1e-15)
     assert _match_tables(xy[:0], ok[:0], boxes[:0], [], [])[0].shape == (0, 0)
+
+
+def test_a_scene_cut_starts_every_track_afresh():
+    """Frame.scene_cut (the demo's next photo): a person at the same place is someone else."""
+    from edgepose.core import Frame, FrameResult
+    from edgepose.scene import TrackStage
+
+    stage = TrackStage(Tracker(TrackingConfig()))
+    poses = poses_of(person(BASE, 200, (320, 400)))
+    rgb = np.zeros((480, 640, 3), np.uint8)
+
+    def ids(seq: int, cut: bool) -> list[int]:
+        frame = Frame(rgb=rgb, seq=seq, captured_at=0.0, captured_mono=seq / FPS, scene_cut=cut)
+        return stage.process(FrameResult(frame, poses, 0.0)).poses.track_ids.tolist()
+
+    assert ids(0, True) == ids(1, False) == [1]
+    assert ids(2, True) == [2], "the same place after a cut is a new person"
+    assert ids(3, False) == [2]
+
+
+def test_nobody_in_a_demo_photo_inherits_a_track_id_from_the_photo_before():
+    """The bundled photos through the model and the tracker as the daemon runs them
+    (5 fps, each photo held DEMO_FRAMES_PER_PHOTO frames): within a photo everyone keeps
+    one id; no id found in one photo appears in the next."""
+    from edgepose.config import load_config
+    from edgepose.core import Frame
+    from edgepose.errors import EdgePoseError
+    from edgepose.estimators import open_estimator
+    from edgepose.pipeline import EstimateStage
+    from edgepose.scene import TrackStage
+    from edgepose.sources import DEMO_FRAMES_PER_PHOTO, DemoSource, demo_dir, list_images
+
+    config = load_config(None)
+    try:
+        estimate = EstimateStage(open_estimator(config.model, config.decode))
+    except EdgePoseError as exc:  # no TF Lite runtime here
+        pytest.skip(str(exc))
+    track = TrackStage(Tracker(config.tracking))
+    source = DemoSource()
+    source.open()
+    photos = len(list_images(demo_dir()))
+    ids: list[set[int]] = [set() for _ in range(photos)]
+    per_frame: list[list[int]] = [[] for _ in range(photos)]
+    for seq in range(photos * DEMO_FRAMES_PER_PHOTO):
+        frame = Frame(rgb=source.read(), seq=seq, captured_at=0.0, captured_mono=seq / 5.0,
+                      scene_cut=source.scene_cut)
+        found = track.process(estimate(frame)).poses.track_ids.tolist()
+        ids[seq // DEMO_FRAMES_PER_PHOTO].update(found)
+        per_frame[seq // DEMO_FRAMES_PER_PHOTO].append(len(found))
+    source.close()
+    assert all(ids), "every photo shows people"
+    for before, after in zip(ids, ids[1:]):
+        assert not before & after, ids
+    for photo, counts in zip(ids, per_frame):
+        assert len(photo) == max(counts), "within a photo nobody changes id"

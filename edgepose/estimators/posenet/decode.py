@@ -12,6 +12,10 @@ edgepose and the TF.js reference find the same people at the same places:
   then forwards, each step following a displacement and refining twice with
   the target part's offset; a pose scores the sum of its keypoint scores not
   within nms_radius of the same keypoint of an earlier pose, divided by 17.
+  TF.js stops after max_poses roots; here up to MAX_DECODED_POSES are decoded
+  and the max_poses highest-scoring are kept, so a person whose root keypoint
+  is weak but whose pose is strong (the skateboarder of the demo photo, behind
+  two spectators) is not lost to the first roots in queue order.
   No pose is dropped for its score here: that is postprocess's job.
 
 PoseNet's (y, x) becomes (x, y) here, once. Walk arithmetic is done in Python
@@ -26,8 +30,13 @@ import numpy as np
 
 from ...constants import NUM_PARTS
 from ...core import Poses
+from ...postprocess import best_poses
 from .constants import LOCAL_MAXIMUM_RADIUS, NUM_EDGES, OFFSET_REFINE_STEPS, POSE_CHAIN_IDS
 from .outputs import PoseNetOutputs
+
+#: Poses decoded before the best max_poses are chosen: more than a scene a camera
+#: node watches holds, and a bound on the work a noisy heatmap can cause.
+MAX_DECODED_POSES = 64
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -158,9 +167,24 @@ def _near_earlier(poses: list[list], part: int, y: float, x: float, squared_radi
 def decode_multiple(
     outputs: PoseNetOutputs, *, max_poses: int, min_part_score: float, nms_radius: float
 ) -> Poses:
-    """Up to max_poses people, in decreasing root score: (N, 17, 2) model-input pixels.
+    """The max_poses highest-scoring people, best first: (N, 17, 2) model-input pixels.
+
+    Up to MAX_DECODED_POSES are decoded (`decode_in_root_order`), then the best
+    are kept; equal pose scores keep root order.
+    """
+    decoded = decode_in_root_order(outputs, limit=max(max_poses, MAX_DECODED_POSES),
+                                   min_part_score=min_part_score, nms_radius=nms_radius)
+    return best_poses(decoded, max_poses)
+
+
+def decode_in_root_order(
+    outputs: PoseNetOutputs, *, limit: int, min_part_score: float, nms_radius: float
+) -> Poses:
+    """The first `limit` poses in decreasing root score, as TF.js decodes them.
 
     Candidate roots with equal scores are taken in (y, x, part) raster order.
+    A pose's score depends only on the poses before it, so the first poses of a
+    longer decode are those of a shorter one.
     """
     if nms_radius <= 0:
         raise ValueError(f"nms_radius must be > 0, got {nms_radius}")
@@ -178,7 +202,7 @@ def decode_multiple(
     pose_keypoint_scores: list[list] = []
     pose_scores: list[float] = []
     for i in order.tolist():
-        if len(poses) >= max_poses:
+        if len(poses) >= limit:
             break
         y, x, part = int(cy[i]), int(cx[i]), int(cp[i])
         root_y, root_x = maps.point(y, x, part)
@@ -194,6 +218,8 @@ def decode_multiple(
         pose_keypoint_scores.append(keypoint_scores)
         pose_scores.append(unclaimed / NUM_PARTS)
 
+    if not poses:
+        return Poses.empty()
     yx = np.asarray(poses, dtype=np.float64)  # (N, 17, 2), y first
     return Poses(
         xy=yx[..., ::-1].astype(np.float32),

@@ -163,9 +163,9 @@ class PoseNetEstimator:
         outputs = self.run_model()
         t2 = time.perf_counter()
         if isinstance(outputs, Poses):  # the model decoded itself (Coral's decoder op)
-            poses = outputs.select(slice(0, self.max_poses))
+            poses = postprocess.best_poses(outputs, self.max_poses)
         else:
-            poses = decoding.decode(
+            poses = decoding.decode(  # the best max_poses, by pose score
                 outputs,
                 max_poses=self.max_poses,
                 min_part_score=self.min_part_score,
