@@ -426,6 +426,28 @@ def test_snapshot_command_takes_one_snapshot_and_a_bad_payload_none(tmp_path, mo
     assert code == 0, d.explain()
 
 
+def test_each_snapshot_is_published_exactly_once(tmp_path, mosquitto_broker, subscriber, daemon):
+    """The bug: a retained value written by paho's thread before `_send` returned looked
+    unsent, so it was sent again, and again (31 snapshots gave 255 publishes)."""
+    node = node_id("snaponce")
+    prefix = f"edgepose/{node}"
+    sub = subscriber(mosquitto_broker, f"{prefix}/snapshot", f"{prefix}/availability")
+    d = daemon(demo_config(tmp_path, node, mosquitto_broker, source={"max_fps": 10.0},
+                           mqtt={"publish_snapshot": True},
+                           snapshots={"interval_s": 0.3, "cooldown_s": 0.0}))
+    d.wait_snapshots(12)
+    code, _ = d.terminate()
+    assert code == 0, d.explain()
+    # `offline` is the last message of the connection: every snapshot is in before it.
+    wait_msgs(sub, d, payload_is(f"{prefix}/availability", b"offline"))
+    published = [bytes(m.payload) for m in sub.matching(f"{prefix}/snapshot")]
+    written = [p.read_bytes() for p in d.snapshots()]
+    assert len(written) >= 12
+    assert sorted(published) == sorted(written), (
+        f"{len(published)} publishes for {len(written)} snapshots; "
+        f"{len(set(published))} distinct pictures published")
+
+
 # --- 3. two nodes, one broker --------------------------------------------------------------
 
 
