@@ -14,8 +14,9 @@ Three paths, so telemetry can never starve what must get through:
   the live path below is bounded here instead. The old session's will
   (``offline``) can land *after* our ``online`` when a half-open link is
   noticed by the broker late (keepalive x 1.5): we subscribe to our own
-  availability topic and answer any ``offline`` seen while connected with
-  ``online``, and re-send ``online`` once after keepalive x 1.5 anyway (for
+  availability topic and answer any live ``offline`` seen while connected with
+  ``online`` (the retained one the subscription brings is the last run's, already
+  replaced by our ``online``), and re-send ``online`` once after keepalive x 1.5 anyway (for
   brokers whose ACL forbids the subscription).
 - **Live stream** (``poses``, QoS 0): dropped and counted when disconnected or
   when `max_queued` messages still wait for the socket; messages written into
@@ -744,7 +745,7 @@ class MqttPublisher:
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         topic = msg.topic
         if topic == self.availability_topic:
-            self._on_availability(msg.payload)
+            self._on_availability(msg.payload, retained=bool(msg.retain))
             return
         if self._ha_status_topic and topic == self._ha_status_topic:
             if msg.payload.strip() == PAYLOAD_ONLINE.encode("ascii"):
@@ -789,12 +790,19 @@ class MqttPublisher:
         except Exception:  # a bad handler must not kill paho's thread
             log.exception("MQTT: command handler failed for %s", command)
 
-    def _on_availability(self, payload: bytes) -> None:
+    def _on_availability(self, payload: bytes, *, retained: bool = False) -> None:
         """Our own availability topic: an ``offline`` while we are connected is the old
-        session's will landing late (a half-open link): say ``online`` again."""
+        session's will landing late (a half-open link): say ``online`` again.
+
+        A *retained* ``offline`` is what the broker held when we subscribed (the last
+        run's clean stop, or a will that fired before then): the ``online`` we publish
+        right after subscribing, on the same connection, already replaced it."""
         if bytes(payload).strip() != PAYLOAD_OFFLINE.encode("ascii"):
             return
         if self._stopping or not self._connected.is_set():
+            return
+        if retained:
+            log.debug("MQTT: the broker held 'offline' from before this connection; 'online' replaced it")
             return
         with self._lock:
             self._counts["availability_corrections"] += 1
