@@ -234,6 +234,15 @@ class NodeConfig:
         pattern=f"({NODE_ID_PATTERN})?",
         pattern_help="must be 1-64 letters, digits, '_' or '-'",
     )
+    #: What the node remembers across restarts (who was present, what Home Assistant was
+    #: told), a small JSON file; relative -> the state directory ($STATE_DIRECTORY under systemd).
+    state_file: Path = _key(Path("edgepose-state.json"), toml=str, nonempty=True, parse=_parse_dir)
+    #: A web page for this node (Home Assistant's "Visit" link on the device); "" = none.
+    configuration_url: str = _key(
+        "",
+        pattern=r"(https?://\S+)?",
+        pattern_help='must be "" or an http:// or https:// URL',
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +347,7 @@ class MqttConfig:
     stats_interval_s: float = _key(60.0, ge=0.1, le=DURATION_MAX_S)
     publish_snapshot: bool = False
     max_queued: int = _key(100, ge=1, le=QUEUE_MAX)  # QoS 0 poses waiting for the socket
-    home_assistant: bool = False
+    home_assistant: bool = True  # announce the node to Home Assistant (MQTT discovery)
     discovery_prefix: str = _key(
         "homeassistant",
         max_len=TOPIC_MAX,
@@ -558,11 +567,12 @@ def _load(raw: dict[str, Any], overrides: dict[str, object]) -> Config:
         problems.append(f"mqtt.client_id: at most {CLIENT_ID_MAX} bytes, got {len(client_id.encode())}")
     snapshot_dir = _resolve_state_path("snapshots.dir", config.snapshots.dir, problems)
     outbox_path = _resolve_state_path("outbox.path", config.outbox.path, problems)
+    state_file = _resolve_state_path("node.state_file", config.node.state_file, problems)
     if problems:
         raise ConfigError(problems)
     return dataclasses.replace(
         config,
-        node=dataclasses.replace(config.node, id=node_id),
+        node=dataclasses.replace(config.node, id=node_id, state_file=state_file),
         mqtt=dataclasses.replace(
             config.mqtt,
             client_id=client_id,
@@ -574,8 +584,8 @@ def _load(raw: dict[str, Any], overrides: dict[str, object]) -> Config:
 
 
 def check_writable(config: Config) -> None:
-    """At daemon start: the snapshot folder and the outbox's folder exist (made if need
-    be) and take a file. Under systemd (``$STATE_DIRECTORY`` set) they must also lie in
+    """At daemon start: the snapshot folder and the folders of the outbox and the state
+    file exist (made if need be) and take a file. Under systemd (``$STATE_DIRECTORY`` set) they must also lie in
     the state directory: ``ProtectSystem=strict`` makes every other place read-only.
     Raises one ConfigError naming each key that fails. Not part of `load_config`, so
     ``detect`` and ``check`` never create folders.
@@ -587,6 +597,7 @@ def check_writable(config: Config) -> None:
         wanted.append(("snapshots.dir", Path(config.snapshots.dir)))
     if config.outbox.enabled:
         wanted.append(("outbox.path", Path(config.outbox.path).parent))
+    wanted.append(("node.state_file", Path(config.node.state_file).parent))
     for key, directory in wanted:
         if state and not _is_within(directory, Path(state)):
             problems.append(

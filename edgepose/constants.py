@@ -76,5 +76,7 @@ TOPIC_CMD_ACK_FALL = "cmd/ack_fall"
 TOPIC_EVENTS = "events"
 #: The debounced scene (counts per zone, falls on), retained (events.py's SceneState).
 TOPIC_STATE = "state"
+#: What a command did (ack_fall), QoS 1, never retained: outside cmd/, which the node subscribes to.
+TOPIC_REPLY = "reply"
 PAYLOAD_ONLINE = "online"
 PAYLOAD_OFFLINE = "offline"

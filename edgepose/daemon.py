@@ -11,6 +11,7 @@ disk: an outage costs messages, never frames.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -28,13 +29,14 @@ from .config import Config, check_writable
 from .core import Frame
 from .errors import ConfigError, EdgePoseError, EdgeTpuUnanswered, ExitCode
 from .estimators import Estimator, open_estimator
-from .messages import PosesPolicy, discovery_messages
+from .messages import PosesPolicy, discovery_messages, reply_message
 from .notify import Notifier, watchdog_interval
 from .pipeline import EstimateStage, Pipeline
-from .scene import MotionGateStage, scene_stages
+from .scene import ACK_FALL, EventsStage, MotionGateStage, scene_stages
 from .sinks import MqttSink, Recorder, SnapshotStage, StatsSink
 from .snapshots import SnapshotPolicy, SnapshotWriter
 from .sources import open_source
+from .statefile import StateFile
 from .text import count
 from .zones import Zone
 
@@ -50,6 +52,11 @@ FIRST_FRAME_TIMEOUT_S = 20.0
 SWITCH_INTERVAL_S = 0.001
 #: How long the loop waits for a frame before ticking the sinks (stats) anyway.
 IDLE_TICK_S = 0.5
+#: ack_fall is idempotent and safe: a second press a second later is acted on
+#: (the snapshot command has the snapshot cooldown); this only bounds a flood.
+ACK_FALL_COOLDOWN_S = 0.5
+#: Where a Raspberry Pi names its model and serial number (absent elsewhere).
+DEVICE_TREE = Path("/proc/device-tree")
 
 
 class StopFlag:
@@ -67,12 +74,45 @@ class StopFlag:
         self.event.set()
 
 
-def _make_publisher(config: Config, commands: "queue.Queue[str]"):
-    """The MQTT adapter; commands arrive on paho's thread and only go into the queue."""
+def device_info(config: Config, device_tree: Path = DEVICE_TREE) -> dict[str, str]:
+    """What Home Assistant shows about the hardware: the Pi's model and serial number
+    where the device tree has them, and the node's configuration_url when set."""
+    info: dict[str, str] = {}
+    for key, name in (("hw_version", "model"), ("serial_number", "serial-number")):
+        try:
+            text = (device_tree / name).read_bytes()[:200].decode("utf-8", "replace").strip("\0 \n")
+        except OSError:
+            continue
+        if text:
+            info[key] = text
+    if config.node.configuration_url:
+        info["configuration_url"] = config.node.configuration_url
+    return info
+
+
+def _remember_discovery(memory: StateFile, discovery) -> None:
+    memory.put("discovery", [{"topic": m.topic, "payload": json.loads(m.payload)} for m in discovery])
+
+
+def _announced_before(memory: StateFile, topic: str) -> bytes | None:
+    """The discovery payload this node announced on `topic` last time, from the state file."""
+    for item in memory.get("discovery") or ():
+        if isinstance(item, dict) and item.get("topic") == topic and isinstance(item.get("payload"), dict):
+            return json.dumps(item["payload"]).encode("utf-8")
+    return None
+
+
+def _make_publisher(config: Config, commands: "queue.Queue[str]", memory: StateFile | None = None):
+    """The MQTT adapter; commands arrive on paho's thread and only go into the queue.
+
+    Home Assistant discovery removes what the node announced before and no longer
+    has (remembered in the state file; the publisher also reads the broker's)."""
     if not config.mqtt.enabled:
         return None
+    from .messages import discovery_topic
     from .mqtt import MqttPublisher
 
+    memory = memory or StateFile(None)
     discovery = None
     if config.mqtt.home_assistant:
         discovery = discovery_messages(
@@ -82,9 +122,14 @@ def _make_publisher(config: Config, commands: "queue.Queue[str]"):
             falls=config.falls.enabled,
             zones=[z.name for z in config.zones if z.kind == "occupancy"],
             stats_interval_s=config.mqtt.stats_interval_s,
+            device_info=device_info(config),
+            previous=_announced_before(memory, discovery_topic(config.node.id, config.mqtt.discovery_prefix)),
         )
+        _remember_discovery(memory, discovery)
     return MqttPublisher(config.mqtt, config.node.id, on_command=commands.put, discovery=discovery,
-                         command_cooldown_s=config.snapshots.cooldown_s)
+                         command_cooldown_s=config.snapshots.cooldown_s,
+                         command_cooldowns={ACK_FALL: ACK_FALL_COOLDOWN_S},
+                         on_discovery=lambda msgs: _remember_discovery(memory, msgs))
 
 
 #: Outbox counters that count messages given up.
@@ -115,17 +160,26 @@ def _snapshot_writer(config: Config) -> SnapshotWriter | None:
 
 def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: CaptureLoop,
                    started_at: float, boot: str | None = None, record: Path | None = None,
-                   outbox=None, threaded: bool = True) -> Pipeline:
+                   outbox=None, threaded: bool = True, memory: StateFile | None = None) -> Pipeline:
     """The one place the stages and sinks are chosen and put in order.
 
     `boot` makes event ids unique per start (default: a random token; the
     outbox keeps ids across restarts, so they must never repeat); `record`
     writes every poses message to that file (`edgepose replay` reads it);
-    `outbox` carries events across outages and restarts."""
+    `outbox` carries events across outages and restarts; `memory` keeps who is
+    present across restarts."""
     info = estimator.info
     sinks: list = []
     gate = MotionGateStage(config.motion) if config.motion.enabled else None
-    stages: list = scene_stages(config, config.node.id, boot or secrets.token_hex(4), gate)
+
+    def answer(command: str, cleared: int) -> None:
+        if publisher is not None:
+            publisher.publish(reply_message(command, "acknowledged" if cleared else "no_fall",
+                                            now=time.time(), falls_cleared=cleared))
+
+    stages: list = scene_stages(config, config.node.id, boot or secrets.token_hex(4), gate,
+                                memory=memory, answer=answer)
+    events_stage = next(s for s in stages if isinstance(s, EventsStage))
     snapshot_sink = None
     writer = _snapshot_writer(config)
     outputs: list = [publisher.publish] if publisher is not None else []
@@ -185,6 +239,7 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: 
                 "mqtt_connected": publisher.connected,
                 "outbox_queued": int(box["queued"]) if box else 0,
                 "outbox_dropped": sum(int(box[k]) for k in OUTBOX_DROPS) if box else 0,
+                "fall_acks_without_fall": events_stage.acks_without_fall,
             }
 
         sinks.append(StatsSink(publish, interval_s=config.mqtt.stats_interval_s, figures=figures,
@@ -296,6 +351,7 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
     elif threading.current_thread() is threading.main_thread():
         stop_flag.install()
     check_writable(config)
+    memory = StateFile(Path(config.node.state_file))
     notifier = Notifier.from_env()
     notifier.status("loading model")
 
@@ -318,10 +374,10 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
         **faults.capture_options(),
     )
     commands: queue.Queue[str] = queue.Queue()
-    publisher = _make_publisher(config, commands)
+    publisher = _make_publisher(config, commands, memory)
     outbox = _open_outbox(config, publisher)
     pipeline = build_pipeline(config, estimator, publisher=publisher, capture=capture,
-                              started_at=started_at, record=record, outbox=outbox)
+                              started_at=started_at, record=record, outbox=outbox, memory=memory)
     # What needs no earlier frame is done on the capture thread while the model runs.
     capture.prepare = pipeline.prepare
     heartbeat = Heartbeat(notifier, capture, f"{info.label} on {info.accelerator}")
@@ -375,6 +431,7 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
             outbox.stop()
         if publisher is not None:
             publisher.stop()
+        memory.close()
         estimator.close()
         sys.setswitchinterval(switch_interval)
         log.info("stopped after %d frames", pipeline.frames)

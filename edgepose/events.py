@@ -4,12 +4,28 @@ Pure logic: every method takes the frame's monotonic time (for durations) and
 wall-clock time (only copied into events), and nothing here reads a clock,
 a file or the network.
 
-Presence (`Presence`): per area (the whole frame, and each occupancy zone), a
-track must be seen for ``presence.enter_s`` before it counts as entered and
-may go unseen for ``presence.hold_s`` before it counts as left, so a missed
-frame or two changes nothing. When the tracker loses someone and finds them
-again under a new id before the hold runs out, the new id quietly takes over
-the old one's place (no left/entered pair, the count stays).
+Presence (`Presence`): a track must be seen for ``presence.enter_s`` before
+the person counts as entered, and may go unseen for ``presence.hold_s`` before
+they count as left, so a missed frame or two changes nothing. When the tracker
+loses someone and finds them again under a new id before the hold runs out, the
+new track quietly takes over the old one's place (no left/entered pair, the
+count stays), and the person keeps the id they entered with: every
+``person_left`` carries the id of a ``person_entered``.
+
+Zones follow the people of the frame, so a zone never counts someone the frame
+does not: each person counted in the frame is in the set of occupancy zones
+their anchor lies in, and moves to another set as a whole, once it has held for
+``enter_s`` when they arrive somewhere and for ``hold_s`` when they only leave
+zones (still in view). Where zones do not overlap, a person is in at most one,
+so the zone counts add up to at most the frame's count. A person out of view
+keeps their zones until they leave the frame.
+
+A restart need not lie either: `Presence.remember` gives who is counted (their
+ids and zones), `Presence.recall` puts them back at the next start as if just
+seen, so people still there are taken over by their new tracks without a new
+``person_entered``, and people gone get their ``person_left`` once the hold
+runs out. `EventStage` reports no state until the first ``enter_s`` of a run
+has passed, so a cold start never publishes an empty room it has not looked at.
 
 Falls (`FallDetector`), per track, from the skeleton:
 
@@ -148,52 +164,155 @@ class EventIds:
 # --- presence -----------------------------------------------------------------------
 
 
-class Presence:
-    """Debounced people in one area (the frame, or a zone): see the module doc.
+@dataclass
+class _Person:
+    """Someone counted: `id` is the track id they entered with, kept for their
+    ``person_left`` when another track takes their place."""
 
-    ``update(inside, alive, now)`` takes the track ids anchored in the area and
-    every track id in the frame; returns [(event type, track id, count after)].
+    id: int
+    track: int | None  # the track that carries them now (None: recalled, not yet found)
+    last_seen: float
+    zones: frozenset[str] = frozenset()  # the occupancy zones they count in
+    moving: frozenset[str] | None = None  # zones seen since `moving_since`, not yet counted
+    moving_since: float = 0.0
+
+
+@dataclass
+class _Arrival:
+    """A track seen, not yet counted."""
+
+    first: float
+    last: float
+    zones: frozenset[str]
+    zones_since: float
+
+
+class Presence:
+    """Debounced people in the frame and in its occupancy zones: see the module doc.
+
+    ``update(seen, now)`` takes every track in the frame, each with the set of zone
+    names its anchor lies in; returns [(event type, person id, zone or None for the
+    frame, people in that area after it)], in order: entries, zone moves, exits.
     """
 
-    def __init__(self, config: PresenceConfig):
+    def __init__(self, config: PresenceConfig, zones: Sequence[str] = ()):
         self.enter_s = config.enter_s
         self.hold_s = config.hold_s
-        self.members: dict[int, float] = {}  # announced: track id -> last seen here
-        self._candidates: dict[int, tuple[float, float]] = {}  # track id -> (first, last) seen
+        self.zones = tuple(zones)
+        self.people: dict[int, _Person] = {}  # by person id, in the order they entered
+        self._carrier: dict[int, int] = {}  # track id -> person id
+        self._candidates: dict[int, _Arrival] = {}  # track id -> seen, not yet counted
 
     @property
     def count(self) -> int:
-        return len(self.members)
+        return len(self.people)
 
-    def update(self, inside: set[int], alive: set[int], now: float) -> list[tuple[str, int, int]]:
-        out: list[tuple[str, int, int]] = []
-        for tid in inside:
-            if tid in self.members:
-                self.members[tid] = now
-            else:
-                first, _ = self._candidates.get(tid, (now, now))
-                self._candidates[tid] = (first, now)
-        for tid, (first, last) in list(self._candidates.items()):
-            if tid in inside:
+    def zone_count(self, zone: str) -> int:
+        return sum(zone in p.zones for p in self.people.values())
+
+    def update(self, seen: Mapping[int, frozenset[str]], now: float) -> list[tuple[str, int, str | None, int]]:
+        out: list[tuple[str, int, str | None, int]] = []
+        for tid, zones in seen.items():
+            pid = self._carrier.get(tid)
+            if pid is None and tid in self.people:
+                # A person's own track is back after another track took their place:
+                # that one was someone else (two tracks in view are two people).
+                pid = self._reclaim(tid, seen, now)
+            if pid is not None:
+                self.people[pid].last_seen = now
                 continue
-            if now - last > self.enter_s:  # a flicker, not a person
+            cand = self._candidates.get(tid)
+            if cand is None:
+                self._candidates[tid] = _Arrival(now, now, zones, now)
+            else:
+                cand.last = now
+                if zones != cand.zones:
+                    cand.zones, cand.zones_since = zones, now
+        for tid, cand in list(self._candidates.items()):
+            if tid not in seen and now - cand.last > self.enter_s:  # a flicker, not a person
                 del self._candidates[tid]
-        for tid, (first, last) in sorted(self._candidates.items(), key=lambda kv: kv[1][0]):
-            if tid not in inside or now - first < self.enter_s:
+        for tid, cand in sorted(self._candidates.items(), key=lambda kv: kv[1].first):
+            if tid not in seen or now - cand.first < self.enter_s:
                 continue
             del self._candidates[tid]
-            lost = [m for m in self.members if m not in alive]
-            if lost:  # the tracker lost someone and found them again: same person
-                del self.members[max(lost, key=lambda m: self.members[m])]
-                self.members[tid] = now
+            # Someone unseen all the while this track was seen (or recalled, not yet found).
+            lost = [p for p in self.people.values() if p.track is None or p.last_seen < cand.first]
+            if lost:  # the tracker lost someone and found them again: same person, same id
+                person = max(lost, key=lambda p: p.last_seen)
+                if person.track is not None:
+                    self._carrier.pop(person.track, None)
+                person.track, person.last_seen = tid, now
+            else:
+                person = self.people[tid] = _Person(tid, tid, now)
+                out.append((PERSON_ENTERED, tid, None, len(self.people)))
+            self._carrier[tid] = person.id
+            person.moving, person.moving_since = cand.zones, cand.zones_since
+        for tid, zones in seen.items():
+            pid = self._carrier.get(tid)
+            if pid is None:
                 continue
-            self.members[tid] = now
-            out.append((PERSON_ENTERED, tid, len(self.members)))
-        for tid, last in list(self.members.items()):
-            if now - last > self.hold_s:
-                del self.members[tid]
-                out.append((PERSON_LEFT, tid, len(self.members)))
+            person = self.people[pid]
+            if zones == person.zones:
+                person.moving = None
+                continue
+            if zones != person.moving:
+                person.moving, person.moving_since = zones, now
+            wait = self.enter_s if zones - person.zones else self.hold_s  # arriving, or only leaving
+            if now - person.moving_since >= wait:
+                out += self._move(person, zones)
+        for person in list(self.people.values()):
+            if now - person.last_seen > self.hold_s:
+                out += self._move(person, frozenset())
+                del self.people[person.id]
+                if person.track is not None:
+                    self._carrier.pop(person.track, None)
+                out.append((PERSON_LEFT, person.id, None, len(self.people)))
         return out
+
+    def _reclaim(self, tid: int, seen: Mapping[int, frozenset[str]], now: float) -> int:
+        """Track `tid` carries its person `tid` again; the track that had taken its place
+        starts over as a newcomer (a candidate from now)."""
+        person = self.people[tid]
+        if person.track is not None:
+            self._carrier.pop(person.track, None)
+            if person.track in seen:
+                zones = seen[person.track]
+                self._candidates[person.track] = _Arrival(now, now, zones, now)
+        person.track = tid
+        self._carrier[tid] = tid
+        return tid
+
+    def _move(self, person: _Person, zones: frozenset[str]) -> list[tuple[str, int, str | None, int]]:
+        """One person's zones change as a whole: left ones first, then entered ones."""
+        old, person.zones, person.moving = person.zones, zones, None
+        out: list[tuple[str, int, str | None, int]] = []
+        for name in self.zones:
+            if name in old and name not in zones:
+                out.append((PERSON_LEFT, person.id, name, self.zone_count(name)))
+        for name in self.zones:
+            if name in zones and name not in old:
+                out.append((PERSON_ENTERED, person.id, name, self.zone_count(name)))
+        return out
+
+    def remember(self) -> dict[str, Any]:
+        """Who is counted, as plain JSON values, for `recall` after a restart."""
+        return {
+            "people": [{"id": p.id, "zones": [z for z in self.zones if z in p.zones]} for p in self.people.values()],
+            "last_id": max([p.id for p in self.people.values()] + list(self._carrier), default=0),
+        }
+
+    def recall(self, memory: Mapping[str, Any], now: float) -> None:
+        """Count again the people of `remember`, as if seen at `now`: a new track takes
+        each one over (no new entry), or they leave once the hold runs out. Zones no
+        longer configured are dropped; a damaged memory is ignored entry by entry."""
+        for item in memory.get("people", ()) if isinstance(memory, Mapping) else ():
+            try:
+                pid = int(item["id"])
+                zones = frozenset(z for z in item.get("zones", ()) if z in self.zones)
+            except (KeyError, TypeError, ValueError):
+                continue
+            if pid > 0 and pid not in self.people:
+                self.people[pid] = _Person(pid, None, now, zones)
 
 
 # --- posture and falls ----------------------------------------------------------------
@@ -460,7 +579,9 @@ class SceneState:
 class EventsResult:
     events: tuple[Event, ...]
     state: SceneState
-    state_changed: bool  # publish the retained state (and person count) again
+    #: Publish the retained state (and person count) again. False until the first
+    #: ``enter_s`` of the run has passed: until then the retained state stands.
+    state_changed: bool
     snapshot: bool  # a fall was raised: take a snapshot of this frame
 
 
@@ -469,6 +590,8 @@ class EventStage:
 
     ``process(poses, width, height, now, wall)``: `poses` must carry track ids.
     ``acknowledge(now, wall)``: the ``cmd/ack_fall`` command.
+    `recall`: what `Presence.remember` gave before a restart, counted again from
+    the first frame.
     """
 
     def __init__(
@@ -477,36 +600,46 @@ class EventStage:
         falls: FallConfig,
         zones: Sequence[Zone],
         ids: EventIds,
+        *,
+        recall: Mapping[str, Any] | None = None,
     ):
         self.ids = ids
         self.zones = [z for z in zones if z.kind == "occupancy"]
         self.falls_config = falls
-        self.node = Presence(presence)
-        self.areas = {z.name: Presence(presence) for z in self.zones}
+        self.presence = Presence(presence, [z.name for z in self.zones])
         self.falls = FallDetector(falls) if falls.enabled else None
         self._state: SceneState | None = None
+        self._recall = recall
+        self._first_frame: float | None = None
+        self._decided = False  # the first enter_s of the run has passed
 
     def state(self) -> SceneState:
         return SceneState(
-            self.node.count,
-            tuple((name, area.count) for name, area in self.areas.items()),
+            self.presence.count,
+            tuple((z.name, self.presence.zone_count(z.name)) for z in self.zones),
             tuple(self.falls.active.values()) if self.falls else (),
         )
 
     def process(self, poses: Poses, width: int, height: int, now: float, wall: float) -> EventsResult:
         if poses.track_ids is None:
             raise ValueError("EventStage needs tracked poses (run the Tracker first)")
+        if self._first_frame is None:
+            self._first_frame = now
+            if self._recall:
+                self.presence.recall(self._recall, now)
+            self._recall = None
+        self._decided = self._decided or now - self._first_frame >= self.presence.enter_s
         ids = [int(t) for t in poses.track_ids]
-        alive = set(ids)
         min_score = self.falls_config.min_part_score
         inside = zone_membership(poses, self.zones, width, height, min_score)  # (N, Z)
-        events: list[Event] = []
-        for kind, tid, count in self.node.update(alive, alive, now):
-            events.append(self._presence_event(kind, tid, None, count, now, wall))
-        for z, zone in enumerate(self.zones):
-            here = {ids[i] for i in range(len(ids)) if inside[i, z]}
-            for kind, tid, count in self.areas[zone.name].update(here, alive, now):
-                events.append(self._presence_event(kind, tid, zone.name, count, now, wall))
+        seen = {
+            tid: frozenset(z.name for k, z in enumerate(self.zones) if inside[i, k])
+            for i, tid in enumerate(ids)
+        }
+        events = [
+            self._presence_event(kind, tid, zone, count, now, wall)
+            for kind, tid, zone, count in self.presence.update(seen, now)
+        ]
         if self.falls is not None:
             cfg = self.falls_config
             postures = [
@@ -535,8 +668,9 @@ class EventStage:
 
     def _result(self, events: list[Event]) -> EventsResult:
         state = self.state()
-        changed = state != self._state
-        self._state = state
+        changed = self._decided and state != self._state
+        if self._decided:
+            self._state = state
         snapshot = any(e.type == FALL_DETECTED for e in events)
         return EventsResult(tuple(events), state, changed, snapshot)
 

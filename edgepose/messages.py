@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import SUPPORT_URL, __version__
 from .constants import (
     DEFAULT_MIN_PART_SCORE,
     NODE_ID_PATTERN,
@@ -41,6 +41,7 @@ from .constants import (
     TOPIC_EVENTS,
     TOPIC_PERSON_COUNT,
     TOPIC_POSES,
+    TOPIC_REPLY,
     TOPIC_SNAPSHOT,
     TOPIC_STATE,
     TOPIC_STATS,
@@ -87,18 +88,20 @@ STATS_FIELDS: tuple[str, ...] = (
     "outbox_dropped",
     "cpu_temp_c",
     "uptime_s",
+    "started_at",
+    "fall_acks_without_fall",
 )
 _STATS_INT_FIELDS = frozenset(
     {"frames", "dropped_frames", "skipped_frames", "gated_frames", "corrupt_frames", "source_errors",
      "source_reopens", "mqtt_dropped", "snapshots_dropped", "threads", "outbox_queued",
-     "outbox_dropped", "uptime_s"}
+     "outbox_dropped", "uptime_s", "fall_acks_without_fall"}
 )
 _STATS_TEXT_FIELDS = frozenset({"accelerator", "runtime", "precision", "model", "source_state"})
 
 #: The current version of each JSON message kind, the ``"v"`` it carries; its
 #: schema is ``edgepose/schemas/<kind>.schema.json``.
 SCHEMA_VERSIONS: dict[str, int] = {
-    "poses": 2, "stats": 2, "person_count": 1, "availability": 1, "events": 1, "state": 1,
+    "poses": 2, "stats": 3, "person_count": 1, "availability": 1, "events": 1, "state": 1, "reply": 1,
 }
 SCHEMA_KINDS: tuple[str, ...] = tuple(SCHEMA_VERSIONS)
 
@@ -208,8 +211,9 @@ def stats_message(stats: Mapping[str, Any], *, now: float | None = None) -> Mess
 
     `stats` must hold exactly `STATS_FIELDS` (a typo or a missing figure is a
     ValueError, not a silently absent sensor). ``cpu_temp_c`` may be None
-    (unreadable). `now` (epoch seconds) adds a ``ts``; the caller passes it so
-    this module never reads the clock.
+    (unreadable); ``started_at`` is the start of this run in epoch seconds (sent
+    as ISO 8601 UTC). `now` (epoch seconds) adds a ``ts``; the caller passes it
+    so this module never reads the clock.
     """
     missing = [k for k in STATS_FIELDS if k not in stats]
     unknown = sorted(set(stats) - set(STATS_FIELDS))
@@ -228,6 +232,8 @@ def stats_message(stats: Mapping[str, Any], *, now: float | None = None) -> Mess
             payload[key] = None if not value else str(value)[:MAX_ERROR_CHARS]
         elif key == "mqtt_connected":
             payload[key] = bool(value)
+        elif key == "started_at":
+            payload[key] = iso_utc(float(value))
         elif key in _STATS_INT_FIELDS:
             payload[key] = int(value)
         elif key == "fps":
@@ -242,6 +248,16 @@ def snapshot_message(jpeg: bytes) -> Message:
     if not isinstance(jpeg, (bytes, bytearray, memoryview)):
         raise TypeError(f"snapshot must be bytes, got {type(jpeg).__name__}")
     return Message(TOPIC_SNAPSHOT, bytes(jpeg), qos=QOS_STREAM, retain=True)
+
+
+def reply_message(command: str, result: str, *, now: float, **fields: Any) -> Message:
+    """What a command did, as JSON on ``reply`` (QoS 1, never retained), so whoever sent
+    it can see it: for ``ack_fall``, ``result`` ``acknowledged`` (``falls_cleared`` >= 1)
+    or ``no_fall`` (nothing was on). ``edgepose/schemas/reply.schema.json``."""
+    payload: dict[str, Any] = {"v": SCHEMA_VERSIONS["reply"], "ts": iso_utc(now), "command": command,
+                               "result": result}
+    payload.update(fields)
+    return Message(TOPIC_REPLY, _dumps(payload), qos=QOS_STATE, retain=False)
 
 
 # --- events and the debounced scene -------------------------------------------------
@@ -479,16 +495,26 @@ OPTIONAL_COMPONENTS: dict[str, str] = {
     "ack_fall": "button",
 }
 
-#: Figures from stats shown as diagnostic sensors: key -> (name, unit, device class, icon).
-STATS_SENSORS: dict[str, tuple[str, str | None, str | None, str | None]] = {
-    "inference_ms_p50": ("Inference time", "ms", None, "mdi:timer-outline"),
-    "fps": ("Frame rate", "fps", None, "mdi:camera-timer"),
-    "dropped_frames": ("Dropped frames", None, None, "mdi:image-broken-variant"),
-    "source_errors": ("Source errors", None, None, "mdi:camera-off"),
-    "cpu_temp_c": ("CPU temperature", "°C", "temperature", None),
-    "uptime_s": ("Uptime", "s", "duration", None),
-    "source_state": ("Source state", None, "enum", "mdi:cctv"),
+#: Components of earlier versions, always sent with only their platform so Home Assistant
+#: drops them: uptime as a growing duration became the start time ("started").
+RETIRED_COMPONENTS: dict[str, str] = {"uptime_s": "sensor"}
+
+#: Figures from stats shown as diagnostic sensors:
+#: stats key -> (component key, name, unit, device class, icon).
+STATS_SENSORS: dict[str, tuple[str, str, str | None, str | None, str | None]] = {
+    # The inference time sensor keeps its old key so existing entities stay.
+    "inference_ms_p50": ("inference_ms", "Inference time", "ms", None, "mdi:timer-outline"),
+    "fps": ("fps", "Frame rate", "fps", None, "mdi:camera-timer"),
+    "dropped_frames": ("dropped_frames", "Dropped frames", None, None, "mdi:image-broken-variant"),
+    "source_errors": ("source_errors", "Source errors", None, None, "mdi:camera-off"),
+    "cpu_temp_c": ("cpu_temp_c", "CPU temperature", "°C", "temperature", None),
+    "started_at": ("started", "Started", None, "timestamp", None),
+    "source_state": ("source_state", "Source state", None, "enum", "mdi:cctv"),
 }
+#: Stats figures that only grow while the node runs (Home Assistant's total_increasing).
+_STATS_TOTALS = frozenset({"dropped_frames", "source_errors"})
+#: Home Assistant's unit for person counts.
+PEOPLE_UNIT = "people"
 #: The values of the source state sensor (capture.SOURCE_*).
 SOURCE_STATES = ("starting", "ok", "retrying", "ended", "unavailable", "crashed")
 #: Stats sensors go unavailable after this many stats intervals without a message.
@@ -505,6 +531,13 @@ def discovery_topic(node_id: str, discovery_prefix: str) -> str:
     return f"{discovery_prefix}/device/{discovery_device_id(node_id)}/config"
 
 
+def zone_label(zone: str) -> str:
+    """A zone name as people write it: ``living_room`` -> ``Living room``, ``door-1`` -> ``Door 1``."""
+    words = zone.replace("_", " ").replace("-", " ").split()
+    text = " ".join(words) or zone
+    return text[:1].upper() + text[1:]
+
+
 def discovery_messages(
     node_id: str,
     prefix: str,
@@ -515,6 +548,7 @@ def discovery_messages(
     falls: bool = False,
     zones: Sequence[str] = (),
     stats_interval_s: float | None = None,
+    device_info: Mapping[str, str] | None = None,
     previous: bytes | None = None,
 ) -> list[Message]:
     """Home Assistant device-based discovery for this node, as whole topics.
@@ -529,19 +563,22 @@ def discovery_messages(
     Always: the person count sensor and "person detected" occupancy sensor
     (both from the retained ``person_count``, which follows the debounced
     count once presence runs), a snapshot button (``cmd/snapshot``) and
-    diagnostic sensors from stats (`STATS_SENSORS`; ``expire_after`` of
-    three stats intervals when `stats_interval_s` is given). With
-    `publish_snapshot`: an ``image`` entity. With `presence`: an ``event``
-    entity for person_entered / person_left, and per occupancy zone in
-    `zones` a count sensor and an occupancy binary sensor (from the retained
-    ``state``). With `falls`: a "fall" binary sensor (safety: on while
-    someone is down), an ``event`` entity for fall_detected / fall_cleared
-    and an "acknowledge fall" button (``cmd/ack_fall``).
+    diagnostic sensors from stats (`STATS_SENSORS`, the start time as a
+    timestamp; ``expire_after`` of three stats intervals when
+    `stats_interval_s` is given). With `publish_snapshot`: an ``image``
+    entity. With `presence`: an ``event`` entity for the whole frame's
+    person_entered / person_left, and per occupancy zone in `zones` a count
+    sensor, an occupancy binary sensor (from the retained ``state``) and an
+    ``event`` entity of its own, so an automation on one area never fires for
+    another. With `falls`: a "fall" binary sensor (safety: on while someone is
+    down), an ``event`` entity for fall_detected / fall_cleared and an
+    "acknowledge fall" button (``cmd/ack_fall``). `device_info` adds to the
+    device block (``hw_version``, ``serial_number``, ``configuration_url``).
 
     Optional components not configured are sent with only their platform, so
     Home Assistant removes them; so is every component of `previous` (the
-    retained payload found on the topic at start, if the caller read it) that
-    is no longer configured, such as a zone that was renamed.
+    payload announced before, from the state file or the broker) that is no
+    longer configured, such as a zone that was renamed (`with_removals`).
 
     The returned Message topics are *absolute* (not suffixes): publish them
     without the node prefix. `discovery_removal_message` removes the device.
@@ -561,6 +598,7 @@ def discovery_messages(
             "unique_id": uid("person_count"),
             "state_topic": topic(TOPIC_PERSON_COUNT),
             "state_class": "measurement",
+            "unit_of_measurement": PEOPLE_UNIT,
             "icon": "mdi:account-multiple",
         },
         "person_detected": {
@@ -580,9 +618,7 @@ def discovery_messages(
             "icon": "mdi:camera",
         },
     }
-    for key, (name, unit, device_class, icon) in STATS_SENSORS.items():
-        # The inference time sensor keeps its old key so existing entities stay.
-        ckey = "inference_ms" if key == "inference_ms_p50" else key
+    for key, (ckey, name, unit, device_class, icon) in STATS_SENSORS.items():
         sensor: dict[str, Any] = {
             "platform": "sensor",
             "name": name,
@@ -599,10 +635,8 @@ def discovery_messages(
             sensor["icon"] = icon
         if device_class == "enum":
             sensor["options"] = list(SOURCE_STATES)
-        elif key not in ("dropped_frames", "source_errors", "uptime_s"):
-            sensor["state_class"] = "measurement"
-        else:
-            sensor["state_class"] = "total_increasing"
+        elif device_class != "timestamp":
+            sensor["state_class"] = "total_increasing" if key in _STATS_TOTALS else "measurement"
         if stats_interval_s is not None:
             sensor["expire_after"] = max(1, math.ceil(STATS_EXPIRY_INTERVALS * stats_interval_s))
         components[ckey] = sensor
@@ -617,14 +651,15 @@ def discovery_messages(
     if presence:
         components["presence_event"] = _event_component(
             "Presence", uid("presence_event"), topic(TOPIC_EVENTS), PRESENCE_EVENT_TYPES,
-            "mdi:account-arrow-right",
+            "mdi:account-arrow-right", zone=None,
         )
         for zone in zones:
             if not _ZONE_NAME.fullmatch(zone):
                 raise ValueError(f"zone name {zone!r} must match [A-Za-z0-9_-]+ for Home Assistant")
+            label = zone_label(zone)
             components[f"zone_{zone}_occupied"] = {
                 "platform": "binary_sensor",
-                "name": f"{zone} occupied",
+                "name": f"{label} occupied",
                 "unique_id": uid(f"zone_{zone}_occupied"),
                 "device_class": "occupancy",
                 "state_topic": topic(TOPIC_STATE),
@@ -634,13 +669,18 @@ def discovery_messages(
             }
             components[f"zone_{zone}_count"] = {
                 "platform": "sensor",
-                "name": f"{zone} person count",
+                "name": f"{label} person count",
                 "unique_id": uid(f"zone_{zone}_count"),
                 "state_topic": topic(TOPIC_STATE),
                 "value_template": f"{{{{ value_json.zones['{zone}'].person_count }}}}",
                 "state_class": "measurement",
+                "unit_of_measurement": PEOPLE_UNIT,
                 "icon": "mdi:account-multiple",
             }
+            components[f"zone_{zone}_presence_event"] = _event_component(
+                f"{label} presence", uid(f"zone_{zone}_presence_event"), topic(TOPIC_EVENTS),
+                PRESENCE_EVENT_TYPES, "mdi:account-arrow-right", zone=zone,
+            )
     if falls:
         components["fall"] = {
             "platform": "binary_sensor",
@@ -664,27 +704,52 @@ def discovery_messages(
             "payload_press": "ack",
             "icon": "mdi:check-circle-outline",
         }
-    for key, platform in OPTIONAL_COMPONENTS.items():
+    for key, platform in {**OPTIONAL_COMPONENTS, **RETIRED_COMPONENTS}.items():
         components.setdefault(key, {"platform": platform})
-    for key, platform in _previous_components(previous).items():
-        components.setdefault(key, {"platform": platform})
+    device: dict[str, Any] = {
+        "identifiers": [device_id],
+        "name": f"edgepose {node_id}",
+        "manufacturer": "edgepose",
+        "model": "Pose camera node",
+        "sw_version": __version__,
+    }
+    for key in ("hw_version", "serial_number", "configuration_url"):
+        value = (device_info or {}).get(key)
+        if value:
+            device[key] = str(value)
+    origin: dict[str, Any] = {"name": "edgepose", "sw_version": __version__}
+    if SUPPORT_URL:
+        origin["support_url"] = SUPPORT_URL
     payload = {
-        "device": {
-            "identifiers": [device_id],
-            "name": f"edgepose {node_id}",
-            "manufacturer": "edgepose",
-            "model": "Pose camera node",
-            "sw_version": __version__,
-        },
-        "origin": {"name": "edgepose", "sw_version": __version__},
+        "device": device,
+        "origin": origin,
         "availability_topic": topic(TOPIC_AVAILABILITY),
         "payload_available": PAYLOAD_ONLINE,
         "payload_not_available": PAYLOAD_OFFLINE,
         "components": components,
     }
-    return [
-        Message(discovery_topic(node_id, discovery_prefix), _dumps(payload), qos=QOS_STATE, retain=True)
-    ]
+    raw = _dumps(payload)
+    if previous:
+        raw = with_removals(raw, previous) or raw
+    return [Message(discovery_topic(node_id, discovery_prefix), raw, qos=QOS_STATE, retain=True)]
+
+
+def with_removals(payload: bytes, previous: bytes) -> bytes | None:
+    """`payload` (our discovery) with every component that `previous` configured and
+    `payload` does not sent with only its platform (Home Assistant then removes it;
+    leaving it out would keep it). None when there is nothing to remove: `payload`
+    already says all of it. `previous` may be anything (damaged, not ours): what
+    cannot be read is ignored."""
+    gone = _previous_components(previous)
+    if not gone:
+        return None
+    obj = json.loads(payload)
+    comps = obj["components"]
+    added = {key: {"platform": platform} for key, platform in gone.items() if key not in comps}
+    if not added:
+        return None
+    comps.update(added)
+    return _dumps(obj)
 
 
 def discovery_removal_message(node_id: str, discovery_prefix: str) -> Message:
@@ -693,12 +758,22 @@ def discovery_removal_message(node_id: str, discovery_prefix: str) -> Message:
     return Message(discovery_topic(node_id, discovery_prefix), b"", qos=QOS_STATE, retain=True)
 
 
+_ANY_ZONE = object()
+
+
 def _event_component(
-    name: str, unique_id: str, state_topic: str, types: tuple[str, ...], icon: str
+    name: str, unique_id: str, state_topic: str, types: tuple[str, ...], icon: str,
+    zone: Any = _ANY_ZONE,
 ) -> dict[str, Any]:
-    """An MQTT ``event`` entity on ``events`` that takes only `types`: the template renders
-    nothing for other events, and Home Assistant ignores an empty rendered payload."""
+    """An MQTT ``event`` entity on ``events`` that takes only `types`, and only for one
+    area when `zone` is given (None: the whole frame): the template renders nothing
+    for other events, and Home Assistant ignores an empty rendered payload."""
     listed = ", ".join(f"'{t}'" for t in types)
+    where = ""
+    if zone is None:
+        where = " and value_json.zone is none"
+    elif zone is not _ANY_ZONE:
+        where = f" and value_json.zone == '{zone}'"
     return {
         "platform": "event",
         "name": name,
@@ -706,7 +781,7 @@ def _event_component(
         "state_topic": state_topic,
         "event_types": list(types),
         "value_template": (
-            f"{{% if value_json.type in [{listed}] %}}"
+            f"{{% if value_json.type in [{listed}]{where} %}}"
             "{{ dict(value_json, event_type=value_json.type) | tojson }}"
             "{% endif %}"
         ),
@@ -715,7 +790,8 @@ def _event_component(
 
 
 def _previous_components(previous: bytes | None) -> dict[str, str]:
-    """Configured components (more than a platform) of an earlier discovery payload."""
+    """Configured components (more than a platform) of an earlier discovery payload.
+    A removal (platform only) is not carried on: it was sent once already."""
     if not previous:
         return {}
     try:
@@ -725,6 +801,7 @@ def _previous_components(previous: bytes | None) -> dict[str, str]:
             str(key): str(comp.get("platform", comp.get("p")))
             for key, comp in comps.items()
             if isinstance(comp, dict) and len(comp) > 1 and (comp.get("platform") or comp.get("p"))
+            and _ZONE_NAME.fullmatch(str(key))
         }
     except (ValueError, AttributeError, TypeError):
         return {}  # not ours, or damaged: nothing to learn from it
@@ -756,6 +833,8 @@ __all__ = [
     "STATS_FIELDS",
     "discovery_messages",
     "discovery_removal_message",
+    "with_removals",
+    "zone_label",
     "event_message",
     "parse_ack_fall_command",
     "state_message",
@@ -767,6 +846,7 @@ __all__ = [
     "parse_snapshot_command",
     "person_count_message",
     "poses_message",
+    "reply_message",
     "snapshot_message",
     "stats_message",
 ]

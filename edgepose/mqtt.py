@@ -14,8 +14,9 @@ Three paths, so telemetry can never starve what must get through:
   the live path below is bounded here instead. The old session's will
   (``offline``) can land *after* our ``online`` when a half-open link is
   noticed by the broker late (keepalive x 1.5): we subscribe to our own
-  availability topic and answer any ``offline`` seen while connected with
-  ``online``, and re-send ``online`` once after keepalive x 1.5 anyway (for
+  availability topic and answer any live ``offline`` seen while connected with
+  ``online`` (the retained one the subscription brings is the last run's, already
+  replaced by our ``online``), and re-send ``online`` once after keepalive x 1.5 anyway (for
   brokers whose ACL forbids the subscription).
 - **Live stream** (``poses``, QoS 0): dropped and counted when disconnected or
   when `max_queued` messages still wait for the socket; messages written into
@@ -45,6 +46,7 @@ and resolved (password read, ``client_id`` filled in): defaults live there only.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import random
 import socket
@@ -95,6 +97,7 @@ CMD_SUFFIX = "cmd"
 OnCommand = Callable[[str], None]
 OnAck = Callable[[bool], None]
 OnConnection = Callable[[bool], None]
+OnDiscovery = Callable[[list[Message]], None]
 
 
 def _preview(payload: bytes) -> str:
@@ -308,7 +311,15 @@ class MqttPublisher:
     network thread: it must only set a flag or enqueue, never run inference.
     Use `start` / `stop`, or the publisher as a context manager.
     ``command_cooldown_s``: a command of the same name is acted on at most once
-    per this many seconds (the daemon passes ``snapshots.cooldown_s``).
+    per this many seconds (the daemon passes ``snapshots.cooldown_s``);
+    ``command_cooldowns`` sets it per command name instead.
+
+    Home Assistant discovery follows the config across restarts: the caller
+    passes discovery that already removes what it remembers announcing; on
+    every connect we also read back the retained discovery config the broker
+    holds (it arrives before our own, which follows the subscription on the
+    same connection), and if it configures components ours does not, send ours
+    again with those removed and tell `on_discovery` (the daemon remembers it).
     """
 
     def __init__(
@@ -321,6 +332,8 @@ class MqttPublisher:
         reconnect_min_s: float = RECONNECT_MIN_S,
         reconnect_max_s: float = RECONNECT_MAX_S,
         command_cooldown_s: float = 0.0,
+        command_cooldowns: dict[str, float] | None = None,
+        on_discovery: OnDiscovery | None = None,
     ) -> None:
         self.node_id = node_id
         self.host = mqtt_cfg.host
@@ -333,6 +346,8 @@ class MqttPublisher:
         self._keepalive = mqtt_cfg.keepalive_s
         self._tls = mqtt_cfg.tls.enabled
         self._command_cooldown_s = command_cooldown_s
+        self._command_cooldowns = dict(command_cooldowns or {})
+        self._on_discovery = on_discovery
 
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -371,6 +386,7 @@ class MqttPublisher:
                 node_id, mqtt_cfg.topic_prefix, mqtt_cfg.discovery_prefix, mqtt_cfg.publish_snapshot
             )
             self._ha_status_topic = messages.ha_status_topic(mqtt_cfg.discovery_prefix)
+        self._discovery_topics = {m.topic for m in self._discovery}
 
         client = _new_client(mqtt_cfg, mqtt_cfg.client_id)
         client.will_set(self.availability_topic, PAYLOAD_OFFLINE, qos=1, retain=True)
@@ -534,15 +550,19 @@ class MqttPublisher:
             if entry.inflight_mid is not None or entry.sent_seq == entry.seq:
                 return
             payload, qos, seq = entry.payload, entry.qos, entry.seq
+            # Marked sent before paho has it: paho's thread may write it and call
+            # on_publish before `_send` returns, and `_finish` must then see this value
+            # as sent, or it sends it again (and again: one 77 KB snapshot went out 62 times).
+            before, entry.sent_seq = entry.sent_seq, seq
             entry.inflight_mid = -1  # reserved until paho gives the mid
         mid = self._send(topic, payload, qos, True, _Pending("retained", topic=topic))
         with self._lock:
             if entry.inflight_mid == -1:  # the ack may already have cleared it
                 entry.inflight_mid = mid
-            if mid is not None:
-                entry.sent_seq = max(entry.sent_seq, seq)
-            else:
+            if mid is None:
                 entry.inflight_mid = None
+                if entry.sent_seq == seq:
+                    entry.sent_seq = before
 
     def _properties(self, expiry_s: int | None) -> Properties | None:
         if self._client.protocol != paho.MQTTv5 or not expiry_s:
@@ -622,7 +642,8 @@ class MqttPublisher:
         self._connected_at = time.monotonic()
         # Availability first: published here, before paho re-sends anything it held.
         client.subscribe([(self.command_topic, 1), (self.availability_topic, 1)]
-                         + ([(self._ha_status_topic, 1)] if self._ha_status_topic else []))
+                         + ([(self._ha_status_topic, 1)] if self._ha_status_topic else [])
+                         + [(t, 1) for t in sorted(self._discovery_topics)])
         self._send(self.availability_topic, PAYLOAD_ONLINE.encode("ascii"), 1, True, _Pending("availability"))
         self._send_discovery()
         with self._lock:
@@ -740,7 +761,11 @@ class MqttPublisher:
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         topic = msg.topic
         if topic == self.availability_topic:
-            self._on_availability(msg.payload)
+            self._on_availability(msg.payload, retained=bool(msg.retain))
+            return
+        if topic in self._discovery_topics:
+            if msg.retain:  # what the broker held when we subscribed: the last announcement
+                self._on_retained_discovery(topic, bytes(msg.payload))
             return
         if self._ha_status_topic and topic == self._ha_status_topic:
             if msg.payload.strip() == PAYLOAD_ONLINE.encode("ascii"):
@@ -769,12 +794,13 @@ class MqttPublisher:
             return
         now = time.monotonic()
         last = self._last_command_at.get(command)
-        if last is not None and now - last < self._command_cooldown_s:
+        cooldown = self._command_cooldowns.get(command, self._command_cooldown_s)
+        if last is not None and now - last < cooldown:
             with self._lock:
                 self._counts["commands_throttled"] += 1
             self._command_log.log(
                 logging.INFO, "MQTT: ignoring %s command: %.1f s cooldown (last one %.1f s ago)",
-                command, self._command_cooldown_s, now - last,
+                command, cooldown, now - last,
             )
             return
         self._last_command_at[command] = now
@@ -785,12 +811,19 @@ class MqttPublisher:
         except Exception:  # a bad handler must not kill paho's thread
             log.exception("MQTT: command handler failed for %s", command)
 
-    def _on_availability(self, payload: bytes) -> None:
+    def _on_availability(self, payload: bytes, *, retained: bool = False) -> None:
         """Our own availability topic: an ``offline`` while we are connected is the old
-        session's will landing late (a half-open link): say ``online`` again."""
+        session's will landing late (a half-open link): say ``online`` again.
+
+        A *retained* ``offline`` is what the broker held when we subscribed (the last
+        run's clean stop, or a will that fired before then): the ``online`` we publish
+        right after subscribing, on the same connection, already replaced it."""
         if bytes(payload).strip() != PAYLOAD_OFFLINE.encode("ascii"):
             return
         if self._stopping or not self._connected.is_set():
+            return
+        if retained:
+            log.debug("MQTT: the broker held 'offline' from before this connection; 'online' replaced it")
             return
         with self._lock:
             self._counts["availability_corrections"] += 1
@@ -818,6 +851,24 @@ class MqttPublisher:
     def _send_discovery(self) -> None:
         for m in self._discovery:
             self._send(m.topic, m.payload, m.qos, m.retain, _Pending("availability"))
+
+    def _on_retained_discovery(self, topic: str, retained: bytes) -> None:
+        """The broker's retained discovery config, as it was before we connected: what
+        it configures and ours does not is removed (sent once with only its platform)."""
+        for i, m in enumerate(self._discovery):
+            if m.topic != topic:
+                continue
+            merged = messages.with_removals(m.payload, retained)
+            if merged is None:
+                return
+            gone = sorted(set(json.loads(merged)["components"]) - set(json.loads(m.payload)["components"]))
+            log.info("Home Assistant: removing %d entit%s no longer configured (%s)",
+                     len(gone), "y" if len(gone) == 1 else "ies", ", ".join(gone))
+            self._discovery[i] = Message(m.topic, merged, m.qos, m.retain)
+            self._send(m.topic, merged, m.qos, m.retain, _Pending("availability"))
+            if self._on_discovery is not None:
+                self._on_discovery(list(self._discovery))
+            return
 
 
 # --- edgepose check ----------------------------------------------------------------------

@@ -12,14 +12,18 @@ what is published and drawn is smoothed.
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Callable
 
 from .config import Config, MotionConfig
 from .core import Frame, FrameResult
-from .events import EventIds, EventStage
+from .events import PRESENCE_EVENT_TYPES, EventIds, EventStage
 from .motion import MotionGate, MotionSettings, grey_from_rgb
 from .smoothing import Smoother
 from .tracking import Tracker
 from .zones import Zone, ZoneFilter
+
+log = logging.getLogger(__name__)
 
 #: The command name (from cmd/ack_fall) that acknowledges a fall.
 ACK_FALL = "ack_fall"
@@ -55,18 +59,28 @@ class EventsStage:
 
     What an acknowledgement raises between frames rides on the next frame's
     result, so events leave in the order they happened, from one thread.
+    `remember(presence)` is called with `Presence.remember` after every presence
+    event and at close (the daemon keeps it in its state file); `answer(command,
+    cleared)` is told at once how many falls an ``ack_fall`` cleared (the daemon
+    publishes the reply).
     """
 
-    def __init__(self, stage: EventStage):
+    def __init__(self, stage: EventStage, *, remember: Callable[[dict], None] | None = None,
+                 answer: Callable[[str, int], None] | None = None):
         self.stage = stage
+        self._remember = remember
+        self._answer = answer
         self._pending: tuple = ()
         self._pending_state = False
+        self.acks_without_fall = 0  # ack_fall commands that found no fall on (for stats)
 
     def process(self, result: FrameResult) -> FrameResult:
         frame = result.frame
         out = self.stage.process(result.poses, frame.width, frame.height, frame.captured_mono, frame.captured_at)
         events, changed = self._pending + out.events, self._pending_state or out.state_changed
         self._pending, self._pending_state = (), False
+        if self._remember is not None and any(e.type in PRESENCE_EVENT_TYPES for e in out.events):
+            self._remember(self.stage.presence.remember())
         return result.replace(events=events, state=out.state, state_changed=changed,
                               snapshot=FALL_SNAPSHOT if out.snapshot else None)
 
@@ -76,7 +90,19 @@ class EventsStage:
         out = self.stage.acknowledge(now, wall)
         self._pending += out.events
         self._pending_state = self._pending_state or out.state_changed
+        if out.events:
+            log.info("ack_fall: %d fall(s) acknowledged", len(out.events))
+        else:
+            self.acks_without_fall += 1
+            log.info("ack_fall: no fall is on; nothing to acknowledge")
+        if self._answer is not None:
+            self._answer(ACK_FALL, len(out.events))
         return True
+
+    def close(self) -> None:
+        """Who is counted now, for the next start."""
+        if self._remember is not None:
+            self._remember(self.stage.presence.remember())
 
 
 class SmoothStage:
@@ -141,16 +167,26 @@ class MotionGateStage:
         return result
 
 
-def scene_stages(config: Config, node_id: str, boot: str, gate: MotionGateStage | None = None) -> list:
+def scene_stages(config: Config, node_id: str, boot: str, gate: MotionGateStage | None = None, *,
+                 memory=None, answer: Callable[[str, int], None] | None = None) -> list:
     """The stages after estimation, in order. `boot` makes event ids unique per start;
     `gate` (the pipeline's motion gate) learns who was seen after the exclusion zones;
-    the stages up to and including it must run before the gate's next decision."""
+    the stages up to and including it must run before the gate's next decision.
+    `memory` (a statefile.StateFile): who was counted before a restart is counted
+    again, and who is counted now is kept there; `answer`: see `EventsStage`."""
     zones = [Zone.from_config(z) for z in config.zones]
     min_score = config.tracking.min_part_score
+    recall = memory.get("presence") if memory is not None else None
+    if not isinstance(recall, dict):
+        recall = None
+    last_id = recall.get("last_id", 0) if recall else 0
+    first_id = last_id + 1 if isinstance(last_id, int) and last_id > 0 else 1
+    remember = (lambda value: memory.put("presence", value)) if memory is not None else None
     return [
         ExclusionStage(zones, min_score),
         *([gate] if gate is not None else []),
-        TrackStage(Tracker(config.tracking)),
-        EventsStage(EventStage(config.presence, config.falls, zones, EventIds(node_id, boot))),
+        TrackStage(Tracker(config.tracking, first_id=first_id)),
+        EventsStage(EventStage(config.presence, config.falls, zones, EventIds(node_id, boot), recall=recall),
+                    remember=remember, answer=answer),
         SmoothStage(Smoother(config.smoothing, min_score)),
     ]

@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 #: Frames the rolling fps / inference percentiles are computed over.
 STATS_WINDOW = 300
+#: The first stats go out this long after start (or after stats_interval_s, if shorter),
+#: when a frame rate can be measured; then every stats_interval_s. A first message at
+#: start read 0 fps for a whole interval (a minute by default).
+FIRST_STATS_S = 5.0
 #: Snapshots waiting to be rendered and written; one more is dropped and counted.
 SNAPSHOT_QUEUE = 2
 #: Poses messages waiting to be written to a recording.
@@ -78,7 +82,11 @@ class _BaseSink:
 
 class MqttSink(_BaseSink):
     """`poses` (per `mqtt.poses_mode`), `events`, and the retained `person_count` and
-    `state`: the debounced scene where the events stage runs, else the raw count."""
+    `state`: the debounced scene where the events stage runs, else the raw count.
+
+    The debounced scene goes out only once the events stage has decided it
+    (`FrameResult.state_changed`): until then, the values retained from before a
+    restart stand, rather than an empty room nobody has looked at yet."""
 
     def __init__(self, publish: Publish, *, node_id: str, poses_policy: PosesPolicy, expiry_s: int | None,
                  send_event: Callable[[Any, Message], bool] | None = None,
@@ -99,8 +107,9 @@ class MqttSink(_BaseSink):
         for event in result.events:
             self._send_event(event, event_message(event, node_id=self._node_id))
         if result.state is not None:
-            if result.state_changed or self._last_count is None:
-                self._publish(state_message(result.state, now=self._wall_clock()))
+            if not result.state_changed:
+                return
+            self._publish(state_message(result.state, now=self._wall_clock()))
             count = result.state.person_count
         else:
             count = len(poses)
@@ -138,10 +147,12 @@ class RollingStats:
 
 
 class StatsSink(_BaseSink):
-    """The retained `stats` message every `interval_s`, whether or not frames arrive.
+    """The retained `stats` message every `interval_s`, whether or not frames arrive;
+    the first one `FIRST_STATS_S` after start, once a frame rate can be measured.
 
     `figures()` returns the counters other parts own (capture, MQTT, snapshots,
-    the model), read when stats are due.
+    the model), read when stats are due. `started_at` is monotonic; the wall-clock
+    start (``started_at`` in the message) is derived from it once, here.
     """
 
     def __init__(self, publish: Publish, *, interval_s: float, figures: Callable[[], dict[str, Any]],
@@ -151,7 +162,8 @@ class StatsSink(_BaseSink):
         self._figures = figures
         self._wall_clock = wall_clock
         self.rolling = RollingStats(started_at)
-        self._next_at = started_at
+        self._started_wall = wall_clock() - max(0.0, time.monotonic() - started_at)
+        self._next_at = started_at + min(FIRST_STATS_S, interval_s)
 
     def consume(self, result: FrameResult) -> None:
         self.rolling.add(time.monotonic(), result.inference_ms)
@@ -166,7 +178,8 @@ class StatsSink(_BaseSink):
             return
         self._next_at = now + self._interval_s
         self._publish(stats_message(
-            {**self.rolling.snapshot(now), **self._figures(), "cpu_temp_c": read_cpu_temperature()},
+            {**self.rolling.snapshot(now), **self._figures(), "cpu_temp_c": read_cpu_temperature(),
+             "started_at": self._started_wall},
             now=self._wall_clock(),
         ))
 

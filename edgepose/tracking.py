@@ -124,13 +124,14 @@ class Tracker:
     ``process(poses, now)`` returns the same poses with ``track_ids`` set, in
     the same order; a pose that cannot get a track (more poses in one frame
     than ``max_tracks``, lowest scores first) is left out. Ids are never
-    reused while the tracker lives.
+    reused while the tracker lives; `first_id` carries on after the ids of an
+    earlier run that people counted before a restart still have.
     """
 
-    def __init__(self, config: TrackingConfig | None = None):
+    def __init__(self, config: TrackingConfig | None = None, *, first_id: int = 1):
         self.config = config or TrackingConfig()
         self._tracks: list[_Track] = []
-        self._next_id = 1
+        self._next_id = max(1, int(first_id))
         self._last_now: float | None = None
 
     @property

@@ -15,8 +15,11 @@ a removal, any other gets the device, origin and shared options merged in and
 must pass its platform's DISCOVERY_SCHEMA. Then it renders every value
 template against real edgepose messages (state, events, stats, person count)
 with Home Assistant's template engine, and checks that the event entities
-accept their own event types and render nothing for the others (which Home
-Assistant ignores). Exit 0 when all pass, 1 otherwise; prints one line per check.
+accept their own event types, for their own area (the whole frame's presence
+entity only zone-less events, each zone's only its zone's), and render nothing
+for the others (which Home Assistant ignores), and that timestamp sensors
+render what Home Assistant parses as an aware datetime. Exit 0 when all pass,
+1 otherwise; prints one line per check.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ from edgepose.events import Event, FallState, SceneState  # noqa: E402
 SETUPS = {
     "defaults": dict(publish_snapshot=False),
     "everything": dict(
-        publish_snapshot=True, presence=True, falls=True, zones=("bed", "door-1"), stats_interval_s=60.0
+        publish_snapshot=True, presence=True, falls=True, zones=("bed", "door-1"), stats_interval_s=60.0,
+        device_info={"hw_version": "Raspberry Pi 5 Model B Rev 1.0", "serial_number": "f00dcafe",
+                     "configuration_url": "http://hall.lan:9090/"},
     ),
     "zone renamed, snapshot off": dict(
         publish_snapshot=False, presence=True, falls=False, zones=("sofa",), stats_interval_s=30.0,
@@ -107,7 +112,8 @@ def sample_messages() -> dict[str, list[bytes]]:
         Event("hall-1-x-4", "fall_cleared", 1.7e9, 9.0, 4, "bed",
               {"reason": "acknowledged", "fall_event_id": "hall-1-x-3"}),
     ]
-    stats = {k: 1 for k in messages.STATS_FIELDS} | {"accelerator": "cpu", "cpu_temp_c": 51.2}
+    stats = {k: 1 for k in messages.STATS_FIELDS} | {"accelerator": "cpu", "cpu_temp_c": 51.2,
+                                                      "started_at": 1.7e9}
     return {
         "edgepose/hall-1/state": [messages.state_message(state, now=1.7e9).payload],
         "edgepose/hall-1/events": [messages.event_message(e, node_id="hall-1").payload for e in events],
@@ -116,8 +122,21 @@ def sample_messages() -> dict[str, list[bytes]]:
     }
 
 
+def area_of(key: str) -> object:
+    """The area an event entity is for: None (the whole frame), a zone name, or ANY."""
+    if key == "presence_event":
+        return None
+    if key.startswith("zone_") and key.endswith("_presence_event"):
+        return key[len("zone_"):-len("_presence_event")]
+    return ANY
+
+
+ANY = object()
+
+
 async def render_templates(hass, configs: dict) -> None:
     from homeassistant.helpers.template import Template
+    from homeassistant.util import dt as dt_util
 
     samples = sample_messages()
     for key, conf in configs.items():
@@ -133,12 +152,16 @@ async def render_templates(hass, configs: dict) -> None:
                 check(False, f"{key}: template failed on {raw[:60]!r}: {exc}")
                 continue
             if conf.get("event_types") is not None:
-                kind = json.loads(raw)["type"]
-                if kind in conf["event_types"]:
+                event = json.loads(raw)
+                kind, area = event["type"], area_of(key)
+                if kind in conf["event_types"] and (area is ANY or event["zone"] == area):
                     rendered = json.loads(out)
                     check(rendered.get("event_type") == kind, f"{key}: renders {kind} with event_type")
                 else:
-                    check(out.strip() == "", f"{key}: renders nothing for {kind} (ignored by HA)")
+                    check(out.strip() == "", f"{key}: renders nothing for {kind} in {event['zone']} (ignored by HA)")
+            elif conf.get("device_class") == "timestamp":
+                when = dt_util.parse_datetime(str(out))
+                check(when is not None and when.tzinfo is not None, f"{key}: renders an aware datetime {out!r}")
             else:
                 check(out not in ("", None), f"{key}: renders {out!r}")
         atpl = conf.get("json_attributes_template")
@@ -171,6 +194,8 @@ def main() -> int:
     renamed = json.loads(built["zone renamed, snapshot off"])["components"]
     check(renamed.get("zone_bed_occupied") == {"platform": "binary_sensor"}, "a zone no longer configured is removed")
     check(renamed.get("snapshot") == {"platform": "image"}, "the image entity is removed with snapshots off")
+    check(renamed.get("zone_bed_presence_event") == {"platform": "event"}, "a removed zone's event entity goes too")
+    check(renamed.get("uptime_s") == {"platform": "sensor"}, "the retired uptime duration sensor is removed")
     removal = messages.discovery_removal_message("hall-1", "homeassistant")
     check(removal.payload == b"" and removal.retain, "uninstall: empty retained payload on the device topic")
     print(f"{failures} failure(s)")

@@ -67,16 +67,27 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, (str, Path)):
         return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"no TOML for {value!r}")
 
 
+def _is_tables(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
 def _toml(table: dict[str, Any], prefix: str = "") -> str:
-    """Enough TOML for our configs: nested tables of strings, numbers and booleans."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    """Enough TOML for our configs: nested tables of strings, numbers, booleans and arrays,
+    and arrays of tables ([[zones]])."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict) and not _is_tables(v)]
     out = ([f"[{prefix}]"] if prefix and lines else []) + lines + ([""] if lines else [])
     for k, v in table.items():
         if isinstance(v, dict):
             out.append(_toml(v, f"{prefix}.{k}" if prefix else k))
+    for k, v in table.items():
+        if _is_tables(v):
+            for item in v:
+                out += [f"[[{prefix + '.' if prefix else ''}{k}]]", *(f"{ik} = {_toml_value(iv)}" for ik, iv in item.items()), ""]
     return "\n".join(out)
 
 
@@ -91,7 +102,7 @@ def demo_config(tmp_path: Path, node: str, broker: Broker | None, **tables: dict
     """config/demo.toml with this test's node id, broker, snapshot folder and no frame cap."""
     config = tomllib.loads(DEMO_CONFIG.read_text())
     config = _merge(config, {
-        "node": {"id": node},
+        "node": {"id": node, "state_file": str(tmp_path / f"state-{node}.json")},
         "source": {"max_fps": 0.0},
         "snapshots": {"dir": str(tmp_path / f"snapshots-{node}")},
         "logging": {"level": "info"},
@@ -426,6 +437,28 @@ def test_snapshot_command_takes_one_snapshot_and_a_bad_payload_none(tmp_path, mo
     assert code == 0, d.explain()
 
 
+def test_each_snapshot_is_published_exactly_once(tmp_path, mosquitto_broker, subscriber, daemon):
+    """The bug: a retained value written by paho's thread before `_send` returned looked
+    unsent, so it was sent again, and again (31 snapshots gave 255 publishes)."""
+    node = node_id("snaponce")
+    prefix = f"edgepose/{node}"
+    sub = subscriber(mosquitto_broker, f"{prefix}/snapshot", f"{prefix}/availability")
+    d = daemon(demo_config(tmp_path, node, mosquitto_broker, source={"max_fps": 10.0},
+                           mqtt={"publish_snapshot": True},
+                           snapshots={"interval_s": 0.3, "cooldown_s": 0.0}))
+    d.wait_snapshots(12)
+    code, _ = d.terminate()
+    assert code == 0, d.explain()
+    # `offline` is the last message of the connection: every snapshot is in before it.
+    wait_msgs(sub, d, payload_is(f"{prefix}/availability", b"offline"))
+    published = [bytes(m.payload) for m in sub.matching(f"{prefix}/snapshot")]
+    written = [p.read_bytes() for p in d.snapshots()]
+    assert len(written) >= 12
+    assert sorted(published) == sorted(written), (
+        f"{len(published)} publishes for {len(written)} snapshots; "
+        f"{len(set(published))} distinct pictures published")
+
+
 # --- 3. two nodes, one broker --------------------------------------------------------------
 
 
@@ -479,7 +512,7 @@ def test_camera_runs_through_broker_outages_and_state_is_republished(tmp_path, b
     d = daemon(demo_config(
         tmp_path, node, broker,
         source={"uri": str(photos), "loop": True, "max_fps": 20.0},
-        mqtt={"stats_interval_s": 600.0},
+        mqtt={"stats_interval_s": 0.5},
         snapshots={"interval_s": 0.2, "on_count_change": False, "cooldown_s": 0.0},
     ))
 
@@ -493,7 +526,7 @@ def test_camera_runs_through_broker_outages_and_state_is_republished(tmp_path, b
     wait_msgs(sub, d, payload_is(f"{prefix}/availability", b"online"))
     for msg in wait_msgs(sub, d, f"{prefix}/poses", count=5):
         check_poses(msg, node)
-    # Stats and person_count were published while the broker was away.
+    # Retained stats and person_count reach a subscriber that comes later.
     fresh = subscriber(broker, f"{prefix}/#")
     wait_msgs(fresh, d, payload_is(f"{prefix}/availability", b"online", retained=True))
     (count,) = wait_msgs(fresh, d, lambda m: m.topic == f"{prefix}/person_count" and m.retain)
@@ -659,3 +692,236 @@ def test_run_with_a_missing_model_exits_78_naming_the_file(tmp_path):
     assert done.returncode == EXIT_CONFIG, done.stderr
     assert str(missing) in done.stderr and "does not exist" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- 8. Home Assistant across restarts, restarts that do not lie, consistent presence -------
+
+LEFT_RIGHT = [  # two occupancy zones that tile the frame
+    {"name": "left", "points": [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]},
+    {"name": "right", "points": [[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]},
+]
+
+
+def with_zones(config: dict[str, Any], zones: list[dict[str, Any]]) -> dict[str, Any]:
+    return dict(config, zones=zones)
+
+
+def retained(broker: Broker, topic: str, subscriber) -> paho.MQTTMessage | None:
+    """The retained message on `topic` now, or None: a new subscriber gets it right after
+    its SUBACK; a message of ours published after subscribing marks the end of them."""
+    fresh = subscriber(broker, topic, "edgepose-test/marker")
+    marker = uuid.uuid4().hex.encode()
+    fresh.publish("edgepose-test/marker", marker)
+    fresh.wait_for(lambda m: m.topic == "edgepose-test/marker" and m.payload == marker)
+    got = [m for m in fresh.matching(topic) if m.retain]
+    return got[-1] if got else None
+
+
+def discovery_of(broker: Broker, node: str, subscriber) -> dict[str, Any]:
+    msg = retained(broker, f"homeassistant/device/edgepose_{node}/config", subscriber)
+    assert msg is not None, "no retained discovery config"
+    return json.loads(msg.payload)
+
+
+@pytest.mark.parametrize("memory", ["state file", "broker only"])
+def test_a_zone_removed_before_a_restart_leaves_no_stale_entity(tmp_path, mosquitto_broker, subscriber, daemon,
+                                                                memory):
+    """Home Assistant removes one component of a device only when it is sent with nothing
+    but its platform. The node remembers what it announced (its state file; with the
+    file gone, the broker's retained config) and removes what the config no longer has."""
+    node = node_id("zones")
+    prefix = f"edgepose/{node}"
+    topic = f"homeassistant/device/edgepose_{node}/config"
+    config = demo_config(tmp_path, node, mosquitto_broker)
+    sub = subscriber(mosquitto_broker, topic)
+    first = daemon(with_zones(config, LEFT_RIGHT))
+    wait_msgs(sub, first, topic)
+    comps = discovery_of(mosquitto_broker, node, subscriber)["components"]
+    assert comps["zone_right_count"]["value_template"] == "{{ value_json.zones['right'].person_count }}"
+    assert comps["zone_right_presence_event"]["platform"] == "event"
+    assert first.terminate()[0] == 0, first.explain()
+    state_file = Path(config["node"]["state_file"])
+    assert "zone_right_count" in state_file.read_text()
+    if memory == "broker only":
+        state_file.unlink()
+
+    second = daemon(with_zones(config, LEFT_RIGHT[:1]))
+    # With the state file, its first announcement removes the zone; without, the node
+    # reads the broker's retained config after connecting, then announces again.
+    wait_msgs(sub, second, topic, count=2 if memory == "state file" else 3)
+    if memory == "broker only":
+        second.wait_log("Home Assistant: removing 3 entities no longer configured")
+    after = discovery_of(mosquitto_broker, node, subscriber)
+    comps = after["components"]
+    for key, platform in (("zone_right_occupied", "binary_sensor"), ("zone_right_count", "sensor"),
+                          ("zone_right_presence_event", "event")):
+        assert comps.get(key, {"platform": platform}) == {"platform": platform}, comps.get(key)
+    assert "zones['right']" not in json.dumps(after), "no template for the removed zone is left"
+    assert comps["zone_left_count"]["name"] == "Left person count"
+    assert second.terminate()[0] == 0, second.explain()
+    remembered = json.loads(state_file.read_text())["discovery"][0]["payload"]["components"]
+    assert remembered.get("zone_right_count", {"platform": "sensor"}) == {"platform": "sensor"}
+    assert len(sub.matching(topic)) == (2 if memory == "state file" else 3), "announced once per start, plus the correction"
+
+
+def _photo_folder(tmp_path: Path, name: str, photo: Path | None, count: int = 1) -> Path:
+    """A folder of `count` copies of `photo` (None: a grey frame, nobody in view)."""
+    folder = tmp_path / name
+    folder.mkdir()
+    for i in range(count):
+        if photo is None:
+            Image.new("RGB", (640, 425), (128, 128, 128)).save(folder / f"{i:03d}.jpg")
+        else:
+            shutil.copy(photo, folder / f"{i:03d}.jpg")
+    return folder
+
+
+def _events(sub, prefix: str) -> list[dict[str, Any]]:
+    return [decode(m) for m in sub.matching(f"{prefix}/events")]
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+def test_a_restart_with_people_in_view_publishes_no_empty_room_and_no_new_entries(
+        tmp_path, mosquitto_broker, subscriber, daemon, stop):
+    """The retained count and state stay until the new run has looked for presence.enter_s,
+    and the people remembered from before the restart are taken over by their new tracks:
+    no 0, no person_entered for them, after a clean stop or a crash."""
+    node = node_id("restart")
+    prefix = f"edgepose/{node}"
+    people = _photo_folder(tmp_path, "people", DEMO_PHOTOS[0])  # the skier, always in view
+    config = demo_config(tmp_path, node, mosquitto_broker, source={"uri": str(people), "loop": True,
+                                                                   "max_fps": 10.0})
+    sub = subscriber(mosquitto_broker, f"{prefix}/#")
+    first = daemon(config)
+    entered = wait_msgs(sub, first, lambda m: m.topic == f"{prefix}/events" and decode(m)["type"] == "person_entered")
+    counted = wait_msgs(sub, first, lambda m: m.topic == f"{prefix}/person_count" and m.payload != b"0")[0].payload
+    if stop == "SIGTERM":
+        assert first.terminate()[0] == 0, first.explain()
+    else:
+        first.proc.kill()
+        first.proc.wait(STOP_S)
+    # Events of the first run still in its outbox are delivered again (at least once,
+    # same id): a subscriber drops them by id, and so does this test.
+    earlier = {e["id"] for e in _events(sub, prefix)}
+
+    after = subscriber(mosquitto_broker, f"{prefix}/#")
+    second = daemon(config)
+    wait_msgs(after, second, payload_is(f"{prefix}/availability", b"online", retained=False))
+    wait_msgs(after, second, f"{prefix}/poses", count=30)  # 3 s: six times presence.enter_s
+    assert second.terminate()[0] == 0, second.explain()
+    wait_msgs(after, second, payload_is(f"{prefix}/availability", b"offline", retained=False))
+
+    live = [m for m in after.matching(lambda m: not m.retain)]
+    counts = [m.payload for m in live if m.topic == f"{prefix}/person_count"]
+    assert counts in ([], [counted]), f"the count went {counts} across the restart (was {counted!r})"
+    states = [decode(m) for m in live if m.topic == f"{prefix}/state"]
+    assert all(s["person_count"] == int(counted) for s in states), states
+    events = [e for e in _events(after, prefix) if e["id"] not in earlier]
+    assert not [e for e in events if e["type"] == "person_entered"], f"announced again: {events}"
+    assert not [e for e in events if e["type"] == "person_left"], events
+    assert "late will" not in second.log_text(), second.explain()
+    ids = {e["track_id"] for e in _events(sub, prefix) if e["type"] == "person_entered"}
+    assert {decode(m)["track_id"] for m in entered} <= ids
+
+
+def test_people_gone_after_a_restart_leave_once_the_hold_runs_out(tmp_path, mosquitto_broker, subscriber, daemon):
+    node = node_id("gone")
+    prefix = f"edgepose/{node}"
+    people = _photo_folder(tmp_path, "people", DEMO_PHOTOS[0])
+    empty = _photo_folder(tmp_path, "empty", None)
+    config = demo_config(tmp_path, node, mosquitto_broker, presence={"enter_s": 0.3, "hold_s": 1.0},
+                         source={"uri": str(people), "loop": True, "max_fps": 10.0})
+    sub = subscriber(mosquitto_broker, f"{prefix}/events", f"{prefix}/person_count")
+    first = daemon(config)
+    wait_msgs(sub, first, lambda m: m.topic == f"{prefix}/person_count" and m.payload != b"0")
+    assert first.terminate()[0] == 0, first.explain()
+    entered = {(e["track_id"], e["zone"]) for e in _events(sub, prefix) if e["type"] == "person_entered"}
+    counts_before = len(sub.matching(f"{prefix}/person_count"))
+
+    second = daemon(_merge(config, {"source": {"uri": str(empty)}}))
+    # Events go through the outbox, the count straight out: either may come first.
+    wait_msgs(sub, second, payload_is(f"{prefix}/person_count", b"0"))
+    wait_msgs(sub, second, lambda m: m.topic == f"{prefix}/events" and decode(m)["type"] == "person_left",
+              count=len(entered))
+    left = [e for e in _events(sub, prefix) if e["type"] == "person_left"]
+    assert {(e["track_id"], e["zone"]) for e in left} == entered, (left, entered)
+    # The remembered count stands (re-published or not) until the hold runs out, then 0.
+    assert [m.payload for m in sub.matching(f"{prefix}/person_count")][counts_before:] in ([b"0"], [b"1", b"0"])
+    assert second.terminate()[0] == 0, second.explain()
+
+
+def test_presence_events_and_zone_counts_agree_with_themselves_on_the_demo(
+        tmp_path, mosquitto_broker, subscriber, daemon):
+    """The demo's photos change every second: people come and go and tracks are lost and
+    found. Every person_left follows a person_entered for that id and area, and the zone
+    counts (two zones tiling the frame) never add up to more than the whole frame's."""
+    node = node_id("consistent")
+    prefix = f"edgepose/{node}"
+    sub = subscriber(mosquitto_broker, f"{prefix}/events", f"{prefix}/state")
+    d = daemon(with_zones(demo_config(tmp_path, node, mosquitto_broker, source={"max_fps": 10.0},
+                                      presence={"enter_s": 0.3, "hold_s": 1.0}), LEFT_RIGHT))
+    wait_msgs(sub, d, lambda m: m.topic == f"{prefix}/events" and decode(m)["type"] == "person_left"
+              and decode(m)["zone"] is None, count=8, timeout=60.0)
+    assert d.terminate()[0] == 0, d.explain()
+    inside: set[tuple[int, str | None]] = set()
+    for e in _events(sub, prefix):
+        key = (e["track_id"], e["zone"])
+        if e["type"] == "person_entered":
+            assert key not in inside, f"{key} entered twice"
+            inside.add(key)
+        elif e["type"] == "person_left":
+            assert key in inside, f"{key} left without a person_entered"
+            inside.discard(key)
+    states = [decode(m) for m in sub.matching(f"{prefix}/state")]
+    assert states
+    for state in states:
+        zones = sum(z["person_count"] for z in state["zones"].values())
+        assert zones <= state["person_count"], state
+
+
+def test_ack_fall_with_no_fall_on_is_logged_counted_and_answered(tmp_path, mosquitto_broker, subscriber, daemon):
+    """Its own rate limit, not the snapshot cooldown (5 s): a second press a second later counts."""
+    node = node_id("ack")
+    prefix = f"edgepose/{node}"
+    sub = subscriber(mosquitto_broker, f"{prefix}/availability", f"{prefix}/reply", f"{prefix}/stats")
+    d = daemon(demo_config(tmp_path, node, mosquitto_broker, mqtt={"stats_interval_s": 0.5}))
+    wait_msgs(sub, d, payload_is(f"{prefix}/availability", b"online"))
+    sub.publish(f"{prefix}/cmd/ack_fall", b"ack")
+    (first,) = wait_msgs(sub, d, f"{prefix}/reply")
+    threading.Event().wait(1.0)  # the second press, a second later (the stimulus, not a sync)
+    sub.publish(f"{prefix}/cmd/ack_fall", b"ack")
+    replies = [decode(m) for m in wait_msgs(sub, d, f"{prefix}/reply", count=2)]
+    schema = load_schema("reply")
+    for reply in replies:
+        jsonschema.validate(reply, schema)
+        assert (reply["command"], reply["result"], reply["falls_cleared"]) == ("ack_fall", "no_fall", 0)
+    assert not first.retain
+    wait_msgs(sub, d, lambda m: m.topic == f"{prefix}/stats" and decode(m)["fall_acks_without_fall"] == 2)
+    assert d.log_text().count("ack_fall: no fall is on; nothing to acknowledge") == 2, d.explain()
+    assert d.terminate()[0] == 0, d.explain()
+
+
+def test_home_assistant_discovery_is_on_by_default(tmp_path, mosquitto_broker, subscriber, daemon):
+    node = node_id("ha")
+    topic = f"homeassistant/device/edgepose_{node}/config"
+    sub = subscriber(mosquitto_broker, topic, f"edgepose/{node}/stats")
+    config = demo_config(tmp_path, node, mosquitto_broker)
+    assert "home_assistant" not in config["mqtt"], "the demo relies on the default"
+    d = daemon(config)
+    (msg,) = wait_msgs(sub, d, topic)
+    payload = json.loads(msg.payload)
+    assert retained(mosquitto_broker, topic, subscriber) is not None
+    assert payload["components"]["person_count"]["unit_of_measurement"] == "people"
+    assert payload["components"]["started"]["device_class"] == "timestamp"
+    # Stats come soon after the start, not one stats interval (60 s) later.
+    stats = check_stats(wait_msgs(sub, d, f"edgepose/{node}/stats", timeout=15.0)[0])
+    assert stats["fps"] > 0 and stats["uptime_s"] > 0 and stats["started_at"].endswith("Z")
+    assert d.terminate()[0] == 0, d.explain()
+    off = demo_config(tmp_path, node_id("noha"), mosquitto_broker, mqtt={"home_assistant": False})
+    quiet = subscriber(mosquitto_broker, f"homeassistant/device/edgepose_{off['node']['id']}/config",
+                       f"edgepose/{off['node']['id']}/availability")
+    d = daemon(off)
+    wait_msgs(quiet, d, f"edgepose/{off['node']['id']}/availability")
+    assert d.terminate()[0] == 0, d.explain()
+    wait_msgs(quiet, d, payload_is(f"edgepose/{off['node']['id']}/availability", b"offline"))
+    assert not quiet.matching(lambda m: m.topic.startswith("homeassistant/")), "announced with the key off"

@@ -185,6 +185,8 @@ STATS = {
     "outbox_dropped": 0,
     "cpu_temp_c": None,
     "uptime_s": 130,
+    "started_at": 1_700_000_000.0,
+    "fall_acks_without_fall": 0,
 }
 
 

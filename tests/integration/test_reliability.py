@@ -486,3 +486,26 @@ def test_commands_obey_a_cooldown_and_invalid_ones_are_logged_at_a_bounded_rate(
     assert seen == ["snapshot"] and stats["commands"] == 1 and stats["commands_invalid"] == 200
     logged = [m for m in mqtt_records.at(logging.WARNING) if "not a command" in m]
     assert len(logged) <= 5 and stats["commands_log_suppressed"] >= 195
+
+
+def test_the_last_runs_retained_offline_is_no_late_will(mosquitto_broker, publishers, subscriber, mqtt_records):
+    """A clean stop leaves `offline` retained; the next start's subscription brings it back
+    (retained). That is not a late will: no correction, no "late will" line."""
+    n = node()
+    availability = f"edgepose/{n}/availability"
+    first = publishers(cfg_for(mosquitto_broker), n)
+    assert first.wait_connected(WAIT_S)
+    first.stop(timeout=WAIT_S)
+    assert retained_value(mosquitto_broker, availability, subscriber) == b"offline"
+    sub = subscriber(mosquitto_broker, availability)
+    second = publishers(cfg_for(mosquitto_broker), n)
+    assert second.wait_connected(WAIT_S)
+    sub.wait_for(lambda m: m.payload == b"online" and not m.retain)
+    # The broker sent the retained offline before the PUBACK of anything published after
+    # the subscription, on the same socket: once that PUBACK is in, so was the offline.
+    acked = threading.Event()
+    assert second.publish_acked("probe", b"1", lambda ok: acked.set())
+    assert acked.wait(WAIT_S)
+    assert second.stats()["availability_corrections"] == 0
+    assert not [m for m in mqtt_records.at(logging.INFO) if "late will" in m]
+    assert retained_value(mosquitto_broker, availability, subscriber) == b"online"

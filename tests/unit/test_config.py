@@ -735,3 +735,19 @@ def test_every_model_only_key_has_a_reason_and_every_model_its_defaults():
         assert spec.options <= set(config_module.FAMILY_KEYS), spec.name
         assert set(dict(spec.defaults)) == set(config_module.MODEL_DEFAULT_KEYS), spec.name
     assert set(config_module.FAMILY_KEYS) == set().union(*(s.options for s in MODELS.values()))
+
+
+def test_state_file_lives_in_the_state_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    assert load(tmp_path, "").node.state_file == tmp_path / "state" / "edgepose-state.json"
+
+
+def test_configuration_url_must_be_a_web_address(tmp_path):
+    assert load(tmp_path, '[node]\nconfiguration_url = "http://hall.lan:9090/"\n').node.configuration_url
+    (problem,) = problems(tmp_path, '[node]\nconfiguration_url = "hall.lan"\n')
+    assert problem.startswith("node.configuration_url:") and "http://" in problem
+
+
+def test_home_assistant_discovery_is_on_by_default_and_off_with_one_key(tmp_path):
+    assert load(tmp_path, "").mqtt.home_assistant is True
+    assert load(tmp_path, "[mqtt]\nhome_assistant = false\n").mqtt.home_assistant is False

@@ -123,20 +123,23 @@ def test_state_message_is_retained_and_validates():
 # --- presence -----------------------------------------------------------------------------
 
 
+NOWHERE = frozenset()
+
+
 def test_presence_enters_after_enter_s_and_leaves_after_hold_s():
     p = Presence(PresenceConfig(enter_s=0.5, hold_s=3.0))
-    assert p.update({1}, {1}, 0.0) == []
-    assert p.update({1}, {1}, 0.4) == []
-    assert p.update({1}, {1}, 0.5) == [("person_entered", 1, 1)]
-    assert p.update(set(), set(), 3.4) == []
-    assert p.update(set(), set(), 3.6) == [("person_left", 1, 0)]
+    assert p.update({1: NOWHERE}, 0.0) == []
+    assert p.update({1: NOWHERE}, 0.4) == []
+    assert p.update({1: NOWHERE}, 0.5) == [("person_entered", 1, None, 1)]
+    assert p.update({}, 3.4) == []
+    assert p.update({}, 3.6) == [("person_left", 1, None, 0)]
 
 
 def test_a_one_frame_false_detection_never_enters():
     p = Presence(PresenceConfig(enter_s=0.5, hold_s=3.0))
-    events = p.update({1}, {1}, 0.0)
+    events = p.update({1: NOWHERE}, 0.0)
     for k in range(1, 30):
-        events += p.update(set(), set(), k / FPS)
+        events += p.update({}, k / FPS)
     assert events == [] and p.count == 0
 
 
@@ -158,12 +161,24 @@ def test_count_and_state_follow_the_debounced_presence_not_each_frame():
     scene.hold(0.6, standing())
     assert scene.results[-1].state.person_count == 1
     changed = [r.state_changed for r in scene.results]
-    assert changed.count(True) == 2  # the first frame (0 people) and the entry
+    assert changed.count(True) == 1  # the first decision (enter_s after the start): the entry
     scene.hold(1.9)
     assert scene.results[-1].state.person_count == 1  # still within hold_s
     scene.hold(0.3)
     assert scene.results[-1].state.person_count == 0
     assert scene.types() == [("person_entered", None), ("person_left", None)]
+
+
+def test_no_state_is_reported_before_the_first_enter_s_of_a_run():
+    """A cold start keeps the retained state until it has looked for enter_s: the first
+    state reported already counts the person in view, never an empty room."""
+    scene = Scene(PresenceConfig(enter_s=0.5, hold_s=2.0))
+    scene.hold(0.5, standing())
+    assert [r.state_changed for r in scene.results] == [False] * 5
+    scene.frame(standing())  # 0.5 s after the first frame
+    first = scene.results[-1]
+    assert first.state_changed and first.state.person_count == 1
+    assert scene.types() == [("person_entered", None)]
 
 
 def test_two_people_enter_and_leave_in_order_with_counts():
@@ -182,13 +197,14 @@ def test_two_people_enter_and_leave_in_order_with_counts():
 def test_a_new_track_for_the_same_person_within_the_hold_is_no_new_visit():
     presence = PresenceConfig(enter_s=0.3, hold_s=3.0)
     p = Presence(presence)
-    p.update({1}, {1}, 0.0)
-    assert p.update({1}, {1}, 0.3) == [("person_entered", 1, 1)]
+    p.update({1: NOWHERE}, 0.0)
+    assert p.update({1: NOWHERE}, 0.3) == [("person_entered", 1, None, 1)]
     # Track 1 is lost; the tracker finds the person again as track 2.
-    assert p.update({2}, {2}, 1.5) == []
-    assert p.update({2}, {2}, 1.8) == []  # takes over track 1's place: no entry, no exit later
+    assert p.update({2: NOWHERE}, 1.5) == []
+    assert p.update({2: NOWHERE}, 1.8) == []  # takes over track 1's place: no entry, no exit later
     assert p.count == 1
-    assert p.update(set(), set(), 5.0) == [("person_left", 2, 0)]
+    # They leave under the id they entered with, not the track's.
+    assert p.update({}, 5.0) == [("person_left", 1, None, 0)]
 
 
 def test_zone_presence_has_its_own_events_and_counts():
@@ -200,6 +216,133 @@ def test_zone_presence_has_its_own_events_and_counts():
     assert scene.types() == [("person_entered", None), ("person_entered", "door"), ("person_left", "door")]
     assert scene.results[-1].state.zones == (("door", 0),)
     assert scene.results[-1].state.person_count == 1
+
+
+def check_consistent(events: list[tuple[str, int, str | None]]) -> None:
+    """Per (id, area): entered, left, entered, ... never a left without its entry."""
+    inside: set[tuple[int, str | None]] = set()
+    for kind, pid, zone in events:
+        key = (pid, zone)
+        if kind == "person_entered":
+            assert key not in inside, f"{key} entered twice"
+            inside.add(key)
+        else:
+            assert key in inside, f"{key} left without having entered"
+            inside.discard(key)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_presence_events_and_counts_agree_with_themselves_whatever_the_tracker_does(seed):
+    """Random people flickering, lost and found under new track ids, walking between two
+    zones that tile the frame: every left follows an entry of the same id and area, no
+    zone counts more than the frame, the zones together never more than the frame."""
+    rng = np.random.default_rng(seed)
+    p = Presence(PresenceConfig(enter_s=0.3, hold_s=1.0), ["left", "right"])
+    people: dict[int, str] = {}  # track id -> zone of a person in view
+    next_track, events = 1, []
+    counts: dict[str | None, int] = {None: 0, "left": 0, "right": 0}  # as the events tell it
+    for step in range(400):
+        now = step / FPS
+        if rng.random() < 0.05 and len(people) < 4:
+            people[next_track] = str(rng.choice(["left", "right"]))
+            next_track += 1
+        for tid in list(people):
+            r = rng.random()
+            if r < 0.01:
+                del people[tid]  # walks out
+            elif r < 0.03:  # the tracker loses them and finds them again under a new id
+                people[next_track] = people.pop(tid)
+                next_track += 1
+            elif r < 0.08:
+                people[tid] = "right" if people[tid] == "left" else "left"
+        seen = {tid: frozenset([zone]) for tid, zone in people.items() if rng.random() > 0.2}
+        for kind, pid, zone, count in p.update(seen, now):
+            events.append((kind, pid, zone))
+            counts[zone] += 1 if kind == "person_entered" else -1
+            assert count == counts[zone], f"step {step}: {kind} {pid} {zone} says {count}"
+        assert counts == {None: p.count, "left": p.zone_count("left"), "right": p.zone_count("right")}
+        left, right = p.zone_count("left"), p.zone_count("right")
+        assert left + right <= p.count, f"step {step}: zones {left} + {right} > frame {p.count}"
+    check_consistent(events)
+    assert any(k == "person_left" and z is None for k, _, z in events), "the scenario must exercise exits"
+
+
+def test_a_track_seen_beside_the_one_it_took_over_from_is_someone_else():
+    p = Presence(PresenceConfig(enter_s=0.3, hold_s=3.0))
+    events = []
+    for k in range(4):
+        events += p.update({1: NOWHERE}, k / FPS)
+    for k in range(4, 8):  # track 1 unseen; track 2 appears: taken for the same person
+        events += p.update({2: NOWHERE}, k / FPS)
+    assert p.count == 1
+    for k in range(8, 12):  # track 1 is back beside track 2: two people
+        events += p.update({1: NOWHERE, 2: NOWHERE}, k / FPS)
+    for k in range(12, 60):
+        events += p.update({}, k / FPS)
+    assert [e[:3] for e in events] == [
+        ("person_entered", 1, None), ("person_entered", 2, None),
+        ("person_left", 1, None), ("person_left", 2, None),
+    ]
+
+
+def test_a_person_walking_between_tiling_zones_is_counted_once():
+    left = Zone("left", "occupancy", False, "feet", np.array([[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]))
+    right = Zone("right", "occupancy", False, "feet", np.array([[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]))
+    scene = Scene(PresenceConfig(enter_s=0.3, hold_s=2.0), zones=[left, right])
+    for k in range(60):  # 6 s from the left edge to the right edge, and back
+        x = 60 + 520 * (k / 59)
+        scene.frame(standing((x, 430)))
+    for k in range(60):
+        scene.frame(standing((580 - 520 * (k / 59), 430)))
+    for r in scene.results:
+        zones = dict(r.state.zones)
+        assert zones["left"] + zones["right"] <= r.state.person_count, r.state
+    assert scene.types() == [
+        ("person_entered", None), ("person_entered", "left"),
+        ("person_left", "left"), ("person_entered", "right"),
+        ("person_left", "right"), ("person_entered", "left"),
+    ]
+
+
+def test_a_person_found_again_under_a_new_track_leaves_with_the_id_they_entered_with():
+    scene = Scene(PresenceConfig(enter_s=0.3, hold_s=3.0))
+    scene.hold(1.0, standing((200, 430)))
+    scene.hold(1.5)  # lost for longer than the tracker's max age, not the hold
+    scene.hold(1.0, standing((260, 430)))  # a new track: the same person
+    scene.hold(4.0)
+    (entered,) = [e for e in scene.events if e.type == "person_entered"]
+    (left,) = [e for e in scene.events if e.type == "person_left"]
+    assert left.track_id == entered.track_id
+
+
+def test_who_was_present_is_remembered_across_a_restart():
+    """The next run counts the remembered people from its first frame: no person_entered
+    for someone still in view, and a person_left (their old id) for someone gone, once
+    the hold has run out from the restart."""
+    door = Zone("door", "occupancy", False, "feet", np.array([[0.0, 0.0], [0.4, 0.0], [0.4, 1.0], [0.0, 1.0]]))
+    presence = PresenceConfig(enter_s=0.5, hold_s=2.0)
+    before = Scene(presence, zones=[door])
+    before.hold(2.0, standing((100, 430)), standing((500, 430)))
+    memory = before.stage.presence.remember()
+    assert sorted(memory["people"], key=lambda m: m["id"]) == [{"id": 1, "zones": ["door"]}, {"id": 2, "zones": []}]
+    memory = json.loads(json.dumps(memory))  # what the state file gives back
+
+    after = Scene(presence, zones=[door])
+    after.tracker = Tracker(first_id=memory["last_id"] + 1)
+    after.stage = EventStage(presence, FallConfig(), [door], EventIds("hall", "boot2"), recall=memory)
+    after.hold(5.0, standing((100, 430)))  # the one by the door is still there; the other left
+    states = [r.state for r in after.results if r.state_changed]
+    assert states[0].person_count == 2 and dict(states[0].zones) == {"door": 1}, "no empty room at start"
+    assert after.types() == [("person_left", None)]
+    assert after.events[0].track_id == 2 and after.results[-1].state.person_count == 1
+
+
+def test_a_damaged_memory_is_ignored_entry_by_entry():
+    p = Presence(PresenceConfig(), ["bed"])
+    p.recall({"people": [{"id": 4, "zones": ["bed", "gone"]}, {"id": "x"}, "junk", {"zones": []}]}, 0.0)
+    assert p.count == 1 and p.zone_count("bed") == 1
+    p.recall("not a mapping", 0.0)  # type: ignore[arg-type]
+    assert p.count == 1
 
 
 def test_event_stage_needs_track_ids():

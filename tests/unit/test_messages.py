@@ -156,6 +156,8 @@ STATS = {
     "outbox_dropped": 0,
     "cpu_temp_c": 51.234,
     "uptime_s": 130.7,
+    "started_at": 1_714_564_669.25,
+    "fall_acks_without_fall": 2,
 }
 
 
@@ -165,6 +167,7 @@ def test_stats_payload_rounds_and_validates():
     p = json.loads(m.payload)
     assert p["ts"] == "2024-05-01T12:00:00.000Z"
     assert (p["fps"], p["inference_ms_p50"], p["cpu_temp_c"], p["uptime_s"]) == (9.88, 41.3, 51.2, 130)
+    assert p["started_at"] == "2024-05-01T11:57:49.250Z" and p["fall_acks_without_fall"] == 2
     validate("stats", p)
 
 
@@ -398,15 +401,75 @@ def test_discovery_of_presence_zones_and_falls():
 
 def test_discovery_diagnostics_come_from_stats_and_expire():
     comps = full_discovery()
-    for key in ("inference_ms", "fps", "dropped_frames", "source_errors", "cpu_temp_c", "uptime_s"):
+    for key in ("inference_ms", "fps", "dropped_frames", "source_errors", "cpu_temp_c", "started"):
         assert comps[key]["entity_category"] == "diagnostic"
         assert comps[key]["state_topic"] == "edgepose/hall-1/stats"
         assert comps[key]["expire_after"] == 180
     assert comps["cpu_temp_c"]["device_class"] == "temperature"
-    assert comps["uptime_s"]["device_class"] == "duration"
+    # The start as a timestamp (Home Assistant shows "3 hours ago"), not a growing duration.
+    assert comps["started"]["device_class"] == "timestamp" and "state_class" not in comps["started"]
+    assert comps["started"]["value_template"] == "{{ value_json.started_at }}"
+    assert comps["uptime_s"] == {"platform": "sensor"}, "the old uptime sensor is removed"
     assert "expire_after" not in full_discovery(stats_interval_s=None)["fps"]
     for key in messages.STATS_SENSORS:
         assert key in messages.STATS_FIELDS
+
+
+def test_discovery_names_zones_as_people_write_them_and_counts_people():
+    comps = full_discovery(zones=("living_room", "door-1"))
+    assert comps["zone_living_room_occupied"]["name"] == "Living room occupied"
+    assert comps["zone_living_room_count"]["name"] == "Living room person count"
+    assert comps["zone_door-1_presence_event"]["name"] == "Door 1 presence"
+    assert comps["zone_living_room_count"]["unit_of_measurement"] == "people"
+    assert comps["person_count"]["unit_of_measurement"] == "people"
+    assert messages.zone_label("TV") == "TV" and messages.zone_label("bed") == "Bed"
+
+
+def _render(template: str, payload: dict) -> str:
+    """Enough of Home Assistant's template rendering for our event templates (jinja2)."""
+    jinja2 = pytest.importorskip("jinja2")
+    env = jinja2.Environment()
+    env.filters["tojson"] = json.dumps
+    env.globals["dict"] = dict
+    return env.from_string(template).render(value_json=payload)
+
+
+def test_each_area_has_its_own_presence_event_entity():
+    """An automation on the whole frame's person_entered must not also fire once per zone."""
+    comps = full_discovery(zones=("bed", "door"))
+    frame = {"type": "person_entered", "zone": None, "track_id": 3, "person_count": 1}
+    bed = dict(frame, zone="bed")
+    fall = {"type": "fall_detected", "zone": "bed", "track_id": 3}
+    assert json.loads(_render(comps["presence_event"]["value_template"], frame))["event_type"] == "person_entered"
+    assert _render(comps["presence_event"]["value_template"], bed) == ""
+    assert json.loads(_render(comps["zone_bed_presence_event"]["value_template"], bed))["zone"] == "bed"
+    assert _render(comps["zone_bed_presence_event"]["value_template"], frame) == ""
+    assert _render(comps["zone_door_presence_event"]["value_template"], bed) == ""
+    assert _render(comps["zone_bed_presence_event"]["value_template"], fall) == ""
+    assert json.loads(_render(comps["fall_event"]["value_template"], fall))["event_type"] == "fall_detected"
+
+
+def test_discovery_device_info_says_what_hardware_runs_it():
+    (m,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", False, device_info={
+        "hw_version": "Raspberry Pi 5 Model B Rev 1.0", "serial_number": "f00dcafe",
+        "configuration_url": "http://hall.lan:9090/", "ignored": "x"})
+    device = json.loads(m.payload)["device"]
+    assert device["hw_version"] == "Raspberry Pi 5 Model B Rev 1.0" and device["serial_number"] == "f00dcafe"
+    assert device["configuration_url"] == "http://hall.lan:9090/" and "ignored" not in device
+    (bare,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", False)
+    assert set(json.loads(bare.payload)["device"]) == {"identifiers", "name", "manufacturer", "model", "sw_version"}
+
+
+def test_with_removals_adds_only_what_the_earlier_payload_configured():
+    (before,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", True, presence=True,
+                                            zones=("right",))
+    (now,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", True, presence=True)
+    merged = json.loads(messages.with_removals(now.payload, before.payload))["components"]
+    assert merged["zone_right_count"] == {"platform": "sensor"}
+    assert merged["zone_right_presence_event"] == {"platform": "event"}
+    assert messages.with_removals(now.payload, now.payload) is None
+    assert messages.with_removals(json.dumps(merged).join(['{"components":', "}"]).encode(), before.payload) is None
+    assert messages.with_removals(now.payload, b"junk") is None
 
 
 def test_discovery_removes_what_is_no_longer_configured():

@@ -1,0 +1,75 @@
+"""statefile.py: what a node remembers across restarts, written atomically off the frame path."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from edgepose.daemon import device_info
+from edgepose.config import load_config
+from edgepose.statefile import VERSION, StateFile
+
+
+def test_what_is_put_is_there_after_a_restart(tmp_path):
+    path = tmp_path / "state" / "edgepose-state.json"
+    memory = StateFile(path)
+    assert memory.get("presence") is None
+    memory.put("presence", {"people": [{"id": 3, "zones": ["bed"]}], "last_id": 3})
+    memory.put("discovery", [{"topic": "t", "payload": {"components": {}}}])
+    memory.close()
+    assert json.loads(path.read_text())["v"] == VERSION
+    again = StateFile(path)
+    assert again.get("presence") == {"people": [{"id": 3, "zones": ["bed"]}], "last_id": 3}
+    assert again.get("discovery")[0]["topic"] == "t"
+    assert [p.name for p in path.parent.iterdir()] == [path.name], "no temporary file left behind"
+
+
+def test_the_same_value_is_not_written_again(tmp_path):
+    memory = StateFile(tmp_path / "s.json")
+    memory.put("presence", {"people": []})
+    assert memory.flush()
+    memory.put("presence", {"people": []})
+    assert memory.flush()
+    memory.close()
+    assert memory.writes == 1
+
+
+def test_a_damaged_or_foreign_file_is_an_empty_memory(tmp_path, caplog):
+    for text in ("{not json", '{"v": 99, "presence": {}}', "[1, 2]", "\udcff"):
+        path = tmp_path / "s.json"
+        path.write_text(text, errors="surrogateescape")
+        with caplog.at_level(logging.WARNING, logger="edgepose.statefile"):
+            assert StateFile(path).get("presence") is None
+        assert "starting with no memory" in caplog.text
+        caplog.clear()
+
+
+def test_an_unwritable_place_is_logged_once_and_never_raises(tmp_path, caplog):
+    (tmp_path / "file").write_text("not a folder")
+    memory = StateFile(tmp_path / "file" / "s.json")
+    with caplog.at_level(logging.WARNING, logger="edgepose.statefile"):
+        for n in range(3):
+            memory.put("presence", {"n": n})
+            assert memory.flush()
+        memory.close()
+    assert caplog.text.count("cannot write it") == 1 and memory.writes == 0
+    assert memory.get("presence") == {"n": 2}, "still remembered for this run"
+
+
+def test_no_path_remembers_within_the_run_only(tmp_path):
+    memory = StateFile(None)
+    memory.put("presence", {"n": 1})
+    assert memory.get("presence") == {"n": 1}
+    memory.close()
+
+
+def test_device_info_reads_the_pi_device_tree(tmp_path):
+    tree = tmp_path / "device-tree"
+    tree.mkdir()
+    (tree / "model").write_bytes(b"Raspberry Pi 5 Model B Rev 1.0\x00")
+    (tree / "serial-number").write_bytes(b"f00dcafe12345678\x00")
+    config = load_config(None, {"node.configuration_url": "https://hall.lan/"})
+    assert device_info(config, tree) == {"hw_version": "Raspberry Pi 5 Model B Rev 1.0",
+                                         "serial_number": "f00dcafe12345678",
+                                         "configuration_url": "https://hall.lan/"}
+    assert device_info(load_config(None), tmp_path / "none") == {}
