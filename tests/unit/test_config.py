@@ -735,3 +735,12 @@ def test_every_model_only_key_has_a_reason_and_every_model_its_defaults():
         assert spec.options <= set(config_module.FAMILY_KEYS), spec.name
         assert set(dict(spec.defaults)) == set(config_module.MODEL_DEFAULT_KEYS), spec.name
     assert set(config_module.FAMILY_KEYS) == set().union(*(s.options for s in MODELS.values()))
+
+
+def test_the_still_interval_must_leave_a_still_person_their_track(tmp_path):
+    """The gate's rate for a still scene with people against the tracker's memory: an
+    interval over half of tracking.max_age_s would give a still person a new id."""
+    message = only_problem(tmp_path, "[motion]\nstill_interval_s = 0.6\n")
+    assert message.startswith("motion.still_interval_s: must be at most half of tracking.max_age_s (1 s)")
+    assert load(tmp_path, "[motion]\nstill_interval_s = 1.0\n[tracking]\nmax_age_s = 2.0\n").motion.still_interval_s == 1.0
+    assert load(tmp_path, "[motion]\nenabled = false\nstill_interval_s = 5.0\n").motion.still_interval_s == 5.0
