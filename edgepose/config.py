@@ -364,6 +364,10 @@ class SnapshotConfig:
     max_bytes: int = _key(50_000_000, ge=0, le=BYTES_MAX)  # 0 = no size cap
     jpeg_quality: int = _key(85, ge=1, le=JPEG_QUALITY_MAX)
     labels: bool = True
+    #: What snapshots (files, fall snapshots, the MQTT image) show behind the overlay:
+    #: "skeleton" a plain background, "blur" the picture blurred beyond recognition,
+    #: "off" the camera picture. Not the picture by default: see the README, "Privacy".
+    privacy: Literal["skeleton", "blur", "off"] = "skeleton"
 
 
 @dataclass(frozen=True, slots=True)

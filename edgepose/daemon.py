@@ -77,6 +77,7 @@ def _make_publisher(config: Config, commands: "queue.Queue[str]"):
         discovery = discovery_messages(
             config.node.id, config.mqtt.topic_prefix, config.mqtt.discovery_prefix,
             config.mqtt.publish_snapshot,
+            snapshot_privacy=config.snapshots.privacy,
             presence=True,
             falls=config.falls.enabled,
             zones=[z.name for z in config.zones if z.kind == "occupancy"],
@@ -85,6 +86,13 @@ def _make_publisher(config: Config, commands: "queue.Queue[str]"):
     return MqttPublisher(config.mqtt, config.node.id, on_command=commands.put, discovery=discovery,
                          command_cooldown_s=config.snapshots.cooldown_s)
 
+
+#: What the start-up log says snapshots show (snapshots.privacy).
+PRIVACY_LOG = {
+    "off": "the camera picture with the overlay (snapshots.privacy = \"off\")",
+    "skeleton": "the overlay on a plain background, never the camera picture (snapshots.privacy)",
+    "blur": "the overlay on the picture blurred beyond recognition, never the picture itself (snapshots.privacy)",
+}
 
 #: Outbox counters that count messages given up.
 OUTBOX_DROPS = ("dropped_telemetry", "dropped_events", "dropped_critical")
@@ -148,8 +156,10 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: 
             min_score=config.decode.min_part_score,
             jpeg_quality=snap.jpeg_quality,
             zones=[Zone.from_config(z) for z in config.zones],
+            privacy=snap.privacy,
         )
         stages.append(snapshot_sink)
+        log.info("snapshots: %s", PRIVACY_LOG[snap.privacy])
     if publish is not None:
         sinks.append(MqttSink(
             publish,

@@ -479,6 +479,13 @@ OPTIONAL_COMPONENTS: dict[str, str] = {
     "ack_fall": "button",
 }
 
+#: The snapshot image entity's name per ``snapshots.privacy``: what the picture shows.
+SNAPSHOT_NAMES: dict[str, str] = {
+    "off": "Snapshot",
+    "skeleton": "Snapshot (skeleton only)",
+    "blur": "Snapshot (blurred background)",
+}
+
 #: Figures from stats shown as diagnostic sensors: key -> (name, unit, device class, icon).
 STATS_SENSORS: dict[str, tuple[str, str | None, str | None, str | None]] = {
     "inference_ms_p50": ("Inference time", "ms", None, "mdi:timer-outline"),
@@ -516,6 +523,7 @@ def discovery_messages(
     zones: Sequence[str] = (),
     stats_interval_s: float | None = None,
     previous: bytes | None = None,
+    snapshot_privacy: str = "off",
 ) -> list[Message]:
     """Home Assistant device-based discovery for this node, as whole topics.
 
@@ -531,7 +539,8 @@ def discovery_messages(
     count once presence runs), a snapshot button (``cmd/snapshot``) and
     diagnostic sensors from stats (`STATS_SENSORS`; ``expire_after`` of
     three stats intervals when `stats_interval_s` is given). With
-    `publish_snapshot`: an ``image`` entity. With `presence`: an ``event``
+    `publish_snapshot`: an ``image`` entity, its name saying what it shows
+    (`snapshot_privacy`, ``snapshots.privacy``). With `presence`: an ``event``
     entity for person_entered / person_left, and per occupancy zone in
     `zones` a count sensor and an occupancy binary sensor (from the retained
     ``state``). With `falls`: a "fall" binary sensor (safety: on while
@@ -609,7 +618,7 @@ def discovery_messages(
     if publish_snapshot:
         components["snapshot"] = {
             "platform": "image",
-            "name": "Snapshot",
+            "name": SNAPSHOT_NAMES[snapshot_privacy],
             "unique_id": uid("snapshot"),
             "image_topic": topic(TOPIC_SNAPSHOT),
             "content_type": "image/jpeg",

@@ -744,3 +744,10 @@ def test_the_still_interval_must_leave_a_still_person_their_track(tmp_path):
     assert message.startswith("motion.still_interval_s: must be at most half of tracking.max_age_s (1 s)")
     assert load(tmp_path, "[motion]\nstill_interval_s = 1.0\n[tracking]\nmax_age_s = 2.0\n").motion.still_interval_s == 1.0
     assert load(tmp_path, "[motion]\nenabled = false\nstill_interval_s = 5.0\n").motion.still_interval_s == 5.0
+
+
+def test_snapshots_hide_the_camera_picture_unless_asked(tmp_path):
+    """The families this is for chose pose over video: no picture by default."""
+    assert Config().snapshots.privacy == "skeleton"
+    assert load(tmp_path, '[snapshots]\nprivacy = "off"\n').snapshots.privacy == "off"
+    assert only_problem(tmp_path, '[snapshots]\nprivacy = "none"\n').startswith("snapshots.privacy:")
