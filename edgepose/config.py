@@ -373,6 +373,10 @@ class SnapshotConfig:
     max_bytes: int = _key(50_000_000, ge=0, le=BYTES_MAX)  # 0 = no size cap
     jpeg_quality: int = _key(85, ge=1, le=JPEG_QUALITY_MAX)
     labels: bool = True
+    #: What snapshots (files, fall snapshots, the MQTT image) show behind the overlay:
+    #: "skeleton" a plain background, "blur" the picture blurred beyond recognition,
+    #: "off" the camera picture. Not the picture by default: see the README, "Privacy".
+    privacy: Literal["skeleton", "blur", "off"] = "skeleton"
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,17 +471,21 @@ class ZoneConfig:
 
 @dataclass(frozen=True, slots=True)
 class MotionConfig:
-    """Motion gating (motion.py): with nothing moving and nobody seen, the model runs
-    only every idle_interval_s; while someone was seen in the last hold_s, every frame."""
+    """Motion gating (motion.py): a frame that moved always runs; with nothing moving
+    the model runs every idle_interval_s, or every still_interval_s while someone was
+    seen in the last hold_s."""
 
     enabled: bool = True
     pixel_threshold: int = _key(12, ge=0, le=255)  # grey levels a cell must change by
     min_changed: float = _key(0.005, gt=0, le=1)  # fraction of cells that must change
     background_tau_s: float = _key(1.0, gt=0, le=3600)  # how fast the background follows the scene
     idle_interval_s: float = _key(2.0, gt=0, le=3600)  # one inference every this with nothing moving
-    #: Every frame runs for this long after someone was seen (longer than presence.hold_s,
-    #: so a person who left is noticed on time).
+    #: The gate follows people for this long after someone was seen (longer than
+    #: presence.hold_s, so a person who left is noticed on time).
     hold_s: float = _key(5.0, ge=0, le=3600)
+    #: While following people and nothing moves: one inference every this (at most half
+    #: of tracking.max_age_s, so a still person keeps their track id).
+    still_interval_s: float = _key(0.5, gt=0, le=3600)
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,6 +566,13 @@ def _load(raw: dict[str, Any], overrides: dict[str, object]) -> Config:
             problems.append(
                 f"tracking.max_tracks: must be >= decode.max_poses ({config.decode.max_poses}), "
                 f"got {config.tracking.max_tracks}: every person found needs a track"
+            )
+    if not {"motion.still_interval_s", "tracking.max_age_s"} & bad:
+        if config.motion.enabled and config.motion.still_interval_s > config.tracking.max_age_s / 2:
+            problems.append(
+                f"motion.still_interval_s: must be at most half of tracking.max_age_s "
+                f"({config.tracking.max_age_s:g} s), got {config.motion.still_interval_s:g}: "
+                "a still person would lose their track id between two inferences"
             )
     _check_zones(config.zones, bad, problems)
     password = _resolve_password(config.mqtt, bad, problems)

@@ -118,6 +118,7 @@ def _make_publisher(config: Config, commands: "queue.Queue[str]", memory: StateF
         discovery = discovery_messages(
             config.node.id, config.mqtt.topic_prefix, config.mqtt.discovery_prefix,
             config.mqtt.publish_snapshot,
+            snapshot_privacy=config.snapshots.privacy,
             presence=True,
             falls=config.falls.enabled,
             zones=[z.name for z in config.zones if z.kind == "occupancy"],
@@ -131,6 +132,13 @@ def _make_publisher(config: Config, commands: "queue.Queue[str]", memory: StateF
                          command_cooldowns={ACK_FALL: ACK_FALL_COOLDOWN_S},
                          on_discovery=lambda msgs: _remember_discovery(memory, msgs))
 
+
+#: What the start-up log says snapshots show (snapshots.privacy).
+PRIVACY_LOG = {
+    "off": "the camera picture with the overlay (snapshots.privacy = \"off\")",
+    "skeleton": "the overlay on a plain background, never the camera picture (snapshots.privacy)",
+    "blur": "the overlay on the picture blurred beyond recognition, never the picture itself (snapshots.privacy)",
+}
 
 #: Outbox counters that count messages given up.
 OUTBOX_DROPS = ("dropped_telemetry", "dropped_events", "dropped_critical")
@@ -203,8 +211,10 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: 
             min_score=config.decode.min_part_score,
             jpeg_quality=snap.jpeg_quality,
             zones=[Zone.from_config(z) for z in config.zones],
+            privacy=snap.privacy,
         )
         stages.append(snapshot_sink)
+        log.info("snapshots: %s", PRIVACY_LOG[snap.privacy])
     if publish is not None:
         sinks.append(MqttSink(
             publish,

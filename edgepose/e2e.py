@@ -182,7 +182,8 @@ def format_series(series: dict[str, Any]) -> str:
 def bench_overrides(source: str, *, node_id: str, broker: dict[str, object], max_fps: float,
                     outbox_path: Path) -> dict[str, object]:
     """What bench sets in the daemon's config, over the user's file and model flags:
-    its own node (and client) id, every frame published, stats often enough to read
+    its own node (and client) id, every frame run (no motion gate: a still stretch
+    with people would run twice a second) and published, stats often enough to read
     the counters at the end, no snapshots or Home Assistant discovery, files
     processed once to their end, the outbox in bench's own folder."""
     return {
@@ -192,6 +193,7 @@ def bench_overrides(source: str, *, node_id: str, broker: dict[str, object], max
         "node.id": node_id,
         "mqtt.enabled": True,
         "mqtt.client_id": "",
+        "motion.enabled": False,
         "mqtt.poses_mode": "every_frame",
         "mqtt.stats_interval_s": STATS_INTERVAL_S,
         "mqtt.home_assistant": False,

@@ -495,6 +495,13 @@ OPTIONAL_COMPONENTS: dict[str, str] = {
     "ack_fall": "button",
 }
 
+#: The snapshot image entity's name per ``snapshots.privacy``: what the picture shows.
+SNAPSHOT_NAMES: dict[str, str] = {
+    "off": "Snapshot",
+    "skeleton": "Snapshot (skeleton only)",
+    "blur": "Snapshot (blurred background)",
+}
+
 #: Components of earlier versions, always sent with only their platform so Home Assistant
 #: drops them: uptime as a growing duration became the start time ("started").
 RETIRED_COMPONENTS: dict[str, str] = {"uptime_s": "sensor"}
@@ -550,6 +557,7 @@ def discovery_messages(
     stats_interval_s: float | None = None,
     device_info: Mapping[str, str] | None = None,
     previous: bytes | None = None,
+    snapshot_privacy: str = "off",
 ) -> list[Message]:
     """Home Assistant device-based discovery for this node, as whole topics.
 
@@ -566,7 +574,8 @@ def discovery_messages(
     diagnostic sensors from stats (`STATS_SENSORS`, the start time as a
     timestamp; ``expire_after`` of three stats intervals when
     `stats_interval_s` is given). With `publish_snapshot`: an ``image``
-    entity. With `presence`: an ``event`` entity for the whole frame's
+    entity, its name saying what it shows (`snapshot_privacy`,
+    ``snapshots.privacy``). With `presence`: an ``event`` entity for the whole frame's
     person_entered / person_left, and per occupancy zone in `zones` a count
     sensor, an occupancy binary sensor (from the retained ``state``) and an
     ``event`` entity of its own, so an automation on one area never fires for
@@ -643,7 +652,7 @@ def discovery_messages(
     if publish_snapshot:
         components["snapshot"] = {
             "platform": "image",
-            "name": "Snapshot",
+            "name": SNAPSHOT_NAMES[snapshot_privacy],
             "unique_id": uid("snapshot"),
             "image_topic": topic(TOPIC_SNAPSHOT),
             "content_type": "image/jpeg",

@@ -11,9 +11,13 @@ time constant (not a per-frame rate), so slow movement is caught at any frame ra
 and a global brightness shift (auto exposure, a cloud) is subtracted before cells are
 compared.
 
-``MotionGate`` turns that into a decision per frame: every frame while someone was
-seen in the last ``hold_s``; otherwise only on motion, or every ``idle_interval_s``
-so that someone who appears without moving is still found within one interval.
+``MotionGate`` turns that into a decision per frame. A frame that moved always runs.
+While someone was seen in the last ``hold_s`` and the scene moves, every frame runs;
+once nothing moves, the model runs every ``still_interval_s`` (short enough that a
+still person keeps their track and stays present), and every frame again while two
+inferences in a row disagree on how many people there are. With nobody seen, it
+runs every ``idle_interval_s``, so that someone who appears without moving is still
+found within one interval.
 
 Cost per frame (thread CPU time, the lowest of 5 passes over 300 frames of a real
 768x576 clip, on the shared 2-core development machine under load): 1.5 ms from RGB,
@@ -97,11 +101,13 @@ def changed_fraction(background: np.ndarray, grey: np.ndarray, pixel_threshold: 
     return float(np.count_nonzero(np.abs(diff) > pixel_threshold)) / diff.size
 
 
-#: While someone is tracked every frame runs whatever moved, so the grey copy is only
-#: needed to keep the background current for when tracking ends: at most this often
-#: (the background follows the scene with a time constant of its own, so fewer
-#: updates give the same background). Saves the grey copy on most frames of a busy
-#: scene (about 1.3 ms each at 768x576, in the capture-to-publish path).
+#: While someone is tracked and the scene moves, every frame runs whatever it shows, so
+#: the grey copy is only needed to keep the background current and to notice when the
+#: scene has come to rest: at most this often (the background follows the scene with
+#: a time constant of its own, so fewer updates give the same background). Saves the
+#: grey copy on most frames of a busy scene (about 1.3 ms each at 768x576, in the
+#: capture-to-publish path). Once the scene is still, every frame needs it again:
+#: the first one that changes must run at once.
 TRACKING_REFRESH_S = 0.2
 
 
@@ -113,7 +119,8 @@ class MotionSettings:
     min_changed: float = 0.005       # fraction of cells that must change (0.005 of 64x48 = 15 cells)
     background_tau_s: float = 1.0    # how fast the background follows the scene
     idle_interval_s: float = 2.0     # with no motion and nobody seen: one inference every this
-    hold_s: float = 3.0              # after someone was seen: every frame for this long
+    hold_s: float = 3.0              # after someone was seen: follow them for this long
+    still_interval_s: float = 0.5    # ...at one inference every this while nothing moves
     grid: tuple[int, int] = DEFAULT_GRID
     compensate_brightness: bool = True
 
@@ -122,8 +129,9 @@ class MotionSettings:
             raise ValueError("pixel_threshold must be 0..255")
         if not 0.0 < self.min_changed <= 1.0:
             raise ValueError("min_changed must be in (0, 1]")
-        if self.background_tau_s <= 0 or self.idle_interval_s <= 0 or self.hold_s < 0:
-            raise ValueError("background_tau_s and idle_interval_s must be > 0, hold_s >= 0")
+        if (self.background_tau_s <= 0 or self.idle_interval_s <= 0 or self.still_interval_s <= 0
+                or self.hold_s < 0):
+            raise ValueError("background_tau_s, idle_interval_s and still_interval_s must be > 0, hold_s >= 0")
         if min(self.grid) < 1:
             raise ValueError("grid must be at least 1x1")
 
@@ -163,8 +171,15 @@ class GateDecision:
     """Whether to run inference on this frame, and why (for stats and logs)."""
 
     run: bool
-    reason: str       # "first" | "tracking" | "motion" | "interval" | "idle"
-    motion: float     # fraction of changed cells (0..1)
+    #: Runs: "first", "motion", "tracking" (someone seen, the scene moving), "recheck"
+    #: (someone seen, still, the last two counts differ), "still_interval", "interval".
+    #: Skips: "still" (someone seen, nothing moved), "idle" (nobody seen, nothing moved).
+    reason: str
+    motion: float     # fraction of changed cells (0..1; 0 where not measured)
+
+
+#: Decision reasons that keep a frame from the model.
+SKIP_REASONS = ("idle", "still")
 
 
 class MotionGate:
@@ -174,22 +189,29 @@ class MotionGate:
     def __init__(self, settings: MotionSettings = MotionSettings()) -> None:
         self.settings = settings
         self.detector = MotionDetector(settings)
-        self._last_run: float | None = None
-        self._last_seen: float | None = None
-        self._last_image: float | None = None  # capture time of the last grey image decided on
+        self.reset()
 
     def reset(self) -> None:
         self.detector.reset()
-        self._last_run = None
-        self._last_seen = None
-        self._last_image = None
+        self._last_run: float | None = None
+        self._last_seen: float | None = None
+        self._last_image: float | None = None  # capture time of the last grey image decided on
+        self._moving = True  # the last grey image measured showed motion
+        self._counts: tuple[int | None, int | None] = (None, None)  # people found by the last two runs
 
     def needs_image(self, now: float) -> bool:
         """Whether ``decide`` for a frame captured at ``now`` needs its grey image: always,
-        except while tracking, when the background was refreshed less than
-        TRACKING_REFRESH_S ago (a read of two floats: safe from another thread)."""
+        except while tracking a moving scene, when the background was refreshed less
+        than TRACKING_REFRESH_S ago (reads of a bool and two floats: safe from another
+        thread)."""
         last_image = self._last_image
-        return not (self.tracking(now) and last_image is not None and now - last_image < TRACKING_REFRESH_S)
+        return not (self._moving and self.tracking(now) and last_image is not None
+                    and now - last_image < TRACKING_REFRESH_S)
+
+    def expects_to_run(self, now: float) -> bool:
+        """Whether a frame captured at ``now`` will almost surely run: someone is seen and
+        the scene moves (a still scene runs only now and then)."""
+        return self._moving and self.tracking(now)
 
     def decide_rgb(self, rgb: np.ndarray, now: float) -> GateDecision:
         return self.decide(grey_from_rgb(rgb, self.settings.grid), now)
@@ -206,17 +228,25 @@ class MotionGate:
         if grey is None:
             if self.needs_image(now):
                 raise ValueError("a grey image is needed unless needs_image() says otherwise")
-            motion = 0.0  # not measured: every frame runs while tracking
+            motion = 0.0  # not measured: a tracked, moving scene runs every frame
         else:
             motion = self.detector.update(grey, now)
             self._last_image = now
-        if self._last_run is None:
+            self._moving = motion >= s.min_changed
+        tracking = self.tracking(now)
+        since = None if self._last_run is None else now - self._last_run
+        if since is None:
             reason = "first"
-        elif self.tracking(now):
-            reason = "tracking"
-        elif motion >= s.min_changed:
-            reason = "motion"
-        elif now - self._last_run >= s.idle_interval_s:
+        elif self._moving:
+            reason = "tracking" if tracking and grey is None else "motion"
+        elif tracking:
+            if self._counts[0] != self._counts[1]:
+                reason = "recheck"  # a count that changed with nothing moving: a miss or a flicker
+            elif since >= s.still_interval_s:
+                reason = "still_interval"
+            else:
+                return GateDecision(False, "still", motion)
+        elif since >= s.idle_interval_s:
             reason = "interval"
         else:
             return GateDecision(False, "idle", motion)
@@ -224,13 +254,14 @@ class MotionGate:
         return GateDecision(True, reason, motion)
 
     def tracking(self, now: float) -> bool:
-        """True while a frame captured at ``now`` runs because someone was seen within
-        ``hold_s`` (the "tracking" reason of ``decide``)."""
+        """True while someone was seen within ``hold_s`` of ``now``: the gate follows them
+        (every moving frame, a still scene every ``still_interval_s``)."""
         last_seen = self._last_seen
         return last_seen is not None and now - last_seen < self.settings.hold_s
 
     def observe(self, now: float, people: int) -> None:
         """After an inference on the frame captured at ``now``: ``people`` poses kept
-        (after the score threshold). Someone seen keeps every frame running for ``hold_s``."""
+        (after the score threshold). Someone seen keeps the gate following for ``hold_s``."""
+        self._counts = (self._counts[1], people)
         if people > 0:
             self._last_seen = now if self._last_seen is None else max(self._last_seen, now)

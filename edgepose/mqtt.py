@@ -32,12 +32,17 @@ refused credentials, refused connection, unknown host, TLS to a plain port)
 at WARNING once, then at DEBUG while the cause stays the same. paho's own log
 lines for normal reconnect and shutdown states are demoted to DEBUG.
 
-Bounded inputs: on MQTT 5 the CONNECT carries a Maximum Packet Size
-(`MAX_INCOMING_PACKET_BYTES`), so the broker never forwards a bigger command
-and paho never reads one into memory. MQTT 3.1.1 has no such field: set the
-broker's ``max_packet_size`` (mosquitto 2.x; ``message_size_limit`` before)
-to protect a node on 3.1.1. Commands obey a cooldown per command, and invalid
-ones are logged at a bounded rate.
+Bounded inputs: no incoming packet over `MAX_INCOMING_PACKET_BYTES` is ever
+read into memory. On MQTT 5 the CONNECT announces it as the Maximum Packet
+Size, so the broker never forwards a bigger one. On both versions the client
+follows MQTT's framing in the bytes it receives (`PacketFraming`): when a
+packet's fixed header declares more, the connection is dropped before its body
+is read (only a PUBLISH's topic name, at most 64 KiB, to say where it came
+from) and paho reconnects with the usual back-off. A retained message that big
+on the node's own command topics would come back on every subscribe: the next
+connection clears it first (retained commands are never acted on anyway).
+Commands obey a cooldown per command, and invalid ones are logged at a bounded
+rate.
 
 Both entry points take the `config.MqttConfig` that ``load_config`` validated
 and resolved (password read, ``client_id`` filled in): defaults live there only.
@@ -83,9 +88,12 @@ STABLE_CONNECTION_S = 10.0
 CONNECT_TIMEOUT_S = 5.0
 #: QoS > 0 messages on the wire at once (paho's default).
 MAX_INFLIGHT = 20
-#: MQTT 5 Maximum Packet Size we announce: commands are at most
+#: The largest packet the node reads (the MQTT 5 Maximum Packet Size it announces,
+#: and the bound `PacketFraming` enforces on 3.1.1): commands are at most
 #: messages.MAX_COMMAND_BYTES, topics are bounded by the config.
 MAX_INCOMING_PACKET_BYTES = 16 * 1024
+#: MQTT control packet type of PUBLISH (the high nibble of a packet's first byte).
+PACKET_PUBLISH = 3
 #: Received payloads are logged only this far.
 LOG_PAYLOAD_BYTES = 64
 #: Invalid or throttled commands: at most this many log lines per window.
@@ -129,20 +137,139 @@ def _tls_context(tls: TlsConfig) -> ssl.SSLContext:
     return ctx
 
 
+@dataclass(frozen=True)
+class RefusedPacket:
+    """An incoming packet whose fixed header declared more than the limit: never read."""
+
+    packet_type: int  # 1-15 (3: PUBLISH)
+    size: int  # bytes the whole packet would take (fixed header included)
+    retain: bool = False  # a PUBLISH with RETAIN set: a retained message, sent because we subscribed
+    topic: str | None = None  # a PUBLISH's topic name, when it could be read
+
+    def describe(self) -> str:
+        size = f"{self.size / 2**20:.1f} MB" if self.size >= 2**20 else f"{self.size} bytes"
+        if self.packet_type != PACKET_PUBLISH:
+            return f"a {size} packet of type {self.packet_type}"
+        retained = "retained " if self.retain else ""
+        return f"a {size} {retained}message on {self.topic if self.topic is not None else 'a topic not read'}"
+
+
+class PacketFraming:
+    """Follows MQTT's framing in the bytes received on one connection, and stops at
+    the first packet whose fixed header declares more than `limit` bytes in all.
+
+    Pure: `feed` every chunk read from the socket, in order; after a header over the
+    limit, `refused` holds (first byte, packet size) and the caller must read no more
+    (it drops the connection). `reset` for a new connection. The remaining
+    length is MQTT's variable-length integer: 7 bits a byte, low bits first, at most
+    4 bytes (paho refuses a 5th before anything would be allocated).
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 2:
+            raise ValueError(f"a packet limit below 2 bytes refuses every packet, got {limit}")
+        self.limit = limit
+        self.reset()
+
+    def reset(self) -> None:
+        self._first: int | None = None  # first byte of the packet whose header is being read
+        self._length = 0
+        self._length_bytes = 0
+        self._body_left = 0  # bytes of the current packet's body still to come
+        self.refused: tuple[int, int] | None = None
+
+    def feed(self, data: bytes | bytearray) -> None:
+        if self.refused is not None:
+            return  # the caller drops the connection: nothing after it is framed
+        i, n = 0, len(data)
+        while i < n:
+            if self._body_left:
+                step = min(self._body_left, n - i)
+                self._body_left -= step
+                i += step
+                continue
+            byte = data[i]
+            i += 1
+            if self._first is None:
+                self._first, self._length, self._length_bytes = byte, 0, 0
+                continue
+            self._length |= (byte & 0x7F) << (7 * self._length_bytes)
+            self._length_bytes += 1
+            if byte & 0x80 and self._length_bytes < 4:
+                continue
+            size = 1 + self._length_bytes + self._length
+            first, self._first = self._first, None
+            if size > self.limit:
+                self.refused = (first, size)
+                return
+            self._body_left = self._length
+
+
+class PacketTooLarge(ConnectionAbortedError):
+    """Raised into paho's read loop: it closes the socket and reconnects."""
+
+
 class _Client(paho.Client):
-    """paho's client, remembering why the last connect attempt failed.
+    """paho's client, remembering why the last connect attempt failed, and refusing
+    incoming packets over `max_packet_bytes` before reading them.
 
     paho's network loop catches the exception of a failed (re)connect and calls
     ``on_connect_fail`` without it; we keep it so the log can name the cause.
     Anything but an OSError would end paho's thread for good (a bug, or a value
     paho refuses): it is turned into an OSError so the loop keeps retrying and
     the cause is still logged.
+
+    Every read from the broker goes through paho's ``_sock_recv`` (TLS included:
+    it reads the SSL socket), so the bound lives there: the bytes are fed to a
+    `PacketFraming`, and once a header declares too much, the next read (paho's
+    read of that body) raises `PacketTooLarge` instead; paho treats it as a lost
+    connection. ``on_packet_refused`` is told first, on paho's thread.
     """
 
     last_connect_error: BaseException | None = None
+    on_packet_refused: Callable[[RefusedPacket], None] | None = None
+
+    def __init__(self, *args: Any, max_packet_bytes: int = MAX_INCOMING_PACKET_BYTES, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._framing = PacketFraming(max_packet_bytes)
+        self._refused_head = bytearray()  # a refused PUBLISH's topic length and name, as read so far
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        framing = self._framing
+        if framing.refused is None:
+            data = super()._sock_recv(bufsize)
+            framing.feed(data)
+            return data
+        first, size = framing.refused
+        topic = None
+        if first >> 4 == PACKET_PUBLISH:
+            topic = self._read_topic(size)  # BlockingIOError: paho waits for more bytes and comes back
+        packet = RefusedPacket(first >> 4, size, bool(first & 0x01) and first >> 4 == PACKET_PUBLISH, topic)
+        hook = self.on_packet_refused
+        if hook is not None:
+            hook(packet)
+        raise PacketTooLarge(f"refused {packet.describe()} (over {framing.limit} bytes)")
+
+    def _read_topic(self, size: int) -> str | None:
+        """A refused PUBLISH's topic name: its two-byte length, then the name (at most
+        64 KiB, read in the space paho would have used for the whole packet)."""
+        head = self._refused_head
+        while True:
+            need = 2 if len(head) < 2 else 2 + int.from_bytes(head[:2], "big")
+            if len(head) >= need or need > size:
+                break
+            chunk = super()._sock_recv(need - len(head))
+            if not chunk:  # the broker closed the connection: the name stays unknown
+                break
+            head += chunk
+        if len(head) < 2 or len(head) != 2 + int.from_bytes(head[:2], "big"):
+            return None
+        return bytes(head[2:]).decode("utf-8", "replace")
 
     def reconnect(self) -> Any:
         self.last_connect_error = None
+        self._framing.reset()
+        self._refused_head = bytearray()
         try:
             return super().reconnect()
         except OSError as exc:
@@ -372,9 +499,12 @@ class MqttPublisher:
         self._command_log = RateLimitedLog(log, COMMAND_LOG_BURST, COMMAND_LOG_WINDOW_S)
         self._counts = dict.fromkeys(
             ("poses_dropped", "poses_unconfirmed", "refused", "rejected", "availability_corrections",
-             "connects", "connect_failures", "commands", "commands_invalid", "commands_throttled"),
+             "connects", "connect_failures", "commands", "commands_invalid", "commands_throttled",
+             "packets_refused"),
             0,
         )
+        self._refused = False  # this connection is being dropped for a packet over the limit
+        self._clear_on_connect: str | None = None  # an oversized retained command to clear
 
         self.availability_topic = self.topic(TOPIC_AVAILABILITY)
         self.command_topic = self.topic(f"{CMD_SUFFIX}/#")
@@ -403,6 +533,7 @@ class MqttPublisher:
         client.on_pre_connect = self._on_pre_connect
         client.on_subscribe = self._on_subscribe
         client.on_log = self._on_log
+        client.on_packet_refused = self._on_packet_refused
         self._client = client
 
     def __repr__(self) -> str:  # no credentials, ever
@@ -640,6 +771,10 @@ class MqttPublisher:
             log.info("MQTT: connected to %s:%d", self.host, self.port)
         self._last_cause = None
         self._connected_at = time.monotonic()
+        clear, self._clear_on_connect = self._clear_on_connect, None
+        if clear is not None:  # before subscribing, or the broker sends it again at once
+            log.warning("MQTT: clearing the oversized retained message on %s", clear)
+            self._send(clear, b"", 1, True, _Pending("availability"))
         # Availability first: published here, before paho re-sends anything it held.
         client.subscribe([(self.command_topic, 1), (self.availability_topic, 1)]
                          + ([(self._ha_status_topic, 1)] if self._ha_status_topic else [])
@@ -709,13 +844,15 @@ class MqttPublisher:
             self._qos0_unconfirmed = 0
             self._qos0_pending = 0
             self._early.clear()
+        refused, self._refused = self._refused, False
         if self._stopping:
             return
         if was_connected:
             up = time.monotonic() - (self._connected_at or 0.0)
             if up >= STABLE_CONNECTION_S:
                 self._backoff.reset()
-            log.warning("MQTT: lost connection to %s:%d (%s); reconnecting", self.host, self.port, reason_code)
+            if not refused:  # else _on_packet_refused said why
+                log.warning("MQTT: lost connection to %s:%d (%s); reconnecting", self.host, self.port, reason_code)
         else:
             self._report_failure(
                 f"{self.host}:{self.port} closed the connection before answering ({reason_code})"
@@ -724,6 +861,19 @@ class MqttPublisher:
         self._next_delay()
         for listener in self._listeners:
             listener(False)
+
+    def _on_packet_refused(self, packet: RefusedPacket) -> None:
+        """The broker sent a packet over the limit; the connection is dropped unread."""
+        self._refused = True
+        with self._lock:
+            self._counts["packets_refused"] += 1
+        self._command_log.log(
+            logging.WARNING,
+            "MQTT: the broker sent %s, over the %d-byte limit: dropped the connection without reading it; "
+            "reconnecting", packet.describe(), MAX_INCOMING_PACKET_BYTES,
+        )
+        if packet.retain and packet.topic is not None and packet.topic.startswith(self.topic(f"{CMD_SUFFIX}/")):
+            self._clear_on_connect = packet.topic  # it would come back on every subscribe
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         failed = bool(reason_code.is_failure)

@@ -10,6 +10,10 @@ Annotators follow supervision's pattern: style goes to the constructor, data to
 returns that, so a frame shared with other stages stays untouched. A snapshot
 is rare enough that the copy costs nothing worth saving.
 
+``render_overlay`` draws on the frame itself or, for privacy
+(``snapshots.privacy``), on a background that is not the camera picture: a plain
+one, or the frame blurred until no face or body can be told apart.
+
 Sizes follow the image's shorter side, so the same overlay reads on a 320 px
 preview and on a 1920 px still; a keypoint scoring below ``min_score`` is not
 drawn, nor any line touching it. Each person gets one colour from a fixed
@@ -24,7 +28,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .constants import DEFAULT_MIN_PART_SCORE, PART_NAMES, SKELETON_IDS
 from .core import Poses
@@ -317,6 +321,67 @@ class ZoneAnnotator:
         return out
 
 
+class BoxAnnotator:
+    """An outline around each person (the model's box, or the extent of the keypoints
+    scoring at least ``min_score``): where a body is when the picture does not show it."""
+
+    def __init__(
+        self,
+        *,
+        min_score: float = DEFAULT_MIN_PART_SCORE,
+        line_width: int | None = None,  # None: scaled to the image
+        palette: tuple[RGB, ...] = PALETTE,
+    ):
+        self.min_score = min_score
+        self.line_width = line_width
+        self.palette = palette
+
+    def annotate(self, image: Image.Image, poses: Poses) -> Image.Image:
+        out = _canvas(image)
+        draw = ImageDraw.Draw(out)
+        width = max(1, (self.line_width or _scaled(out, LINE_WIDTH_FRACTION)) // 2)
+        pad = _scaled(out, POINT_RADIUS_FRACTION)
+        for i, (x0, y0, x1, y1) in enumerate(poses.bounding_boxes(self.min_score).tolist()):
+            if not all(np.isfinite((x0, y0, x1, y1))):
+                continue
+            draw.rectangle((x0 - pad, y0 - pad, x1 + pad, y1 + pad), outline=person_colour(i, self.palette),
+                           width=width)
+        return out
+
+
+#: ``snapshots.privacy``: what a snapshot shows behind the overlay. "off": the camera
+#: picture; "skeleton": a plain background; "blur": the picture blurred beyond recognition.
+PRIVACY_MODES = ("off", "skeleton", "blur")
+#: The plain background: dark, so every palette colour and zone tint reads on it.
+PLAIN_BACKGROUND: RGB = (36, 40, 48)
+#: "blur" keeps this many cells along the picture's shorter side (48 px each at 480 px:
+#: a face is one or two cells, a body a few), smoothed back to full size: where the
+#: light and the furniture are, not who is there.
+BLUR_CELLS = 10
+#: ...and moved this far toward the plain background, so the overlay stands out.
+BLUR_DIM = 0.45
+
+
+def overlay_background(rgb: np.ndarray, privacy: str = "off") -> Image.Image:
+    """What the overlay is drawn on: the frame ("off"), a plain image of its size
+    ("skeleton"), or the frame reduced to BLUR_CELLS cells across its shorter side,
+    smoothed back up and dimmed ("blur")."""
+    if privacy not in PRIVACY_MODES:
+        raise ValueError(f"privacy must be one of {', '.join(PRIVACY_MODES)}, got {privacy!r}")
+    height, width = rgb.shape[:2]
+    if privacy == "skeleton":
+        return Image.new("RGB", (width, height), PLAIN_BACKGROUND)
+    image = Image.fromarray(rgb, "RGB")
+    if privacy == "off":
+        return image
+    scale = BLUR_CELLS / min(width, height)
+    cells = (max(1, round(width * scale)), max(1, round(height * scale)))
+    smooth = image.resize(cells, Image.Resampling.BOX).resize((width, height), Image.Resampling.BICUBIC)
+    # Bicubic leaves faint ridges along the cell grid: a blur of half a cell removes them.
+    smooth = smooth.filter(ImageFilter.GaussianBlur(min(width, height) / BLUR_CELLS / 2))
+    return Image.blend(smooth, Image.new("RGB", (width, height), PLAIN_BACKGROUND), BLUR_DIM)
+
+
 def render_overlay(
     rgb: np.ndarray,
     poses: Poses,
@@ -324,17 +389,20 @@ def render_overlay(
     labels: bool = True,
     min_score: float = DEFAULT_MIN_PART_SCORE,
     zones=(),
+    privacy: str = "off",
 ) -> Image.Image:
     """A frame with zones (zones.Zone, if any), skeletons, points and (optionally)
-    part names drawn on it.
+    part names drawn on it; with `privacy` other than "off" (`PRIVACY_MODES`), drawn
+    with a box around each person on a background that is not the camera picture.
 
     rgb: (H, W, 3) uint8, the frame the poses were found in (not modified).
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 frame, got {rgb.shape} {rgb.dtype}")
-    image = Image.fromarray(rgb, "RGB")
-    annotators: list[ZoneAnnotator | SkeletonAnnotator | PointAnnotator | LabelAnnotator] = [
+    image = overlay_background(rgb, privacy)
+    annotators: list = [
         ZoneAnnotator(zones, labels=labels),
+        *([BoxAnnotator(min_score=min_score)] if privacy != "off" else []),
         SkeletonAnnotator(min_score=min_score),
         PointAnnotator(min_score=min_score),
     ]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from .config import Config, MotionConfig
 from .core import Frame, FrameResult
 from .events import PRESENCE_EVENT_TYPES, EventIds, EventStage
-from .motion import MotionGate, MotionSettings, grey_from_rgb
+from .motion import SKIP_REASONS, MotionGate, MotionSettings, grey_from_rgb
 from .smoothing import Smoother
 from .tracking import Tracker
 from .zones import Zone, ZoneFilter
@@ -128,14 +128,14 @@ class MotionGateStage:
         self.gate = MotionGate(MotionSettings(
             pixel_threshold=config.pixel_threshold, min_changed=config.min_changed,
             background_tau_s=config.background_tau_s, idle_interval_s=config.idle_interval_s,
-            hold_s=config.hold_s,
+            hold_s=config.hold_s, still_interval_s=config.still_interval_s,
         ))
         self.reasons: dict[str, int] = {}  # decisions by reason, for logs and tests
 
     @property
     def skipped(self) -> int:
         """Frames kept from the model."""
-        return self.reasons.get("idle", 0)
+        return sum(self.reasons.get(reason, 0) for reason in SKIP_REASONS)
 
     def prepare(self, frame: Frame) -> Frame:
         """The frame with its small grey copy, when the gate will need it: pure, so the
@@ -149,9 +149,9 @@ class MotionGateStage:
         return grey_from_rgb(frame.model_image, self.gate.settings.grid)
 
     def expects_to_run(self, now: float) -> bool:
-        """Someone was seen lately, so every frame runs (a read of one float: safe
-        from the capture thread)."""
-        return self.gate.tracking(now)
+        """Someone was seen lately and the scene moves, so every frame runs (reads of a
+        bool and a float: safe from the capture thread)."""
+        return self.gate.expects_to_run(now)
 
     def admit(self, frame: Frame) -> bool:
         grey = frame.motion_grey

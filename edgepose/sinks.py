@@ -191,7 +191,9 @@ class SnapshotStage:
     (`publish`) happen on this stage's own thread, through a bounded queue.
 
     Reasons: a fall raised by the events stage, a command, a change of the
-    (debounced, where presence runs) person count, the interval.
+    (debounced, where presence runs) person count, the interval. `privacy`
+    (``snapshots.privacy``) decides what every one of them shows behind the overlay,
+    on disk and on MQTT alike: one JPEG is made per snapshot.
     """
 
     def __init__(
@@ -204,9 +206,11 @@ class SnapshotStage:
         min_score: float,
         jpeg_quality: int,
         zones: Sequence[Zone] = (),
+        privacy: str,
         queue_size: int = SNAPSHOT_QUEUE,
     ):
         self._policy = policy
+        self._privacy = privacy
         self._writer = writer
         self._publish = publish
         self._labels = labels
@@ -277,7 +281,7 @@ class SnapshotStage:
 
     def _take(self, result: FrameResult, tag: str, path: Path | None) -> None:
         image = render_overlay(result.frame.rgb, result.poses, labels=self._labels, min_score=self._min_score,
-                               zones=self._zones)
+                               zones=self._zones, privacy=self._privacy)
         jpeg = encode_jpeg(image, self._jpeg_quality)
         if self._writer is not None:
             try:

@@ -9,6 +9,7 @@ files, systemd notifications, the exit code. Every wait has a deadline; the
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -37,6 +38,7 @@ from edgepose.overlay import PALETTE
 from edgepose.snapshots import is_snapshot_name
 from edgepose.sources import demo_dir, list_images
 
+from ..resemblance import COARSE_MAX, DETAIL_MAX, closest
 from .conftest import Broker
 
 pytestmark = pytest.mark.integration
@@ -269,27 +271,28 @@ def check_stats(msg: paho.MQTTMessage) -> dict[str, Any]:
     return body
 
 
-def check_overlay_snapshot(path: Path) -> None:
-    """A JPEG of a demo photo's size with a skeleton drawn in palette colours on it."""
-    with Image.open(path) as image:
-        assert image.format == "JPEG", f"{path.name} is {image.format}"
-        assert image.size in DEMO_SIZES, f"{path.name} is {image.size}, not a demo photo's size"
+def _demo_photo_rgb() -> list[np.ndarray]:
+    return [np.asarray(Image.open(p).convert("RGB")) for p in DEMO_PHOTOS]
+
+
+def check_private_snapshot(jpeg: bytes, privacy: str = "skeleton") -> None:
+    """A JPEG of a demo photo's size with an overlay in palette colours, resembling none
+    of the demo photos (tests/resemblance.py: its detail never, with a plain background
+    not even its coarse layout); with privacy "off", the control: it clearly does."""
+    with Image.open(io.BytesIO(jpeg)) as image:
+        assert image.format == "JPEG" and image.size in DEMO_SIZES, (image.format, image.size)
         snap = np.asarray(image.convert("RGB"), dtype=np.int16)
-    # The source photo is the same-sized demo photo it resembles most; JPEG
-    # re-encoding alone moves a handful of pixels by > 100, an overlay thousands.
-    candidates = []
-    for photo in DEMO_PHOTOS:
-        with Image.open(photo) as raw:
-            if raw.size == image.size:
-                rgb = np.asarray(raw.convert("RGB"), dtype=np.int16)
-                candidates.append((float(np.abs(rgb - snap).mean()), rgb))
-    _, source = min(candidates, key=lambda c: c[0])
-    changed = np.abs(source - snap).max(axis=-1) > 100  # (H, W)
-    near_palette = np.zeros(changed.shape, bool)
+    near_palette = np.zeros(snap.shape[:2], bool)
     for colour in PALETTE:
         near_palette |= np.abs(snap - np.array(colour)).max(axis=-1) < 40
-    assert changed.sum() > 500, f"{path.name}: only {changed.sum()} pixels differ from the photo: no overlay?"
-    assert (changed & near_palette).sum() > 100, f"{path.name}: nothing drawn in the palette's colours"
+    assert near_palette.sum() > 100, "nothing drawn in the palette's colours"
+    found = closest(jpeg, [rgb for rgb in _demo_photo_rgb() if (rgb.shape[1], rgb.shape[0]) == image.size])
+    if privacy == "off":
+        assert found.coarse > 2 * COARSE_MAX and found.detail > 3 * DETAIL_MAX, found
+        return
+    assert found.detail < DETAIL_MAX, f"{privacy} snapshot resembles a demo photo: {found}"
+    if privacy == "skeleton":
+        assert found.coarse < COARSE_MAX, f"{privacy} snapshot resembles a demo photo: {found}"
 
 
 class NotifyListener:
@@ -394,8 +397,9 @@ def test_demo_publishes_poses_state_stats_snapshots_and_stops_cleanly(tmp_path, 
     assert wait_msgs(late, d, f"{prefix}/stats")[0].retain
 
     snapshots = d.wait_snapshots(1)
-    check_overlay_snapshot(snapshots[0])
-    assert (d.snapshot_dir / "latest.jpg").is_file()
+    # The default privacy ("skeleton"): the overlay on a plain background, in every file.
+    for path in [snapshots[0], d.snapshot_dir / "latest.jpg"]:
+        check_private_snapshot(path.read_bytes())
 
     code, took = d.terminate()
     assert code == 0 and took < STOP_S, d.explain()
@@ -428,7 +432,7 @@ def test_snapshot_command_takes_one_snapshot_and_a_bad_payload_none(tmp_path, mo
     sub.publish(f"{prefix}/cmd/snapshot", b"1")
     (snapshot,) = d.wait_snapshots(1)
     assert "command" in snapshot.name, snapshot.name
-    check_overlay_snapshot(snapshot)
+    check_private_snapshot(snapshot.read_bytes())  # cmd/snapshot obeys snapshots.privacy
     seen = len(sub.matching(f"{prefix}/poses"))
     wait_msgs(sub, d, f"{prefix}/poses", count=seen + 10)
     assert len(d.snapshots()) == 1, f"one command, one snapshot: {[p.name for p in d.snapshots()]}"
@@ -457,6 +461,36 @@ def test_each_snapshot_is_published_exactly_once(tmp_path, mosquitto_broker, sub
     assert sorted(published) == sorted(written), (
         f"{len(published)} publishes for {len(written)} snapshots; "
         f"{len(set(published))} distinct pictures published")
+
+
+@pytest.mark.parametrize("privacy", ["skeleton", "blur", "off"])
+def test_no_snapshot_written_or_published_shows_the_camera_picture_unless_privacy_is_off(
+        tmp_path, mosquitto_broker, subscriber, daemon, privacy):
+    """The demo with its snapshots published: every file (count changes, the command,
+    latest.jpg) and every image on the broker is compared with every demo photo. "off"
+    is the control: there each one clearly resembles its photo. Home Assistant's image
+    entity says which it is."""
+    node = node_id("priv")
+    prefix = f"edgepose/{node}"
+    discovery = f"homeassistant/device/edgepose_{node}/config"
+    sub = subscriber(mosquitto_broker, f"{prefix}/availability", f"{prefix}/snapshot", discovery)
+    d = daemon(demo_config(tmp_path, node, mosquitto_broker, source={"max_fps": 10.0},
+                           mqtt={"publish_snapshot": True, "home_assistant": True},
+                           snapshots={"privacy": privacy, "cooldown_s": 0.5}))
+    wait_msgs(sub, d, payload_is(f"{prefix}/availability", b"online"))
+    image = decode(wait_msgs(sub, d, discovery)[0])["components"]["snapshot"]
+    assert image["name"] == {"skeleton": "Snapshot (skeleton only)", "blur": "Snapshot (blurred background)",
+                             "off": "Snapshot"}[privacy]
+    sub.publish(f"{prefix}/cmd/snapshot", b"1")
+    d.wait_until("a command snapshot", lambda: any("_command_" in p.name for p in d.snapshots()))
+    published = wait_msgs(sub, d, f"{prefix}/snapshot", count=2)
+    d.wait_snapshots(2)
+    code, _ = d.terminate()
+    assert code == 0, d.explain()
+    files = d.snapshots() + [d.snapshot_dir / "latest.jpg"]
+    for jpeg in [p.read_bytes() for p in files] + [bytes(m.payload) for m in sub.matching(f"{prefix}/snapshot")]:
+        check_private_snapshot(jpeg, privacy)
+    assert len(published) >= 2 and len(files) >= 3
 
 
 # --- 3. two nodes, one broker --------------------------------------------------------------

@@ -428,8 +428,8 @@ def _peak_rss_kib(pid: int) -> int:
 
 
 def test_a_64_mb_command_leaves_rss_flat_on_mqtt5(mosquitto_broker, subscriber):
-    """MQTT 5's Maximum Packet Size: the broker never forwards the 64 MB payload. (The
-    same test on 3.1.1 fails: peak RSS +~200 MB: there only the broker's limit helps.)"""
+    """MQTT 5's Maximum Packet Size: the broker never forwards the 64 MB payload. (On
+    3.1.1 the client refuses it from its header: the tests below.)"""
     n = node()
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     child = subprocess.Popen(
@@ -449,6 +449,103 @@ def test_a_64_mb_command_leaves_rss_flat_on_mqtt5(mosquitto_broker, subscriber):
     finally:
         child.kill()
         child.wait()
+
+
+BIG_COMMAND = b"\x00" * (64 * 1024 * 1024)
+
+
+def _reconnected(pub: MqttPublisher, connects: int) -> bool:
+    stats = pub.stats()
+    return stats["connects"] == connects and pub.wait_connected(0)
+
+
+def _publish_size(topic: str, payload: bytes) -> int:
+    """Bytes of a QoS 1 PUBLISH on MQTT 3.1.1: fixed header (1 + 4 length bytes for 64 MB),
+    topic name with its length, packet id, payload."""
+    return 1 + 4 + 2 + len(topic) + 2 + len(payload)
+
+
+def _refusals(records, topic: str) -> list[str]:
+    return [m for m in records.at(logging.WARNING) if "dropped the connection without reading it" in m and topic in m]
+
+
+def test_a_64_mb_command_on_mqtt_3_1_1_is_refused_from_its_header_and_the_node_carries_on(
+        mosquitto_broker, publishers, subscriber, mqtt_records):
+    """The default protocol, and a broker with no max_packet_size of its own (mosquitto's
+    default: it accepts and forwards the 64 MB): the node reads the packet's fixed header,
+    drops the connection before the body, reconnects, and commands and publishing go on."""
+    assert MqttConfig().protocol == "3.1.1"
+    n = node()
+    seen: list[str] = []
+    pub = publishers(cfg_for(mosquitto_broker), n, on_command=seen.append)
+    assert pub.wait_connected(WAIT_S)
+    sender = subscriber(mosquitto_broker, f"edgepose/{n}/person_count")
+    topic = f"edgepose/{n}/cmd/snapshot"
+    sender.publish(topic, BIG_COMMAND)  # acknowledged: the broker took it and forwards it
+    wait_until(lambda: _reconnected(pub, 2), WAIT_S, "the connection dropped and made again")
+    size = _publish_size(topic, BIG_COMMAND)
+    assert pub.stats()["packets_refused"] == 1
+    (logged,) = _refusals(mqtt_records, topic)
+    assert f"{size / 2**20:.1f} MB message on {topic}" in logged
+    assert seen == [] and pub.stats()["commands_invalid"] == 0  # never parsed: never read
+    sender.publish(topic, b"1")
+    wait_until(lambda: seen == ["snapshot"], WAIT_S, "the next command acted on")
+    pub.publish(messages.person_count_message(3))
+    sender.wait_for(lambda m: m.payload == b"3", timeout=WAIT_S)
+    assert pub.stats()["connects"] == 2 and pub.stats()["packets_refused"] == 1
+
+
+def test_an_oversized_retained_command_is_cleared_so_it_cannot_drop_every_connection(
+        mosquitto_broker, publishers, subscriber, mqtt_records):
+    """A retained message comes back on every subscribe: refused once, then cleared by the
+    next connection before it subscribes, and the node stays connected."""
+    n = node()
+    topic = f"edgepose/{n}/cmd/snapshot"
+    sender = subscriber(mosquitto_broker, "unused/#")
+    sender.publish(topic, BIG_COMMAND, retain=True)
+    seen: list[str] = []
+    pub = publishers(cfg_for(mosquitto_broker), n, on_command=seen.append)
+    wait_until(lambda: _reconnected(pub, 2), WAIT_S, "the connection dropped and made again")
+    assert len(_refusals(mqtt_records, topic)) == 1 and "retained message" in _refusals(mqtt_records, topic)[0]
+    assert any(f"clearing the oversized retained message on {topic}" in m for m in mqtt_records.at(logging.WARNING))
+    # Nothing retained is left: a new subscriber's first message is the marker sent after it subscribed.
+    fresh = subscriber(mosquitto_broker, topic)
+    sender.publish(topic, b"0")
+    (first,) = fresh.wait_for(lambda m: True, timeout=WAIT_S)
+    assert first.payload == b"0" and not first.retain
+    sender.publish(topic, b"1")
+    wait_until(lambda: seen == ["snapshot"], WAIT_S, "a command acted on")
+    assert pub.stats()["connects"] == 2 and pub.stats()["packets_refused"] == 1
+
+
+def test_a_64_mb_command_over_tls_is_refused_unread_too(tls_broker, publishers, subscriber, mqtt_records):
+    broker, files = tls_broker
+    tls = TlsConfig(enabled=True, ca_file=str(files.ca_file))
+    n = node()
+    seen: list[str] = []
+    pub = publishers(MqttConfig(host="localhost", port=broker.port, tls=tls), n, on_command=seen.append)
+    assert pub.wait_connected(WAIT_S)
+    sender = paho_tls_client(broker.port, files.ca_file)
+    topic = f"edgepose/{n}/cmd/snapshot"
+    try:
+        sender.publish(topic, BIG_COMMAND, qos=1).wait_for_publish(WAIT_S)
+        wait_until(lambda: _reconnected(pub, 2), WAIT_S, "the TLS connection dropped and made again")
+        assert len(_refusals(mqtt_records, topic)) == 1
+        sender.publish(topic, b"1", qos=1).wait_for_publish(WAIT_S)
+        wait_until(lambda: seen == ["snapshot"], WAIT_S, "the next command acted on")
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+
+
+def paho_tls_client(port: int, ca_file) -> "paho.Client":
+    import paho.mqtt.client as paho
+
+    client = paho.Client(callback_api_version=paho.CallbackAPIVersion.VERSION2, client_id=f"test-{node()}")
+    client.tls_set(ca_certs=str(ca_file))
+    client.connect("localhost", port)
+    client.loop_start()
+    return client
 
 
 # --- a late will, commands -------------------------------------------------------------------

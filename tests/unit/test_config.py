@@ -751,3 +751,19 @@ def test_configuration_url_must_be_a_web_address(tmp_path):
 def test_home_assistant_discovery_is_on_by_default_and_off_with_one_key(tmp_path):
     assert load(tmp_path, "").mqtt.home_assistant is True
     assert load(tmp_path, "[mqtt]\nhome_assistant = false\n").mqtt.home_assistant is False
+
+
+def test_the_still_interval_must_leave_a_still_person_their_track(tmp_path):
+    """The gate's rate for a still scene with people against the tracker's memory: an
+    interval over half of tracking.max_age_s would give a still person a new id."""
+    message = only_problem(tmp_path, "[motion]\nstill_interval_s = 0.6\n")
+    assert message.startswith("motion.still_interval_s: must be at most half of tracking.max_age_s (1 s)")
+    assert load(tmp_path, "[motion]\nstill_interval_s = 1.0\n[tracking]\nmax_age_s = 2.0\n").motion.still_interval_s == 1.0
+    assert load(tmp_path, "[motion]\nenabled = false\nstill_interval_s = 5.0\n").motion.still_interval_s == 5.0
+
+
+def test_snapshots_hide_the_camera_picture_unless_asked(tmp_path):
+    """The families this is for chose pose over video: no picture by default."""
+    assert Config().snapshots.privacy == "skeleton"
+    assert load(tmp_path, '[snapshots]\nprivacy = "off"\n').snapshots.privacy == "off"
+    assert only_problem(tmp_path, '[snapshots]\nprivacy = "none"\n').startswith("snapshots.privacy:")

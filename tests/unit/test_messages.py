@@ -343,6 +343,18 @@ def test_discovery_removes_the_image_without_snapshots():
     assert cfg["components"]["snapshot"] == {"platform": "image"}
 
 
+def test_the_snapshot_image_says_whether_it_shows_the_camera_picture():
+    """snapshots.privacy in the image entity's name: what a family sees on the card."""
+    names = {}
+    for privacy in ("skeleton", "blur", "off"):
+        (m,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", True, snapshot_privacy=privacy)
+        comp = json.loads(m.payload)["components"]["snapshot"]
+        assert comp["unique_id"] == "edgepose_hall-1_snapshot", "the same entity in every mode"
+        names[privacy] = comp["name"]
+    assert names == {"skeleton": "Snapshot (skeleton only)", "blur": "Snapshot (blurred background)",
+                     "off": "Snapshot"}
+
+
 def test_discovery_refuses_ids_home_assistant_cannot_take():
     with pytest.raises(ValueError, match="must be 1-64 letters, digits"):
         messages.discovery_messages("hall 1", "edgepose", "homeassistant", False)

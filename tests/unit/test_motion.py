@@ -141,7 +141,7 @@ def test_the_background_adapts_by_time_not_by_frame_count():
 
 def test_settings_are_validated():
     for bad in ({"pixel_threshold": 300}, {"min_changed": 0.0}, {"background_tau_s": 0},
-                {"idle_interval_s": 0}, {"hold_s": -1}, {"grid": (0, 48)}):
+                {"idle_interval_s": 0}, {"hold_s": -1}, {"still_interval_s": 0}, {"grid": (0, 48)}):
         with pytest.raises(ValueError):
             MotionSettings(**bad)
 
@@ -187,25 +187,64 @@ def test_someone_walking_in_is_inferred_on_the_first_frame_they_appear():
     assert not any(d.run for d in decisions[enter - 4:enter])  # idle just before
 
 
-def test_while_someone_is_seen_every_frame_runs_then_the_gate_falls_back_to_idle():
+def test_a_still_person_is_inferred_every_still_interval_and_a_moving_scene_every_frame():
+    """Someone walks in at 1 s and stands still until 9 s, then leaves. While the scene
+    moves (they appear, the background absorbs them, they leave) every frame runs; once
+    nothing moves, one frame every still_interval_s, never a gap a tracker or the
+    presence hold would notice; after hold_s without anyone, the idle interval."""
     rng = np.random.default_rng(8)
-    fps, hold = 10, 3.0
-    settings = MotionSettings(hold_s=hold, idle_interval_s=2.0)
-    times = [i / fps for i in range(120)]
-    # Someone stands still (no motion after they settle) from 1 s to 5 s, then leaves.
-    present = [1.0 <= t < 5.0 for t in times]
+    fps, hold, still = 10, 3.0, 0.5
+    settings = MotionSettings(hold_s=hold, idle_interval_s=2.0, still_interval_s=still)
+    times = [i / fps for i in range(200)]
+    present = [1.0 <= t < 9.0 for t in times]
     frames = [noisy(with_person(room(), 300), rng) if p else noisy(room(), rng) for p in present]
-    decisions = run_gate(MotionGate(settings), frames, times,
-                         people=lambda t: int(1.0 <= t < 5.0))
+    decisions = run_gate(MotionGate(settings), frames, times, people=lambda t: int(1.0 <= t < 9.0 - 1e-9))
     by_time = dict(zip(times, decisions))
-    # Every frame while present, even once the still person has merged into the background.
-    assert all(by_time[t].run for t in times if 1.0 <= t < 5.0)
-    assert {by_time[t].reason for t in times if 1.5 <= t < 5.0} == {"tracking"}
-    # Last seen at 4.9 s: every frame until 4.9 + hold, then idle again (motion of the
-    # person leaving aside, which the background absorbs within a few tau).
-    assert all(by_time[t].run for t in times if 5.0 <= t < 4.9 + hold - 1e-9)
-    late = [by_time[t] for t in times if t >= 11.0]
-    assert sum(d.run for d in late) <= 1 and all(d.reason in ("idle", "interval") for d in late)
+    assert by_time[1.0].run and by_time[1.0].reason == "motion", "the first frame that changed"
+    runs = [t for t in times if 1.0 <= t < 9.0 and by_time[t].run]
+    assert max(np.diff(runs)) <= still + 1 / fps + 1e-9  # tracking.max_age_s is 1 s by default
+    settled = [by_time[t] for t in times if 5.0 <= t < 9.0]
+    assert {d.reason for d in settled} == {"still", "still_interval"}
+    assert sum(d.run for d in settled) == 8  # 4 s at one every 0.5 s, of 40 frames
+    assert by_time[9.0].run and by_time[9.0].reason == "motion", "leaving is motion"
+    # Last seen at 8.9 s: followed until 8.9 + hold, then idle again.
+    late = [t for t in times if t >= 8.9 + hold + 2.0]
+    assert {by_time[t].reason for t in late} == {"idle", "interval"}
+    assert min(np.diff([t for t in late if by_time[t].run])) >= 2.0 - 1e-9
+
+
+def test_a_count_that_changes_while_nothing_moves_is_checked_again_on_the_next_frame():
+    """A still person the model misses once: the next frame runs at once (a tracker keeps
+    its id over one missed inference), and the still interval resumes when two agree."""
+    settings = MotionSettings(still_interval_s=0.5)
+    gate = MotionGate(settings)
+    grey = grey_from_rgb(with_person(room(), 300))
+    found = {9 / 8: 0}  # missed once; found on every other inference
+    decisions = {}
+    for i in range(20):
+        t = i / 8  # 8 fps: binary fractions keep the times exact
+        d = decisions[t] = gate.decide(grey, t)
+        if d.run:
+            gate.observe(t, found.get(t, 1))
+    ran = {t: d.reason for t, d in decisions.items() if d.run}
+    # 1/8: the first count; 10/8: after the miss; 11/8: found again (0 then 1); then two agree.
+    assert ran == {0.0: "first", 1 / 8: "recheck", 5 / 8: "still_interval", 9 / 8: "still_interval",
+                   10 / 8: "recheck", 11 / 8: "recheck", 15 / 8: "still_interval", 19 / 8: "still_interval"}, ran
+
+
+def test_a_fall_in_a_still_scene_runs_on_its_first_frame():
+    """A person standing still for seconds (inferred every still interval), then on the
+    floor: the frame that shows it runs at once, and every frame while it settles."""
+    rng = np.random.default_rng(10)
+    gate = MotionGate(MotionSettings(still_interval_s=0.5))
+    standing = with_person(room(), 300, y=200, w=60, h=200)
+    lying = with_person(room(), 220, y=380, w=200, h=60)
+    times = [i / 10 for i in range(80)]
+    frames = [noisy(standing if t < 6.0 else lying, rng) for t in times]
+    decisions = dict(zip(times, run_gate(gate, frames, times, people=lambda t: 1)))
+    assert not all(decisions[t].run for t in times if 4.0 <= t < 6.0), "standing still: skipped frames"
+    assert decisions[6.0].run and decisions[6.0].reason == "motion"
+    assert all(decisions[t].run for t in times if 6.0 <= t < 7.0)
 
 
 def test_decide_from_a_y_plane_matches_decide_from_rgb_for_grey_frames():
@@ -222,33 +261,48 @@ def test_reset_forgets_the_background_and_the_last_sighting():
     g = grey_from_rgb(room())
     gate.decide(g, 0.0)
     gate.observe(0.0, 2)
-    assert gate.decide(g, 0.1).reason == "tracking"
+    assert gate.decide(g, 0.1).reason == "recheck"  # someone seen: followed
     gate.reset()
     assert gate.decide(g, 0.2).reason == "first"
     assert gate.decide(g, 0.3).reason == "idle"
 
 
-def test_while_tracking_the_background_is_refreshed_at_most_every_refresh_interval():
-    """Every frame runs while someone is tracked: the grey image is only needed to keep the
-    background current, so most frames skip it; once tracking ends every frame needs it."""
+def test_while_tracking_a_moving_scene_the_background_is_refreshed_at_most_every_refresh_interval():
+    """Every frame runs while someone is tracked and the scene moves: the grey image is only
+    needed to keep the background current and to notice when the scene comes to rest, so
+    most frames skip it; once the scene is still, or tracking ends, every frame needs it."""
     from edgepose.motion import TRACKING_REFRESH_S
 
     gate = MotionGate(MotionSettings(hold_s=1.0))
-    grey = grey_from_rgb(room())
+    walking = [grey_from_rgb(with_person(room(), 40 * i)) for i in range(12)]
     assert gate.needs_image(0.0)
-    assert gate.decide(grey, 0.0).reason == "first"
+    assert gate.decide(walking[0], 0.0).reason == "first"
     gate.observe(0.0, people=1)
     needed = []
     for i in range(1, 9):  # 8 fps while tracked (binary fractions keep the times exact)
         t = i / 8
         needed.append(gate.needs_image(t))
-        decision = gate.decide(grey if needed[-1] else None, t)
-        assert decision.run and decision.reason == "tracking"
+        assert gate.expects_to_run(t)
+        decision = gate.decide(walking[i] if needed[-1] else None, t)
+        assert decision.run and decision.reason == ("motion" if needed[-1] else "tracking")
         gate.observe(t, people=1)
     assert TRACKING_REFRESH_S == 0.2
     # Refreshed at 0; then an image at the first frame 0.2 s or more after the last one.
     assert needed == [False, True, False, True, False, True, False, True]
-    assert gate.needs_image(10.0), "nobody seen for hold_s: every frame needs its image again"
+    # The person stops: the next image shows no motion (its background caught up), and
+    # from then on every frame needs its image, the first that changes must run.
+    rest = walking[8]
+    for i in range(9, 60):
+        t = i / 8
+        if gate.needs_image(t):
+            decision = gate.decide(rest, t)
+            if decision.reason in ("still", "still_interval"):
+                break
+        else:
+            gate.decide(None, t)
+        gate.observe(t, people=1)
+    assert not gate.expects_to_run(t) and gate.needs_image(t + 1 / 8)
+    assert gate.needs_image(t + 10.0), "nobody seen for hold_s: every frame needs its image"
 
 
 def test_deciding_without_an_image_when_one_is_needed_is_a_bug():

@@ -1,4 +1,5 @@
-"""Overlay annotators: what gets drawn where, in which colour, at which size."""
+"""Overlay annotators: what gets drawn where, in which colour, at which size; and the
+privacy backgrounds, which must not resemble the camera picture."""
 
 from __future__ import annotations
 
@@ -8,17 +9,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgepose.constants import NUM_PARTS, PART_IDS
+from edgepose.constants import DEFAULT_MIN_PART_SCORE, NUM_PARTS, PART_IDS
 from edgepose.core import Poses
+from edgepose.images import list_images
 from edgepose.overlay import (
     PALETTE,
+    PLAIN_BACKGROUND,
+    PRIVACY_MODES,
+    BoxAnnotator,
     LabelAnnotator,
     PointAnnotator,
     SkeletonAnnotator,
     encode_jpeg,
+    overlay_background,
     person_colour,
     render_overlay,
 )
+from edgepose.sources import demo_dir
+from ..resemblance import COARSE_MAX, DETAIL_MAX, resemblance
 
 GREY = (128, 128, 128)
 
@@ -206,3 +214,69 @@ def test_no_label_overlaps_another_on_the_demo_photos():
         rgb = read_rgb(photo)
         labels = LabelAnnotator().layout(Image.fromarray(rgb), estimator.estimate_still(rgb))
         assert labels and not _overlapping(labels), photo.name
+
+
+# --- privacy: the overlay without the camera picture -----------------------------------------
+
+
+def standing(x: float, top: float, height: float) -> Poses:
+    """A hand-made standing person: head at `top`, feet at `top + height`."""
+    h = height
+    return one_person({
+        "nose": (x, top + 0.05 * h), "leftEye": (x - 0.02 * h, top + 0.03 * h), "rightEye": (x + 0.02 * h, top + 0.03 * h),
+        "leftShoulder": (x - 0.12 * h, top + 0.2 * h), "rightShoulder": (x + 0.12 * h, top + 0.2 * h),
+        "leftElbow": (x - 0.15 * h, top + 0.38 * h), "rightElbow": (x + 0.15 * h, top + 0.38 * h),
+        "leftWrist": (x - 0.16 * h, top + 0.52 * h), "rightWrist": (x + 0.16 * h, top + 0.52 * h),
+        "leftHip": (x - 0.08 * h, top + 0.55 * h), "rightHip": (x + 0.08 * h, top + 0.55 * h),
+        "leftKnee": (x - 0.08 * h, top + 0.77 * h), "rightKnee": (x + 0.08 * h, top + 0.77 * h),
+        "leftAnkle": (x - 0.08 * h, top + 0.98 * h), "rightAnkle": (x + 0.08 * h, top + 0.98 * h),
+    })
+
+
+def demo_frames() -> list[np.ndarray]:
+    return [np.asarray(Image.open(p).convert("RGB")) for p in list_images(demo_dir())]
+
+
+@pytest.mark.parametrize("privacy", PRIVACY_MODES)
+def test_a_private_snapshot_does_not_resemble_the_frame_and_a_plain_one_does(privacy):
+    """Every demo photo with two people drawn on it, JPEG-encoded as snapshots are: "off"
+    resembles its photo (the control the thresholds are set against), "skeleton" and
+    "blur" do not (tests/resemblance.py says how this is measured)."""
+    for rgb in demo_frames():
+        h, w = rgb.shape[:2]
+        poses = stack(standing(0.3 * w, 0.2 * h, 0.7 * h), standing(0.7 * w, 0.1 * h, 0.8 * h))
+        jpeg = encode_jpeg(render_overlay(rgb, poses, privacy=privacy), 85)
+        found = resemblance(jpeg, rgb)
+        if privacy == "off":
+            assert found.coarse > 2 * COARSE_MAX and found.detail > 3 * DETAIL_MAX, found
+        else:
+            assert found.detail < DETAIL_MAX, found
+            if privacy == "skeleton":
+                assert found.coarse < COARSE_MAX, found
+
+
+def test_privacy_backgrounds():
+    rgb = demo_frames()[0]
+    h, w = rgb.shape[:2]
+    plain = np.asarray(overlay_background(rgb, "skeleton"))
+    assert plain.shape == rgb.shape and (plain == PLAIN_BACKGROUND).all()
+    assert np.array_equal(np.asarray(overlay_background(rgb, "off")), rgb)
+    blurred = np.asarray(overlay_background(rgb, "blur"), np.int16)
+    assert blurred.shape == rgb.shape
+    # No more detail than a few cells: neighbouring pixels hardly differ anywhere.
+    assert np.abs(np.diff(blurred, axis=1)).max() <= 8 and np.abs(np.diff(blurred, axis=0)).max() <= 8
+    with pytest.raises(ValueError):
+        overlay_background(rgb, "none")
+
+
+def test_private_snapshots_draw_a_box_around_each_person():
+    poses = standing(100, 20, 120)
+    image = render_overlay(np.full((160, 200, 3), 128, np.uint8), poses, labels=False, privacy="skeleton")
+    x0, y0, x1, y1 = poses.bounding_boxes(DEFAULT_MIN_PART_SCORE)[0]
+    colour = person_colour(0)
+    assert pixel(image, (x0 + x1) / 2, y0 - 2) == colour  # the top edge, just outside the head
+    assert pixel(image, 5, 5) == PLAIN_BACKGROUND
+    boxed = BoxAnnotator().annotate(blank(), poses)
+    assert pixel(boxed, (x0 + x1) / 2, y1 + 2) == colour
+    off = render_overlay(np.full((160, 200, 3), 128, np.uint8), poses, labels=False)
+    assert pixel(off, (x0 + x1) / 2, y0 - 2) == GREY, "no box on the camera picture"

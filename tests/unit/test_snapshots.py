@@ -251,3 +251,41 @@ def test_cooldown_does_not_hold_back_commands():
     p.due(0.0, 1)
     p.request()
     assert p.due(0.5, 1) == REASON_COMMAND
+
+
+# --- what a snapshot shows: snapshots.privacy ------------------------------------------------
+
+
+@pytest.mark.parametrize("privacy", ["skeleton", "blur"])
+def test_a_fall_snapshot_and_its_published_copy_hide_the_camera_picture(tmp_path, privacy):
+    """The snapshot stage with a fall raised on a demo photo: the file written, latest.jpg
+    and the MQTT image are one JPEG, and it does not resemble the frame."""
+    import numpy as np
+    from PIL import Image
+
+    from edgepose.core import Frame, FrameResult
+    from edgepose.images import list_images
+    from edgepose.scene import FALL_SNAPSHOT
+    from edgepose.sinks import SnapshotStage
+    from edgepose.sources import demo_dir
+
+    from ..resemblance import COARSE_MAX, DETAIL_MAX, resemblance
+    from .test_overlay import standing
+
+    rgb = np.asarray(Image.open(list_images(demo_dir())[1]).convert("RGB"))
+    published = []
+    stage = SnapshotStage(SnapshotPolicy(interval_s=0.0, on_count_change=False), writer=writer(tmp_path),
+                          publish=published.append, labels=True, min_score=0.3, jpeg_quality=85,
+                          privacy=privacy)
+    poses = standing(rgb.shape[1] / 2, 40, rgb.shape[0] - 80)
+    result = FrameResult(Frame(rgb, seq=1, captured_at=T0.timestamp(), captured_mono=1.0), poses, 10.0,
+                         snapshot=FALL_SNAPSHOT)
+    out = stage.process(result)
+    assert out.snapshot is not None and "_fall_" in out.snapshot
+    assert stage.flush(5.0)
+    stage.close()
+    (path,) = writer(tmp_path).snapshots()
+    jpegs = [path.read_bytes(), (path.parent / LATEST_NAME).read_bytes(), published[0].payload]
+    assert len(set(jpegs)) == 1, "one JPEG for the file, latest.jpg and MQTT"
+    found = resemblance(jpegs[0], rgb)
+    assert found.detail < DETAIL_MAX and (privacy == "blur" or found.coarse < COARSE_MAX), found
