@@ -1027,8 +1027,8 @@ FAMILY_KEYS: dict[str, str] = {
                         "fixed size, MultiPose at model.multipose_long_side)",
     "decode.nms_radius": "only PoseNet's decoder has an NMS radius",
     "decode.max_poses": "single-pose models find one person at most",
-    "model.multipose_long_side": "only the models that run MultiPose (movenet-multipose, "
-                                 "movenet-topdown-*) have a long side to choose",
+    "model.multipose_long_side": "only movenet-multipose and the models that run it "
+                                 "(movenet-topdown-*) have a long side to choose",
     "model.still_passes": "only the single-pose MoveNet models (movenet-lightning, movenet-thunder) "
                           "run several passes over a still image",
     "model.first_crop": "only the single-pose MoveNet models (movenet-lightning, movenet-thunder) crop",

@@ -158,7 +158,8 @@ def test_models_lists_every_model_with_its_files(capsys):
     assert main(["models", "--json"]) == ExitCode.OK
     listing = json.loads(capsys.readouterr().out)
     models = {m["name"]: m for m in listing["models"]}
-    assert set(models) == {"posenet-mnv1-075", "movenet-lightning", "movenet-thunder", "movenet-multipose"}
+    assert set(models) == {"posenet-mnv1-075", "movenet-lightning", "movenet-thunder", "movenet-multipose",
+                           "movenet-topdown-thunder", "movenet-topdown-lightning"}
     assert [m["name"] for m in listing["models"] if m["default"]] == [DEFAULT_MODEL]
     for model in models.values():
         assert model["licence"] == "Apache-2.0" and model["input"] and model["edgetpu"]
