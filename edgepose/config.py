@@ -71,7 +71,7 @@ MAX_ZONE_POINTS = 64
 DURATION_MAX_S = 86_400.0  # a day
 FILTER_HZ_MAX = 1000.0  # One Euro cut-offs: far above any frame rate
 FILTER_BETA_MAX = 1e6  # beyond this the filter is simply off while moving
-FALL_DROP_MAX = 10.0  # hip drop, in standing hip heights
+FALL_DROP_MAX = 10.0  # head drop, in standing heights
 INPUT_SIZE_MAX = 4097  # model input side (k * stride + 1); larger is memory, not accuracy
 FRAME_SIDE_MAX = 8192  # camera capture width/height
 FPS_MAX = 1000.0
@@ -428,20 +428,24 @@ class PresenceConfig:
 
 @dataclass(frozen=True, slots=True)
 class FallConfig:
-    """Fall detection from the tracked skeleton (events.py)."""
+    """Fall detection from the tracked skeleton (falls.py; defaults chosen on the real
+    falls of docs/falls.md)."""
 
     enabled: bool = True
     #: Torso (hip mid-point to shoulder mid-point) at most this far from vertical: upright.
     upright_deg: float = _key(30.0, ge=0, le=90)
-    #: Torso and whole body at least this far from vertical: down.
+    #: Torso at least this far from vertical: a lying shape.
     down_deg: float = _key(60.0, ge=0, le=90)
-    #: The change from upright to down must happen within this many seconds (slower: lying down).
-    window_s: float = _key(1.0, gt=0, le=DURATION_MAX_S)
-    #: The hips must drop by at least this fraction of their standing height above the feet
-    #: within the window (1 = all the way to the floor).
-    min_drop: float = _key(0.5, ge=0, le=FALL_DROP_MAX)
-    #: Seconds the person must stay down before a fall is raised.
+    #: The descent, from the last upright frame to the first low one, takes at most this long.
+    window_s: float = _key(2.0, gt=0, le=DURATION_MAX_S)
+    #: Low: the head has come down by at least this many standing heights (half of it
+    #: with a lying shape).
+    min_drop: float = _key(0.6, ge=0, le=FALL_DROP_MAX)
+    #: Seconds the person must stay low after the descent before a fall is raised.
     confirm_s: float = _key(2.0, ge=0, le=DURATION_MAX_S)
+    #: Seconds someone seen upright before must stay low, with no descent seen, before a
+    #: fall is raised anyway (cause "down").
+    down_s: float = _key(60.0, gt=0, le=DURATION_MAX_S)
     #: Seconds the person must be upright again before the fall clears.
     clear_s: float = _key(2.0, ge=0, le=DURATION_MAX_S)
     #: Keypoints scoring below this are not used for angles and heights.

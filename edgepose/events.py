@@ -27,42 +27,11 @@ seen, so people still there are taken over by their new tracks without a new
 runs out. `EventStage` reports no state until the first ``enter_s`` of a run
 has passed, so a cold start never publishes an empty room it has not looked at.
 
-Falls (`FallDetector`), per track, from the skeleton:
-
-1. Posture each frame: the torso angle (hip mid-point to shoulder mid-point,
-   0 = upright, 90 = horizontal) and the whole-body angle (feet, or knees, to
-   shoulders). *Upright*: torso within ``upright_deg`` of vertical. *Down*:
-   torso and whole body at least ``down_deg`` from vertical (the box aspect
-   stands in for the body when no feet or knees were found, and for both when
-   the torso was not found).
-2. A candidate: a down frame with upright frames at most ``window_s``
-   before it, the body centre (mid-hips) having dropped since then by at
-   least ``min_drop`` times the height the hips had above the feet.
-3. Confirmed after ``confirm_s`` with no upright frame in between and most
-   frames down: ``fall_detected``, unless the person is anchored in a
-   ``lying_ok`` zone (a bed, a sofa).
-4. The fall stays on until that person is seen upright for ``clear_s``
-   (``fall_cleared``, reason ``recovered``) or `acknowledge` is called
-   (reason ``acknowledged``). If the track is lost while down, the fall stays
-   on and passes to the next new track found where the person lay (so does
-   the history of a track lost mid-fall: a body changing shape fast can make
-   the tracker lose it).
-
-Why the everyday look-alikes do not fire: bending over (tying shoes) tips the
-torso but not the whole body (the feet stay under the shoulders) and the hips
-hardly drop; sitting down drops the hips but keeps the torso upright; lying
-down slowly takes longer than ``window_s`` from upright to down, or happens
-from sitting (no drop); lying in a ``lying_ok`` zone is expected; walking past
-stays upright; several people are followed each by their own track. What it
-cannot see: a fall behind furniture or out of frame (no skeleton), a fall
-straight towards or away from the camera (the body barely looks horizontal in
-the picture), a slow slide to the floor, and a fall that ends sitting up.
+Falls: `falls.FallDetector`, per track, from the skeleton (falls.py says how).
 """
 
 from __future__ import annotations
 
-import math
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -71,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from .config import FallConfig, PresenceConfig
-from .constants import PART_IDS
 from .core import Poses
+from .falls import FALL_CLEARED, FALL_DETECTED, FallDetector, FallState, measure
 from .zones import Zone, zone_membership
 
 __all__ = [
@@ -83,40 +52,15 @@ __all__ = [
     "EventsResult",
     "FallDetector",
     "FallState",
-    "Posture",
     "Presence",
     "SceneState",
-    "posture",
 ]
 
 PERSON_ENTERED = "person_entered"
 PERSON_LEFT = "person_left"
-FALL_DETECTED = "fall_detected"
-FALL_CLEARED = "fall_cleared"
 EVENT_TYPES: tuple[str, ...] = (PERSON_ENTERED, PERSON_LEFT, FALL_DETECTED, FALL_CLEARED)
 PRESENCE_EVENT_TYPES: tuple[str, ...] = (PERSON_ENTERED, PERSON_LEFT)
 FALL_EVENT_TYPES: tuple[str, ...] = (FALL_DETECTED, FALL_CLEARED)
-
-# Posture facts (not tunables): a box this much wider than tall is a body lying
-# down, this much taller than wide a body standing, when angles cannot be had.
-DOWN_ASPECT = 1.3
-UPRIGHT_ASPECT = 0.7
-#: A standing person's hips are about this many torso lengths above their feet
-#: (the scale when no feet were found), and their box about this many torsos tall.
-HIP_HEIGHT_IN_TORSOS = 1.6
-BOX_HEIGHT_IN_TORSOS = 3.0
-#: Fraction of frames between a candidate and its confirmation that must be down.
-MIN_DOWN_FRACTION = 0.5
-#: A lost track's fall passes to a new track whose box centre lies in the old box grown by this.
-HANDOVER_GROWTH = 0.5
-#: Fall history of a track unseen this long is forgotten (active falls are kept).
-FORGET_AFTER_S = 10.0
-
-_SHOULDERS = [PART_IDS["leftShoulder"], PART_IDS["rightShoulder"]]
-_HIPS = [PART_IDS["leftHip"], PART_IDS["rightHip"]]
-_KNEES = [PART_IDS["leftKnee"], PART_IDS["rightKnee"]]
-_ANKLES = [PART_IDS["leftAnkle"], PART_IDS["rightAnkle"]]
-
 
 # --- events -------------------------------------------------------------------------
 
@@ -315,246 +259,6 @@ class Presence:
                 self.people[pid] = _Person(pid, None, now, zones)
 
 
-# --- posture and falls ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Posture:
-    """How one person's body lies in one frame (angles in degrees from vertical)."""
-
-    state: str  # "upright" | "down" | "between" | "unknown"
-    torso_deg: float | None
-    body_deg: float | None
-    centre_y: float  # frame pixels, mid-hips (or box centre)
-    scale: float  # frame pixels: height of the hips above the feet (or as guessed from the torso or box)
-
-
-def _mid(xy: np.ndarray, ok: np.ndarray, parts: list[int]) -> np.ndarray | None:
-    have = ok[parts]
-    if not have.any():
-        return None
-    return xy[parts][have].mean(axis=0)
-
-
-def _angle_from_vertical(bottom: np.ndarray, top: np.ndarray) -> float | None:
-    """0 when `top` is straight above `bottom` (image y grows downwards), 90 level, 180 below."""
-    dx, dy = float(top[0] - bottom[0]), float(top[1] - bottom[1])
-    if dx == 0 and dy == 0:
-        return None
-    return math.degrees(math.atan2(abs(dx), -dy))
-
-
-def posture(
-    xy: np.ndarray, scores: np.ndarray, *, min_score: float, upright_deg: float, down_deg: float
-) -> Posture:
-    """The posture of one pose, xy (17, 2) frame pixels and scores (17,)."""
-    xy = np.asarray(xy, np.float64)
-    ok = np.asarray(scores) >= min_score
-    if not ok.any():
-        return Posture("unknown", None, None, 0.0, 1.0)
-    pts = xy[ok]
-    x0, y0 = pts.min(axis=0)
-    x1, y1 = pts.max(axis=0)
-    box_w, box_h = x1 - x0, y1 - y0
-    aspect = box_w / box_h if box_h > 0 else math.inf
-    shoulders, hips = _mid(xy, ok, _SHOULDERS), _mid(xy, ok, _HIPS)
-    feet = _mid(xy, ok, _ANKLES)
-    if feet is None:
-        feet = _mid(xy, ok, _KNEES)
-    torso_deg = body_deg = None
-    if shoulders is not None and hips is not None:
-        torso_deg = _angle_from_vertical(hips, shoulders)
-    if shoulders is not None and feet is not None:
-        body_deg = _angle_from_vertical(feet, shoulders)
-    if torso_deg is not None:
-        torso = float(np.hypot(*(shoulders - hips)))
-        scale = HIP_HEIGHT_IN_TORSOS * torso
-        if feet is not None and feet[1] - hips[1] > 0.5 * torso:
-            scale = float(feet[1] - hips[1])
-        centre_y = float(hips[1])
-        body_down = body_deg >= down_deg if body_deg is not None else aspect >= DOWN_ASPECT
-        if torso_deg <= upright_deg:
-            state = "upright"
-        elif torso_deg >= down_deg and body_down:
-            state = "down"
-        else:
-            state = "between"
-    else:
-        scale = max(box_h, box_w) / BOX_HEIGHT_IN_TORSOS * HIP_HEIGHT_IN_TORSOS
-        centre_y = float((y0 + y1) / 2)
-        if box_h <= 0 or box_w <= 0 or len(pts) < 4:
-            state = "unknown"
-        elif aspect >= DOWN_ASPECT:
-            state = "down"
-        elif aspect <= UPRIGHT_ASPECT:
-            state = "upright"
-        else:
-            state = "between"
-    return Posture(state, torso_deg, body_deg, centre_y, max(scale, 1.0))
-
-
-@dataclass(frozen=True, slots=True)
-class FallState:
-    """A fall that is on: who, where, since when, and the event that raised it."""
-
-    event_id: str
-    track_id: int
-    zone: str | None
-    since_wall: float
-    confidence: float
-
-
-@dataclass
-class _Candidate:
-    t: float
-    t_up: float
-    drop: float
-
-
-@dataclass
-class _FallTrack:
-    samples: deque  # of (t, Posture)
-    last_seen: float
-    box: np.ndarray  # last box, normalised
-    candidate: _Candidate | None = None
-    up_since: float | None = None
-
-
-class FallDetector:
-    """Per-track fall state machine (see the module doc). Feed it every frame."""
-
-    def __init__(self, config: FallConfig):
-        self.config = config
-        self._tracks: dict[int, _FallTrack] = {}
-        self.active: dict[int, FallState] = {}  # by the track id that currently carries it
-
-    def update(
-        self,
-        ids: Sequence[int],
-        postures: Sequence[Posture],
-        boxes: np.ndarray,
-        zones: Sequence[str | None],
-        lying_ok: Sequence[bool],
-        now: float,
-        wall: float,
-        new_id: "EventIds",
-    ) -> list[Event]:
-        """One frame: track ids with their posture, normalised box (N, 4), zone and lying_ok."""
-        cfg = self.config
-        events: list[Event] = []
-        present = set(ids)
-        for i, tid in enumerate(ids):
-            track = self._tracks.get(tid)
-            if track is None:
-                track = self._tracks[tid] = self._inherit(tid, boxes[i], present, now)
-            track.last_seen, track.box = now, boxes[i]
-            p = postures[i]
-            track.samples.append((now, p))
-            while track.samples and now - track.samples[0][0] > cfg.window_s + cfg.confirm_s:
-                track.samples.popleft()
-
-            if tid in self.active:
-                if p.state == "upright":
-                    track.up_since = now if track.up_since is None else track.up_since
-                    if now - track.up_since >= cfg.clear_s:
-                        events.append(self._cleared(tid, "recovered", now, wall, new_id))
-                elif p.state != "unknown":
-                    track.up_since = None
-                continue
-            if track.candidate is not None:
-                cand = track.candidate
-                if p.state == "upright":
-                    track.candidate = None
-                elif now - cand.t >= cfg.confirm_s:
-                    track.candidate = None
-                    since = [s for t, s in track.samples if t >= cand.t]
-                    down = sum(s.state == "down" for s in since)
-                    if down >= MIN_DOWN_FRACTION * len(since) and not lying_ok[i]:
-                        events.append(self._detected(tid, cand, since, zones[i], now, wall, new_id))
-                continue
-            if p.state == "down":
-                cand = self._candidate(track, now, p)
-                if cand is not None:
-                    track.candidate = cand
-                    if cfg.confirm_s == 0 and not lying_ok[i]:
-                        track.candidate = None
-                        events.append(self._detected(tid, cand, [p], zones[i], now, wall, new_id))
-        for tid, track in list(self._tracks.items()):
-            if tid not in present:
-                if now - track.last_seen > cfg.window_s:
-                    track.candidate = None  # unconfirmed, and no longer seen: dropped
-                if now - track.last_seen > FORGET_AFTER_S and tid not in self.active:
-                    del self._tracks[tid]
-        return events
-
-    def acknowledge(self, now: float, wall: float, new_id: "EventIds") -> list[Event]:
-        """Clear every fall that is on (a person has seen to it)."""
-        return [self._cleared(tid, "acknowledged", now, wall, new_id) for tid in list(self.active)]
-
-    def _candidate(self, track: _FallTrack, now: float, p: Posture) -> _Candidate | None:
-        """A fall starts here if the person was upright within the window and the hips
-        dropped far enough: from the highest upright hips in the window, in the largest
-        upright hip height (a body already folding has lower hips and a smaller one)."""
-        cfg = self.config
-        upright = [(t, s) for t, s in track.samples if now - t <= cfg.window_s and s.state == "upright"]
-        if not upright:
-            return None
-        top = min(s.centre_y for _, s in upright)
-        scale = max(s.scale for _, s in upright)
-        drop = (p.centre_y - top) / scale
-        return _Candidate(now, upright[-1][0], drop) if drop >= cfg.min_drop else None
-
-    def _detected(
-        self, tid: int, cand: _Candidate, since: list[Posture], zone: str | None,
-        now: float, wall: float, new_id: EventIds,
-    ) -> Event:
-        cfg = self.config
-        torso = [s.torso_deg for s in since if s.torso_deg is not None]
-        angle = float(np.mean(torso)) if torso else cfg.down_deg
-        horizontal = min(angle, 180.0 - angle) if angle > 90 else angle
-        span = max(90.0 - cfg.down_deg, 1e-6)
-        a = min(1.0, max(0.0, 0.5 + 0.5 * (horizontal - cfg.down_deg) / span))
-        d = min(1.0, cand.drop / max(2.0 * cfg.min_drop, 1e-6))
-        s = 0.5 + 0.5 * min(1.0, max(0.0, 1.0 - (cand.t - cand.t_up) / cfg.window_s))
-        confidence = round(float(a + d + s) / 3.0, 3)
-        event = Event(
-            new_id.next(), FALL_DETECTED, wall, now, tid, zone,
-            {"confidence": confidence, "torso_deg": round(angle, 1), "drop": round(float(cand.drop), 2)},
-        )
-        self.active[tid] = FallState(event.id, tid, zone, wall, confidence)
-        self._tracks[tid].up_since = None
-        return event
-
-    def _cleared(self, tid: int, reason: str, now: float, wall: float, new_id: EventIds) -> Event:
-        fall = self.active.pop(tid)
-        if tid in self._tracks:
-            self._tracks[tid].up_since = None
-        return Event(
-            new_id.next(), FALL_CLEARED, wall, now, fall.track_id, fall.zone,
-            {"reason": reason, "fall_event_id": fall.event_id},
-        )
-
-    def _inherit(self, tid: int, box: np.ndarray, present: set[int], now: float) -> _FallTrack:
-        """The state for a track seen for the first time. A body changing shape fast
-        (a fall) can make the tracker lose someone and find them again under a new id:
-        a new track found where a lost track just was (its centre in the old box, grown)
-        carries on that track's history, and its fall if it had one on."""
-        for old, track in list(self._tracks.items()):
-            if old in present or old == tid:
-                continue
-            if old not in self.active and now - track.last_seen > self.config.window_s:
-                continue
-            ob = track.box
-            half = HANDOVER_GROWTH * (ob[2:] - ob[:2]) / 2
-            centre = (box[:2] + box[2:]) / 2
-            if np.all(centre >= ob[:2] - half) and np.all(centre <= ob[2:] + half):
-                del self._tracks[old]
-                if old in self.active:
-                    self.active[tid] = self.active.pop(old)
-                return track
-        return _FallTrack(deque(), now, box)
-
-
 # --- the stage ----------------------------------------------------------------------
 
 
@@ -641,12 +345,7 @@ class EventStage:
             for kind, tid, zone, count in self.presence.update(seen, now)
         ]
         if self.falls is not None:
-            cfg = self.falls_config
-            postures = [
-                posture(poses.xy[i], poses.scores[i], min_score=min_score,
-                        upright_deg=cfg.upright_deg, down_deg=cfg.down_deg)
-                for i in range(len(ids))
-            ]
+            bodies = [measure(poses.xy[i], poses.scores[i], min_score) for i in range(len(ids))]
             # Exclusion zones never get here (ZoneFilter ran first): every zone is an occupancy one.
             zone_of = [
                 next((z.name for k, z in enumerate(self.zones) if inside[i, k]), None)
@@ -659,7 +358,7 @@ class EventStage:
             boxes = np.asarray(poses.bounding_boxes(min_score), np.float64) / np.array(
                 [width, height, width, height], np.float64
             )
-            events.extend(self.falls.update(ids, postures, boxes, zone_of, lying, now, wall, self.ids))
+            events.extend(self.falls.update(ids, bodies, boxes, zone_of, lying, now, wall, self.ids))
         return self._result(events)
 
     def acknowledge(self, now: float, wall: float) -> EventsResult:

@@ -101,7 +101,7 @@ _STATS_TEXT_FIELDS = frozenset({"accelerator", "runtime", "precision", "model", 
 #: The current version of each JSON message kind, the ``"v"`` it carries; its
 #: schema is ``edgepose/schemas/<kind>.schema.json``.
 SCHEMA_VERSIONS: dict[str, int] = {
-    "poses": 2, "stats": 3, "person_count": 1, "availability": 1, "events": 1, "state": 1, "reply": 1,
+    "poses": 2, "stats": 3, "person_count": 1, "availability": 1, "events": 2, "state": 1, "reply": 1,
 }
 SCHEMA_KINDS: tuple[str, ...] = tuple(SCHEMA_VERSIONS)
 

@@ -280,14 +280,18 @@ def scenario(kind: str, sk: Skeleton, rng: np.random.Generator) -> Scenario:
         if kind == "sit_floor":
             T = rng_T[0]
             return lerp(base, sit_on_floor(base, 15.0, direction), smooth(u / T)) if u > 0 else base
-        if kind == "lie_down_slowly":  # sit on the floor, then lie back
-            T1, T2 = rng_T[1], rng_T[1] + 0.5
+        if kind == "lie_down_slowly":  # sit on the floor, settle, then lie back
+            # A deliberate lie-down pauses seated; sitting down and falling straight back
+            # within the descent window (falls.window_s) is what a collapse looks like.
+            T1, pause, T2 = rng_T[1], rng_T[1] * 0.6 + 0.4, rng_T[1] + 0.5
             seated = sit_on_floor(base, 15.0, direction)
             if u <= 0:
                 return base
             if u < T1:
                 return lerp(base, seated, smooth(u / T1))
-            return lie_back(seated, 75.0 * smooth((u - T1) / T2), direction)
+            if u < T1 + pause:
+                return seated
+            return lie_back(seated, 75.0 * smooth((u - T1 - pause) / T2), direction)
         if kind == "lie_down_rigid_slow":  # a slow, controlled lowering all the way
             T = rng_T[2]
             return fallen(base, direction * 88.0 * smooth(u / T)) if u > 0 else base

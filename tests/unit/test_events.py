@@ -11,7 +11,8 @@ import pytest
 from edgepose import messages
 from edgepose.config import FallConfig, PresenceConfig
 from edgepose.core import Poses
-from edgepose.events import Event, EventIds, EventStage, Posture, Presence, SceneState, posture
+from edgepose.events import Event, EventIds, EventStage, Presence, SceneState
+from edgepose.falls import measure
 from edgepose.tracking import Tracker
 from edgepose.zones import Zone
 
@@ -92,7 +93,8 @@ def test_event_is_frozen_with_read_only_fields():
     [
         ("person_entered", {"person_count": 1}),
         ("person_left", {"person_count": 0}),
-        ("fall_detected", {"confidence": 0.8, "torso_deg": 85.0, "drop": 0.9, "snapshot": "x.jpg"}),
+        ("fall_detected", {"confidence": 0.8, "torso_deg": 85.0, "drop": 0.9, "cause": "fall_seen",
+                           "snapshot": "x.jpg"}),
         ("fall_cleared", {"reason": "recovered", "fall_event_id": "hall-b-1"}),
     ],
 )
@@ -351,32 +353,33 @@ def test_event_stage_needs_track_ids():
         stage.process(poses_of(standing()), W, H, 0.0, WALL0)
 
 
-# --- posture ------------------------------------------------------------------------------
+# --- body measurements --------------------------------------------------------------------
 
 
-def pose_posture(unit) -> Posture:
+def body_of(unit):
     xy, scores = person(unit, 200, (320, 430))
-    return posture(xy, scores, min_score=0.3, upright_deg=30, down_deg=60)
+    return measure(xy, scores, 0.3)
 
 
-def test_posture_upright_down_and_between():
-    assert pose_posture(BASE).state == "upright"
-    assert pose_posture(fallen(BASE, 90)).state == "down"
-    assert pose_posture(fallen(BASE, -85)).state == "down"
-    assert pose_posture(fallen(BASE, 45)).state == "between"
+def test_a_standing_body_is_tall_with_the_head_on_top_and_the_torso_vertical():
+    b = body_of(BASE)
+    assert b.torso_deg < 5 and b.head_found and b.top_y < b.hip_y
+    assert 180 < b.height <= 200 and b.width < b.height / 2
 
 
-def test_bending_over_tips_the_torso_but_not_the_body():
-    p = pose_posture(bend(BASE, 90))
-    assert p.torso_deg > 80 and p.body_deg < 60 and p.state == "between"
+def test_a_fallen_body_lies_level_and_a_bent_one_has_its_head_below_the_hips():
+    assert 80 < body_of(fallen(BASE, 90)).torso_deg < 100
+    assert 80 < body_of(fallen(BASE, -85)).torso_deg < 100
+    bent = body_of(bend(BASE, 150))
+    assert bent.torso_deg > 120 and bent.top_y > bent.hip_y
 
 
-def test_posture_without_a_torso_uses_the_box_aspect():
-    xy, scores = person(fallen(BASE, 90), 200, (320, 430))
-    scores[[5, 6]] = 0.0  # no shoulders
-    p = posture(xy, scores, min_score=0.3, upright_deg=30, down_deg=60)
-    assert p.torso_deg is None and p.state == "down"
-    assert posture(xy, np.zeros(17), min_score=0.3, upright_deg=30, down_deg=60).state == "unknown"
+def test_without_a_head_the_top_is_guessed_from_the_shoulders_and_too_little_is_nothing():
+    xy, scores = person(BASE, 200, (320, 430))
+    scores[:5] = 0.0  # no head parts
+    b = measure(xy, scores, 0.3)
+    assert not b.head_found and b.top_y < xy[5:7, 1].mean()
+    assert measure(xy, np.zeros(17), 0.3) is None
 
 
 # --- falls (hand-made skeleton; test_fall_dataset.py runs the COCO ones) -----------------
@@ -503,3 +506,102 @@ def test_empty_frames_keep_the_stage_going():
     stage = EventStage(PresenceConfig(), FallConfig(), [], EventIds("n", "b"))
     result = stage.process(Poses.empty().replace(track_ids=np.zeros(0, np.int64)), W, H, 0.0, WALL0)
     assert result.events == () and result.state.person_count == 0
+
+
+# --- the rules built on real falls (falls.py) ---------------------------------------------
+
+
+def detected(scene: Scene) -> list[Event]:
+    return [e for e in scene.events if e.type == "fall_detected"]
+
+
+def test_a_fall_seen_says_so_with_how_far_the_head_came_down():
+    scene = Scene(falls=FallConfig(confirm_s=1.0))
+    scene.hold(2.0, standing())
+    fall(scene)
+    scene.hold(1.5, person(fallen(BASE, 88.0), 200, (320, 430)))
+    (event,) = detected(scene)
+    assert event.fields["cause"] == "fall_seen" and 0.8 <= event.fields["drop"] <= 1.1
+    assert 80 <= event.fields["torso_deg"] <= 95
+    validate("events", messages.event_message(event, node_id="hall").payload)
+
+
+def test_a_collapse_with_the_torso_still_upright_does_not_move_the_stance_down_with_it():
+    """Knees giving way first (the torso stays vertical while the head drops), then the
+    body tips over onto the floor: the stance is where the person stood, not where the
+    collapse had got to, so the whole drop counts."""
+    scene = Scene(falls=FallConfig(confirm_s=1.0))
+    scene.hold(2.0, standing())
+    scene.motion(0.4, lambda u: lerp(BASE, crumpled(BASE), u))
+    scene.motion(0.4, lambda u: lerp(crumpled(BASE), fallen(BASE, 88.0), u))
+    scene.hold(2.0, person(fallen(BASE, 88.0), 200, (320, 430)))
+    (event,) = detected(scene)
+    assert event.fields["drop"] >= 0.8
+
+
+def test_a_body_lying_along_the_cameras_view_is_found_by_its_head_coming_down():
+    """Seen from a camera high up, someone falling towards it ends head first and
+    foreshortened: not level in the picture, but the head came far down, hips too."""
+    scene = Scene(falls=FallConfig(confirm_s=1.0))
+    scene.hold(2.0, standing())
+    towards = BASE.copy()
+    towards[:, 1] = -BASE[:, 1] * 0.45 - 0.1  # head nearest the camera, at the bottom
+    scene.motion(0.6, lambda u: lerp(BASE, towards, u * u))
+    scene.hold(2.0, person(towards, 200, (320, 430)))
+    (event,) = detected(scene)
+    assert event.fields["cause"] == "fall_seen" and event.fields["torso_deg"] > 120
+
+
+def test_bending_over_with_the_head_below_the_hips_is_no_fall():
+    scene = Scene(falls=FallConfig(confirm_s=1.0))
+    scene.hold(2.0, standing())
+    scene.motion(0.6, lambda u: bend(BASE, 150.0 * u))  # touching the toes
+    scene.hold(8.0, person(bend(BASE, 150.0), 200, (320, 430)))
+    assert not detected(scene)
+
+
+def test_someone_found_down_after_the_descent_was_missed_raises_a_fall_after_down_s():
+    scene = Scene(falls=FallConfig(confirm_s=1.0, down_s=5.0))
+    scene.hold(2.0, standing())
+    scene.hold(3.0)  # out of sight while going down (longer than window_s)
+    down = person(fallen(BASE, 88.0), 200, (320, 430))
+    scene.hold(4.5, down)
+    assert not detected(scene)  # not yet
+    scene.hold(1.0, down)
+    (event,) = detected(scene)
+    assert event.fields["cause"] == "down" and event.fields["confidence"] < 0.85
+
+
+def test_lying_down_where_lying_is_normal_is_no_fall_even_after_down_s():
+    bed = Zone("bed", "occupancy", True, "centre", np.array([[0.0, 0.6], [1.0, 0.6], [1.0, 1.0], [0.0, 1.0]]))
+    scene = Scene(falls=FallConfig(confirm_s=1.0, down_s=5.0), zones=[bed])
+    scene.hold(2.0, standing())
+    scene.hold(3.0)
+    scene.hold(10.0, person(fallen(BASE, 88.0), 200, (320, 430)))
+    assert not detected(scene)
+
+
+def test_a_fall_followed_by_the_person_vanishing_is_raised_as_lost_low():
+    """Fallen behind the sofa: the descent was seen, then nobody is seen, and nobody
+    stood up there; raised once the confirmation time has passed."""
+    scene = Scene(falls=FallConfig(confirm_s=1.5))
+    scene.hold(2.0, standing())
+    fall(scene)
+    scene.hold(0.3, person(fallen(BASE, 88.0), 200, (320, 430)))
+    scene.hold(3.0)  # gone
+    (event,) = detected(scene)
+    assert event.fields["cause"] == "lost_low" and event.fields["confidence"] <= 0.7
+
+
+def test_a_fall_in_stages_is_raised_once_the_person_is_on_the_floor():
+    """To the knees, a pause there, then to the floor: the first confirmation ends with
+    too few low frames, and starts again while the person is low."""
+    scene = Scene(falls=FallConfig(confirm_s=1.0))
+    scene.hold(2.0, standing())
+    kneel = crumpled(BASE)
+    scene.motion(0.4, lambda u: lerp(BASE, fallen(BASE, 70.0), u))  # tips, catches themself
+    scene.motion(0.2, lambda u: lerp(fallen(BASE, 70.0), kneel, u))
+    scene.hold(0.8, person(kneel, 200, (320, 430)))
+    scene.motion(0.4, lambda u: lerp(kneel, fallen(BASE, 88.0), u))
+    scene.hold(3.0, person(fallen(BASE, 88.0), 200, (320, 430)))
+    assert len(detected(scene)) == 1
