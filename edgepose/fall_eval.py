@@ -1,6 +1,6 @@
 """`edgepose eval-falls`: score fall detection on labelled clips, videos or recordings.
 
-A *set* is a folder. Its ``clips.json`` (``{"clips": [{"path", "label",
+A *set* is a folder (or a manifest file in it). Its ``clips.json`` (``{"clips": [{"path", "label",
 "fall_at_s", "note", "people"}]}``, paths relative to the folder) says what
 each clip is; without one, every video and ``*.jsonl`` recording under a
 sub-folder named ``fall``/``falls`` is a fall clip and under ``adl``,
@@ -134,8 +134,8 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 def load_set(folder: Path) -> list[Clip]:
     """The clips of a set folder (see the module doc); UsageError naming what is wrong."""
     folder = Path(folder)
-    if folder.is_file() and folder.name == "clips.json":
-        folder = folder.parent
+    if folder.is_file() and folder.suffix == ".json":  # clips.json, or another manifest beside it
+        return _clips_from_manifest(folder)
     if not folder.is_dir():
         raise UsageError(f"{folder}: not a folder of clips")
     manifest = folder / "clips.json"
@@ -260,7 +260,7 @@ class _Tally:
     def result(self, duration_s: float) -> ClipResult:
         fields = self.first.fields if self.first is not None else {}
         return ClipResult(self.clip, duration_s, self.frames, self.model_frames, tuple(self.falls),
-                          fields.get("confidence"), fields.get("reason"), self.right, self.under,
+                          fields.get("confidence"), fields.get("cause"), self.right, self.under,
                           self.over, self.debounced)
 
 

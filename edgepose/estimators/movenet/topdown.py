@@ -123,19 +123,36 @@ class TopDown:
     this class is testable with stand-ins.
     """
 
-    def __init__(self, detect, refine, *, min_pose_score: float, max_poses: int, turn: bool = True):
+    def __init__(self, detect, refine, *, min_pose_score: float, max_poses: int, turn: bool = True,
+                 detect_every: int = 1):
         self.detect = detect
         self.refine = refine
         self.min_pose_score = float(min_pose_score)
         self.max_poses = int(max_poses)
         self.turn = turn
+        self.detect_every = max(1, int(detect_every))
         self.previous: list[_Found] = []
         self.crops = 0  # refiner passes on the last frame
+        self.detected = False  # whether the last frame ran the detector
+        self._since_detect = 0
+        self._lost = False  # someone followed on the frame before was not found again
 
     def reset(self) -> None:
         self.previous = []
+        self._since_detect = 0
+        self._lost = False
 
-    def __call__(self, rgb: np.ndarray, *, detect: bool = True) -> list[_Found]:
+    def _should_detect(self) -> bool:
+        """The detector runs on a first frame, when nobody is followed, after someone
+        followed was lost, and every `detect_every` frames (for newcomers); in between,
+        the crops that follow people are enough."""
+        return (not self.previous or self._lost or self._since_detect + 1 >= self.detect_every)
+
+    def __call__(self, rgb: np.ndarray, *, detect: bool | None = None) -> list[_Found]:
+        if detect is None:
+            detect = self._should_detect()
+        self.detected = detect
+        self._since_detect = 0 if detect else self._since_detect + 1
         h, w = rgb.shape[:2]
         regions: list[CropRegion] = []
         followed: list[np.ndarray] = []
@@ -169,6 +186,7 @@ class TopDown:
             kept.append(person)
             if len(kept) == self.max_poses:
                 break
+        self._lost = len(kept) < len(followed)
         self.previous = kept
         return kept
 
@@ -230,6 +248,9 @@ __all__ = ["TopDown", "crop_from_box", "crop_following", "found_to_poses", "refi
 #: MultiPose instances scoring at least this get a crop: lower than MultiPose's own
 #: default (0.25) since the refiner, not MultiPose, decides who is a person.
 DETECT_MIN_SCORE = 0.2
+#: On video, MultiPose runs on every this many frames while everyone is followed
+#: (newcomers wait at most that long); always on a first frame and after a loss.
+DETECT_EVERY = 5
 _TIMING_KEYS = ("preprocess", "invoke", "decode")
 
 
@@ -242,7 +263,7 @@ class MoveNetTopDown:
     still_passes = 1
 
     def __init__(self, detector: Any, refiner: Any, *, name: str, min_pose_score: float, max_poses: int,
-                 threads: int = 1, clip: bool = True, turn: bool = True) -> None:
+                 threads: int = 1, clip: bool = True, turn: bool = True, detect_every: int | None = None) -> None:
         from .estimator import _info, write_pixels
 
         self.detector = detector  # a MoveNetMultiPose
@@ -265,7 +286,8 @@ class MoveNetTopDown:
             self._invoke_ms += detector.last_timing["invoke"] + detector.last_timing["preprocess"]
             return poses
 
-        self.topdown = TopDown(detect, refine, min_pose_score=min_pose_score, max_poses=max_poses, turn=turn)
+        self.topdown = TopDown(detect, refine, min_pose_score=min_pose_score, max_poses=max_poses, turn=turn,
+                               detect_every=DETECT_EVERY if detect_every is None else detect_every)
 
     @property
     def detector_info(self):
