@@ -781,12 +781,21 @@ def _apply_overrides(
             table[parts[-1]] = value
 
 
+#: The model a model.path written without a model.name is: files of one's own (Coral's
+#: PoseNet, an Edge TPU build) were PoseNet files before the default model changed.
+PATH_MODEL = "posenet-mnv1-075"
+
+
 def _accept_model_name_in_path(raw: dict[str, Any]) -> None:
-    """Before model.name existed, model.path held the model's name: still read it so."""
+    """Before model.name existed, model.path held the model's name: still read it so; a
+    file given without a name is a PoseNet file, as it always was."""
     model = raw.get("model")
-    if isinstance(model, dict) and isinstance(model.get("path"), str) and model["path"] in MODELS \
-            and "name" not in model:
+    if not isinstance(model, dict) or "name" in model or not isinstance(model.get("path"), str):
+        return
+    if model["path"] in MODELS:
         model["name"] = model.pop("path")
+    elif model["path"]:
+        model["name"] = PATH_MODEL
 
 
 #: Broker URL schemes `broker_overrides` takes, and whether each turns TLS on.

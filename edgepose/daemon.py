@@ -374,7 +374,7 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
     source_cfg = config.source
     capture = CaptureLoop(
         lambda: open_source(source_cfg.uri, width=source_cfg.width, height=source_cfg.height,
-                            loop=source_cfg.loop, lores_size=info.input_size,
+                            loop=source_cfg.loop, lores_size=info.lores_size,
                             fps=source_cfg.max_fps or None),
         slot,
         max_fps=source_cfg.max_fps,
@@ -527,9 +527,14 @@ def check_installation(config: Config, report: Callable[[str], None], proc: Path
     try:
         estimator = open_estimator(config.model, config.decode)
         info = estimator.info
-        lores = info.input_size
+        lores = info.lores_size
+        detector = getattr(estimator, "detector_info", None)  # a model that runs two (top-down)
+        finder = "" if detector is None else (
+            f"; people found by {detector.path} ({detector.precision}, input "
+            f"{detector.input_size[0]}x{detector.input_size[1]})")
         report(f"model: ok ({info.name}: {info.path}, {info.precision}, {info.accelerator}, "
-               f"{info.runtime}, input {info.input_size[0]}x{info.input_size[1]}, {count(info.threads, 'thread')})")
+               f"{info.runtime}, input {info.input_size[0]}x{info.input_size[1]}, {count(info.threads, 'thread')}"
+               f"{finder})")
         estimator.close()
     except EdgeTpuUnanswered as exc:  # what a Coral the service has open looks like, too
         pids = holders.holding(lambda f: f.startswith(EDGETPU_NODES))

@@ -48,6 +48,14 @@ class EstimatorInfo:
     runtime: str  # "ai-edge-litert", "tflite-runtime"
     path: Path  # the model file
     threads: int = 1
+    #: True: the model looks at people at the full frame's detail (it crops them), so
+    #: picamera2 gives it the main stream, not a small "lores" copy.
+    full_frame: bool = False
+
+    @property
+    def lores_size(self) -> tuple[int, int] | None:
+        """The box picamera2's small inference stream is fitted into; None: no lores stream."""
+        return None if self.full_frame else self.input_size
 
     @property
     def label(self) -> str:
@@ -220,8 +228,9 @@ MODELS: dict[str, ModelSpec] = {
         _topdown_spec("lightning"),
     )
 }
-#: The model a config without [model] runs.
-DEFAULT_MODEL = "posenet-mnv1-075"
+#: The model a config without [model] runs: the one that sees the people a fall sensor
+#: watches, lying down included (docs/falls.md, "The default model").
+DEFAULT_MODEL = "movenet-topdown-thunder"
 
 
 def models_dir() -> Path:

@@ -40,7 +40,8 @@ def test_all_good(tmp_path, mosquitto_broker):
     assert code == 0, lines
     assert line(lines, "config") == f"config: ok ({tmp_path / 'check.toml'})"
     assert line(lines, "model").startswith("model: ok (")
-    assert "cpu" in line(lines, "model") and "stride16_int8" in line(lines, "model")
+    assert "cpu" in line(lines, "model") and "movenet_thunder_int8" in line(lines, "model")
+    assert "people found by" in line(lines, "model") and "movenet_multipose_int8" in line(lines, "model")
     assert line(lines, "source").startswith("source: ok ") and "demo" in line(lines, "source")
     where = mosquitto_broker.address
     assert line(lines, "broker") == f"broker: ok connected to {where} (MQTT 3.1.1)"

@@ -30,7 +30,7 @@ SKIER = DEMO / "000000000785.jpg"  # one person, 640x425
 
 
 def test_detect_prints_poses_in_original_image_pixels(capsys):
-    assert main(["detect", str(SKIER)]) == ExitCode.OK
+    assert main(["detect", str(SKIER), "--model", "posenet-mnv1-075"]) == ExitCode.OK
     [result] = json.loads(capsys.readouterr().out)  # always an array, even for one image
     assert (result["image"], result["width"], result["height"]) == (SKIER.name, 640, 425)
     assert len(result["poses"]) >= 1
@@ -45,7 +45,7 @@ def test_detect_prints_poses_in_original_image_pixels(capsys):
 @pytest.mark.parametrize("stride", [8, 16, 32])
 def test_detect_runs_every_stride_and_precision(capsys, stride):
     for precision in ("--quantized", "--no-quantized"):
-        assert main(["detect", str(SKIER), "--stride", str(stride), precision,
+        assert main(["detect", str(SKIER), "--model", "posenet-mnv1-075", "--stride", str(stride), precision,
                      "--input-size", "257x193"]) == ExitCode.OK
         [result] = json.loads(capsys.readouterr().out)
         assert result["width"] == 640
@@ -111,7 +111,7 @@ def test_wrong_model_file_says_what_was_expected(tmp_path, capsys):
 
 
 def test_input_size_must_fit_the_stride(capsys):
-    assert main(["detect", str(SKIER), "--input-size", "300x200"]) == ExitCode.USAGE
+    assert main(["detect", str(SKIER), "--model", "posenet-mnv1-075", "--input-size", "300x200"]) == ExitCode.USAGE
     assert "--input-size: model.input_size: 300x200 does not fit output stride 16" in capsys.readouterr().err
 
 
@@ -124,7 +124,8 @@ def test_bad_decoder_values_are_usage_errors_with_the_configs_bounds(capsys):
 
 def test_model_flags_override_a_config_file(tmp_path, capsys):
     config = tmp_path / "edgepose.toml"
-    config.write_text('[model]\nstride = 8\ninput_size = "257x193"\n[decode]\nmax_poses = 1\n')
+    config.write_text('[model]\nname = "posenet-mnv1-075"\nstride = 8\ninput_size = "257x193"\n'
+                      '[decode]\nmax_poses = 1\n')
     assert main(["bench", "--config", str(config), "--stride", "32", "--runs", "1", "--warmup", "0",
                  "--json-summary"]) == ExitCode.OK
     report = json.loads(capsys.readouterr().out)

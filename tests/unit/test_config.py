@@ -33,6 +33,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-Pa55"
 
 
+#: The PoseNet tests name their model: PoseNet-only keys are refused for the default model.
+POSENET = '[model]\nname = "posenet-mnv1-075"\n'
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch, tmp_path):
     """No systemd directories, and a working directory of our own."""
@@ -245,12 +249,12 @@ def test_rejects_number_where_string_enum_expected(tmp_path):
 
 
 def test_rejects_non_finite_number(tmp_path):
-    message = only_problem(tmp_path, "[decode]\nnms_radius = inf\n")
+    message = only_problem(tmp_path, POSENET + "[decode]\nnms_radius = inf\n")
     assert message.startswith("decode.nms_radius: must be a finite number")
 
 
 def test_failed_key_does_not_cascade_into_cross_field_rules(tmp_path):
-    message = only_problem(tmp_path, '[model]\nstride = "16"\ninput_size = "353x257"\n')
+    message = only_problem(tmp_path, POSENET + 'stride = "16"\ninput_size = "353x257"\n')
     assert message.startswith("model.stride:")
 
 
@@ -284,7 +288,7 @@ def test_rejects_max_poses_outside_1_to_20(tmp_path, value):
 
 
 def test_rejects_non_positive_nms_radius(tmp_path):
-    assert only_problem(tmp_path, "[decode]\nnms_radius = 0\n") == (
+    assert only_problem(tmp_path, POSENET + "[decode]\nnms_radius = 0\n") == (
         "decode.nms_radius: must be > 0, got 0"
     )
 
@@ -341,7 +345,7 @@ def test_rejects_unknown_logging_level(tmp_path):
 
 
 def test_rejects_stride_not_8_16_32(tmp_path):
-    assert only_problem(tmp_path, "[model]\nstride = 12\n") == (
+    assert only_problem(tmp_path, POSENET + "stride = 12\n") == (
         "model.stride: must be one of 8, 16, 32, got 12"
     )
 
@@ -361,24 +365,24 @@ def test_rejects_topic_prefix_that_is_not_a_plain_topic(tmp_path, prefix):
 
 
 def test_input_size_parses_to_width_height(tmp_path):
-    config = load(tmp_path, '[model]\nstride = 32\ninput_size = "481x353"\n')
+    config = load(tmp_path, POSENET + 'stride = 32\ninput_size = "481x353"\n')
     assert config.model.input_size == (481, 353)
 
 
 def test_rejects_malformed_input_size(tmp_path):
-    message = only_problem(tmp_path, '[model]\ninput_size = "353*257"\n')
+    message = only_problem(tmp_path, POSENET + 'input_size = "353*257"\n')
     assert message.startswith('model.input_size: expected "WxH"')
 
 
 def test_rejects_stride_that_does_not_fit_input(tmp_path):
-    message = only_problem(tmp_path, '[model]\nstride = 16\ninput_size = "350x257"\n')
+    message = only_problem(tmp_path, POSENET + 'stride = 16\ninput_size = "350x257"\n')
     assert message.startswith("model.input_size: 350x257 does not fit output stride 16")
     assert message.endswith("(model.stride 16)")
     assert "nearest valid sizes: 337x257, 353x257" in message
 
 
 def test_stride_rule_checks_height_too(tmp_path):
-    message = only_problem(tmp_path, '[model]\nstride = 32\ninput_size = "257x250"\n')
+    message = only_problem(tmp_path, POSENET + 'stride = 32\ninput_size = "257x250"\n')
     assert "nearest valid sizes: 257x225, 257x257" in message
 
 
@@ -402,7 +406,7 @@ def test_edgetpu_accepts_a_compiled_model(tmp_path):
 
 
 def test_input_size_auto(tmp_path):
-    assert load(tmp_path, '[model]\ninput_size = "auto"\n').model.input_size is None
+    assert load(tmp_path, POSENET + 'input_size = "auto"\n').model.input_size is None
     assert redacted(load_config(None))["model"]["input_size"] == "auto"
 
 
@@ -622,6 +626,7 @@ def test_reports_every_problem_at_once(tmp_path):
         tmp_path,
         """
         [model]
+        name = "posenet-mnv1-075"
         stride = 16
         input_size = "350x257"
         [decode]

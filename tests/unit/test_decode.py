@@ -257,7 +257,7 @@ def test_sigmoid_saturates_without_warnings():
 
 
 def test_skateboarder_of_the_demo_photo_is_kept_over_two_spectators():
-    """The bundled photo 129648 at the defaults (max_poses 5): the skateboarder (pose score
+    """The bundled photo 129648 at PoseNet's defaults (max_poses 5): the skateboarder (pose score
     about 0.42, the 8th root in TF.js's queue) is kept and two spectators scoring about
     0.24 are not; whatever is kept outscores whatever was dropped."""
     from edgepose.config import load_config
@@ -268,9 +268,10 @@ def test_skateboarder_of_the_demo_photo_is_kept_over_two_spectators():
 
     photo = read_rgb(demo_dir() / "000000129648.jpg")
     try:
-        kept = open_estimator(*_model_and_decode(load_config(None))).estimate_still(photo)
+        posenet = {"model.name": "posenet-mnv1-075"}
+        kept = open_estimator(*_model_and_decode(load_config(None, posenet))).estimate_still(photo)
         everyone = open_estimator(*_model_and_decode(load_config(None, {
-            "decode.max_poses": 20, "tracking.max_tracks": 20}))).estimate_still(photo)
+            **posenet, "decode.max_poses": 20, "tracking.max_tracks": 20}))).estimate_still(photo)
     except EdgePoseError as exc:  # no TF Lite runtime here
         pytest.skip(str(exc))
     assert len(kept) == 5 and len(everyone) > 5

@@ -36,6 +36,7 @@ from ...core import Poses
 from .constants import MIN_CROP_KEYPOINT_SCORE
 from .crop import CropRegion, crop_and_resize
 from .decode import multipose_input, multipose_pixels, multipose_to_poses, singlepose_score
+from .estimator import _Base, write_pixels
 
 #: A crop around a MultiPose box is a square this many times the box's longer side.
 BOX_CROP_SCALE = 1.25
@@ -51,6 +52,11 @@ DUPLICATE_IOU = 0.55
 #: ... and so is a pose whose box lies this much inside a better one's (a part of the same
 #: body found again from a crop around that part: the legs of someone lying, say).
 DUPLICATE_INSIDE = 0.7
+#: A crop holds a person when at least this many keypoints score at least this: the
+#: pose score alone (the mean of the keypoints above 0.2) can be high for one or two
+#: keypoints found in the background, which would keep a crop alive after its person left.
+PERSON_KEYPOINTS = 5
+PERSON_KEYPOINT_SCORE = 0.3
 #: The turned pass runs when the upright pass scores below this and the body is wider than tall.
 TURN_BELOW_SCORE = 0.45
 TURN_ASPECT = 1.0
@@ -202,8 +208,9 @@ class TopDown:
                 turned = _found(*self.refine(rgb, region, True))
                 if turned is not None and (best is None or turned.score > best.score):
                     best = turned
-        if best is None or best.score < self.min_pose_score:
-            return None
+        if (best is None or best.score < self.min_pose_score
+                or int((best.scores >= PERSON_KEYPOINT_SCORE).sum()) < PERSON_KEYPOINTS):
+            return None  # nobody there: a crop of background gives a keypoint or two
         return best
 
 
@@ -254,7 +261,7 @@ DETECT_EVERY = 5
 _TIMING_KEYS = ("preprocess", "invoke", "decode")
 
 
-class MoveNetTopDown:
+class MoveNetTopDown(_Base):
     """`TopDown` over MultiPose (the detector) and single-pose Lightning or Thunder (the refiner).
 
     `info` describes the refiner (its file, its crop size, its precision): it places
@@ -263,16 +270,14 @@ class MoveNetTopDown:
     still_passes = 1
 
     def __init__(self, detector: Any, refiner: Any, *, name: str, min_pose_score: float, max_poses: int,
-                 threads: int = 1, clip: bool = True, turn: bool = True, detect_every: int | None = None) -> None:
-        from .estimator import _info, write_pixels
-
+                 threads: int = 1, clip: bool = True, turn: bool = True, detect_every: int | None = None,
+                 cleanup: str = "none", min_keypoints: int = 0, min_part_score: float = 0.0) -> None:
+        super().__init__(refiner, name=name, threads=threads, clip=clip, cleanup=cleanup,
+                         min_keypoints=min_keypoints, min_part_score=min_part_score)
+        self.info = dataclasses.replace(self.info, full_frame=True)
         self.detector = detector  # a MoveNetMultiPose
         self.refiner = refiner  # a TfliteModel
-        self.model = refiner
-        self.info = dataclasses.replace(_info(refiner, name, threads))
-        self.clip = clip
         side = int(refiner.input_size[0])
-        self.last_timing: dict[str, float] = dict.fromkeys(_TIMING_KEYS, 0.0)
         self._invoke_ms = 0.0
 
         def refine(rgb: np.ndarray, region: CropRegion, turned: bool):
@@ -299,21 +304,11 @@ class MoveNetTopDown:
     def estimate(self, rgb: np.ndarray) -> Poses:
         t0 = time.perf_counter()
         self._invoke_ms = 0.0
-        people = self.topdown(rgb)
-        poses = found_to_poses(people)
-        if self.clip and len(poses):
-            h, w = rgb.shape[:2]
-            xy = poses.xy.copy()
-            np.clip(xy[..., 0], 0, w - 1, out=xy[..., 0])
-            np.clip(xy[..., 1], 0, h - 1, out=xy[..., 1])
-            poses = poses.replace(xy=xy)
+        h, w = rgb.shape[:2]
+        poses = self._finish(found_to_poses(self.topdown(rgb)), w, h)
         total = (time.perf_counter() - t0) * 1e3
         self.last_timing = {"preprocess": 0.0, "invoke": self._invoke_ms, "decode": max(0.0, total - self._invoke_ms)}
         return poses
-
-    def estimate_still(self, rgb: np.ndarray) -> Poses:
-        self.reset()
-        return self.estimate(rgb)
 
     def close(self) -> None:
         self.detector.close()
@@ -367,7 +362,8 @@ def open_topdown(model, decode) -> MoveNetTopDown:
                                     name="movenet-multipose", threads=model.threads)
         estimator = MoveNetTopDown(detector, ref_tflite, name=model.name,
                                    min_pose_score=decode.min_pose_score, max_poses=decode.max_poses,
-                                   threads=model.threads)
+                                   threads=model.threads, cleanup=decode.cleanup,
+                                   min_keypoints=decode.min_keypoints, min_part_score=decode.min_part_score)
     except Exception:
         for tflite in opened:
             tflite.close()
