@@ -27,6 +27,22 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+#: Where tools/fall_devset.py builds the real-fall development set by default.
+FALL_DEV_DEFAULT = Path("~/.cache/edgepose/fall-dev")
+
+
+def fall_dev_dir() -> Path:
+    """The real-fall development set: $EDGEPOSE_FALL_DEV, else fall-dev beside the checkout
+    (as ../shared is), else tools/fall_devset.py's default; skip naming them when absent."""
+    env = os.environ.get("EDGEPOSE_FALL_DEV")
+    places = [Path(env)] if env else [REPO_ROOT.parent / "fall-dev", FALL_DEV_DEFAULT.expanduser()]
+    for place in places:
+        if (place / "upfall-video" / "clips.json").is_file():
+            return place.resolve()
+    pytest.skip(f"the real-fall development set is absent (looked in {', '.join(map(str, places))}; "
+                "build it with tools/fall_devset.py)")
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

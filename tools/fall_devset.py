@@ -24,8 +24,8 @@ Each set folder holds a ``clips.json`` (path, label, fall_at_s, note) and the
 clips. A recording is what ``edgepose run --record`` writes: one ``poses``
 message (v2) per line, so `edgepose replay` and `edgepose eval-falls` read it.
 
-    python3 tools/fall_devset.py --out ~/.cache/edgepose/fall-dev \\
-        --git taufeeque9/HumanFallDetection=PATH [--git ...]
+    python3 tools/fall_devset.py [--out ~/.cache/edgepose/fall-dev] \\
+        [--git taufeeque9/HumanFallDetection=PATH ...]
 
 ``--git OWNER/NAME=PATH`` names a local clone (or bare git directory) holding
 the pinned commit; without it the repository is cloned from GitHub into
@@ -350,7 +350,9 @@ DEFAULT_SETS = ("upfall-video", "kaggle")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, type=Path, help="folder to build the sets in (outside the repo)")
+    parser.add_argument("--out", type=Path, default=Path("~/.cache/edgepose/fall-dev"),
+                        help="folder to build the sets in, outside the repo (default: %(default)s, where "
+                             "the tests look; or fall-dev beside the checkout, or $EDGEPOSE_FALL_DEV)")
     parser.add_argument("--git", action="append", default=[], metavar="OWNER/NAME=PATH",
                         help="a local clone or git directory of a source repository")
     parser.add_argument("--sets", default=",".join(DEFAULT_SETS),
