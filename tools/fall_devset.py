@@ -11,6 +11,8 @@ sha256 against the digests below, and writes one folder per set that
                         fall/ (activities 1-5, 30 clips) and adl/ (6-11, 36 clips)
     OUT/kaggle/         ~7,000 COCO-17 keypoint sequences (fall/, adl/), one label
                         per clip, as poses recordings
+    OUT/upfall-adl-long/ the 36 daily-activity videos back to back, one ~18-minute
+                        video per camera (needs PyAV): false alarms per hour
     OUT/upfall-impact/  (only with --sets upfall-impact) 82 UP-Fall fall sequences
                         (MediaPipe skeletons) with a per-frame before/after-impact
                         label, as recordings. Not a default set: their rows are not
@@ -29,7 +31,7 @@ message (v2) per line, so `edgepose replay` and `edgepose eval-falls` read it.
 
 ``--git OWNER/NAME=PATH`` names a local clone (or bare git directory) holding
 the pinned commit; without it the repository is cloned from GitHub into
-``OUT/.git-cache``. Python 3.11 standard library and git only.
+``OUT/.git-cache``. Python 3.11 standard library and git; PyAV for upfall-adl-long.
 
 Conversions (stated, since they shape what the detector sees):
 - Kaggle keypoints (pixels, YOLO-style confidences) carry no frame size and no
@@ -273,14 +275,14 @@ def mediapipe_recording(data: bytes) -> tuple[str, float]:
 
 
 def write_set(folder: Path, name: str, clips: list[dict], about: str) -> None:
-    source = SOURCES[name]
+    source = SOURCES[SOURCE_OF.get(name, name)]
     (folder / "clips.json").write_text(json.dumps({
         "set": name, "about": about,
         "source": f"https://github.com/{source.repo} at {source.commit}",
         "licence": "not stated by the source: evaluation only, do not redistribute",
         "clips": clips}, indent=1) + "\n")
     falls = sum(c["label"] == "fall" for c in clips)
-    print(f"{name}: {len(clips)} clips ({falls} falls, {len(clips) - falls} daily activities) in {folder}")
+    print(f"{name}: {len(clips)} clips ({falls} falls, {len(clips) - falls} daily activities)")
 
 
 def build_upfall_video(snapshot: Snapshot, folder: Path) -> None:
@@ -343,9 +345,47 @@ def build_kaggle(snapshot: Snapshot, folder: Path) -> None:
               "rate unknown, taken as 30 fps")
 
 
-BUILDERS = {"upfall-video": build_upfall_video, "kaggle": build_kaggle, "upfall-impact": build_upfall_impact}
+def build_upfall_adl_long(snapshot: Snapshot, folder: Path) -> None:
+    """The daily-activity videos of each camera back to back, as one long clip per camera
+    (about 18 minutes each): false alarms per hour of normal activity, and what hours of
+    running do to tracks. Needs PyAV (the edgepose venv has it)."""
+    import av  # only this set needs it
+
+    by_camera: dict[int, list[tuple[str, bytes]]] = {}
+    for path, data in checked_files("upfall-video", snapshot):
+        activity, _, trial, cam = (int(v) for v in re.findall(r"\d+", path)[:4])
+        if activity > 5:
+            by_camera.setdefault(cam, []).append((f"{activity:02d}-{trial}", data))
+    clips = []
+    (folder / "adl").mkdir(parents=True, exist_ok=True)
+    for cam, parts in sorted(by_camera.items()):
+        out = Path("adl") / f"C{cam}-all-daily-activities.mp4"
+        frames = 0
+        with av.open(str(folder / out), "w") as target:
+            stream = target.add_stream("mpeg4", rate=int(UPFALL_FPS))
+            stream.width, stream.height = UPFALL_SIZE
+            stream.pix_fmt, stream.bit_rate = "yuv420p", 2_000_000
+            for _, data in sorted(parts):
+                with av.open(io.BytesIO(data)) as source:
+                    for frame in source.decode(video=0):
+                        image = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+                        target.mux(stream.encode(image))
+                        frames += 1
+            target.mux(stream.encode(None))
+        clips.append({"path": str(out), "label": "adl", "fall_at_s": None,
+                      "note": f"UP-Fall subject 1, activities 6-11 (walking, standing, sitting, picking up, "
+                              f"jumping, laying), three trials each, camera {cam}, back to back: "
+                              f"{frames / UPFALL_FPS / 60:.1f} min", "people": 1 if cam == 1 else 2})
+    write_set(folder, "upfall-adl-long", clips,
+              "UP-Fall daily activities of subject 1 back to back per camera: false alarms per hour")
+
+
+BUILDERS = {"upfall-video": build_upfall_video, "kaggle": build_kaggle,
+            "upfall-adl-long": build_upfall_adl_long, "upfall-impact": build_upfall_impact}
+#: Sets derived from another set's source.
+SOURCE_OF = {"upfall-adl-long": "upfall-video"}
 #: Built unless --sets says otherwise (upfall-impact only on request: see the module doc).
-DEFAULT_SETS = ("upfall-video", "kaggle")
+DEFAULT_SETS = ("upfall-video", "kaggle", "upfall-adl-long")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -376,21 +416,26 @@ def main(argv: list[str] | None = None) -> int:
     if out == repo_root or repo_root in out.parents:
         parser.error("--out must be outside the repository: the clips are not ours to commit")
     for name in names:
-        snapshot = open_snapshot(name, git_dirs, out / ".git-cache")
+        snapshot = open_snapshot(SOURCE_OF.get(name, name), git_dirs, out / ".git-cache")
         if args.print_digests:
             digest = hashlib.sha256()
-            entries = snapshot.paths(SOURCES[name].pattern)
+            entries = snapshot.paths(SOURCES[SOURCE_OF.get(name, name)].pattern)
             for (path, _), data in zip(entries, snapshot.blobs([b for _, b in entries])):
                 digest.update(f"{hashlib.sha256(data).hexdigest()}  {path}\n".encode())
             print(f"{name}: {len(entries)} files, sha256 {digest.hexdigest()}")
             continue
         folder = out / name
-        if folder.exists():  # a folder this script built before (clips.json says so), rebuilt whole
-            if not (folder / "clips.json").is_file():
-                raise SystemExit(f"{folder} exists and was not built by this script: not replacing it")
+        if folder.exists() and not (folder / "clips.json").is_file():
+            raise SystemExit(f"{folder} exists and was not built by this script: not replacing it")
+        partial = out / f".{name}.partial"  # built beside, then put in place whole
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+        BUILDERS[name](snapshot, partial)
+        if folder.exists():
             shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        BUILDERS[name](snapshot, folder)
+        partial.rename(folder)
+        print(f"  in {folder}")
     return 0
 
 
