@@ -284,8 +284,9 @@ def run_recording(clip: Clip, config: Config, *, fps: float, hold_s: float) -> C
     last_frame, last_tick = schedule[-1]
     schedule += [(last_frame, t) for t in _hold_ticks(last_tick, hold_s, fps)]
     for frame, t in schedule:
-        _, events = pipeline.process(dataclasses.replace(frame, wall_time=EVAL_EPOCH + t))
+        poses, events = pipeline.process(dataclasses.replace(frame, wall_time=EVAL_EPOCH + t))
         tally.frames += 1
+        tally.counted(len(poses), None)  # people after the exclusion zones, as published
         tally.events(events, t)
     return tally.result(times[-1])
 
