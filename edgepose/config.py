@@ -268,7 +268,7 @@ class ModelConfig:
     #: "letterbox": the whole frame padded to a square).
     first_crop: Literal["centre", "letterbox"] = "centre"
     #: true: the int8 build; false: the float build; None ("auto"): the one that is fast
-    #: on the TF Lite runtime found (runtime_defaults.py, measured; README).
+    #: on the TF Lite runtime found (runtime/defaults.py, measured; README).
     quantized: bool | None = _key(None, toml=bool, auto=True)
     accelerator: Literal["cpu", "edgetpu", "auto"] = "cpu"
     edgetpu_device: str = _key(  # "" = first Edge TPU found
@@ -276,7 +276,7 @@ class ModelConfig:
         pattern=r"((usb|pci)(:\d+)?)?",
         pattern_help='must be "", "usb", "usb:N", "pci" or "pci:N"',
     )
-    threads: int = _key(0, ge=0, le=MAX_THREADS)  # 0 = auto: cores - 1 (runtime_defaults.py)
+    threads: int = _key(0, ge=0, le=MAX_THREADS)  # 0 = auto: cores - 1 (runtime/defaults.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 A model family (PoseNet, MoveNet, ...) lives in a folder of its own with its
 constants, pure pre/post-processing and an estimator class; it reaches the TF
-Lite runtime only through `edgepose.tflite`. The rest of edgepose sees only
+Lite runtime only through `edgepose.runtime`. The rest of edgepose sees only
 `Estimator`: an RGB frame in, `Poses` in frame pixels out. To add a model,
 write its folder and add a `ModelSpec` to `MODELS` below.
 """
@@ -28,7 +28,6 @@ from .posenet import constants as _posenet
 
 if TYPE_CHECKING:
     from ..config import DecodeConfig, ModelConfig
-    from ..tflite import TfliteModel
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +89,6 @@ class Estimator(Protocol):
     info: EstimatorInfo
     #: Milliseconds of the last estimate(): "preprocess", "invoke", "decode".
     last_timing: dict[str, float]
-    #: The TF Lite model it invokes (`edgepose bench --model-only` times it alone).
-    model: TfliteModel
 
     def estimate(self, rgb: np.ndarray) -> Poses:
         """(H, W, 3) uint8 RGB -> every person found, in frame pixels."""
@@ -107,6 +104,12 @@ class Estimator(Protocol):
     def reset(self) -> None:
         """Forget state carried between frames (a crop that follows a person):
         call it between unrelated images."""
+        ...
+
+    def time_invoke(self, runs: int, warmup: int) -> list[float]:
+        """Milliseconds of each of `runs` model invokes alone, after `warmup` untimed
+        ones (`edgepose bench --model-only`). A family that runs two models times
+        the one that runs on every person (top-down MoveNet: the refiner)."""
         ...
 
     def close(self) -> None: ...
@@ -134,7 +137,7 @@ class ModelSpec:
     defaults: tuple[tuple[str, object], ...] = ()
     #: False when the int8 build scores below the reference (TF.js on the same weights)
     #: on the dev photos where the float build does not: `model.quantized = "auto"`
-    #: then picks the float build on the CPU on every runtime (runtime_defaults.py).
+    #: then picks the float build on the CPU on every runtime (runtime/defaults.py).
     int8_on_cpu: bool = True
     #: The most people the model can find (decode.max_poses may not ask for more); None: no limit.
     max_poses_limit: int | None = None
@@ -262,11 +265,11 @@ def model_file(name: str) -> Path:
 
 def resolve_auto(model: ModelConfig) -> ModelConfig:
     """`model.quantized = "auto"` and `model.threads = 0` decided for the TF Lite runtime
-    installed, the cores this process may use and the accelerator (runtime_defaults.py)."""
+    installed, the cores this process may use and the accelerator (runtime/defaults.py)."""
     if model.quantized is not None and model.threads:
         return model
-    from ..runtime_defaults import choose_defaults
-    from ..tflite import import_runtime
+    from ..runtime.defaults import choose_defaults
+    from ..runtime.tflite import import_runtime
 
     runtime = import_runtime()[2]
     compiled = Path(model.path).name.endswith("_edgetpu.tflite") if model.path else False

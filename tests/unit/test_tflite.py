@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose import tflite
+from edgepose.runtime import tflite
 from edgepose.config import DecodeConfig, ModelConfig
 from edgepose.core import Poses
 from edgepose.errors import AcceleratorError, ExitCode, ModelError

@@ -1,6 +1,6 @@
 """MoveNet estimators: SinglePose Lightning / Thunder and MultiPose Lightning.
 
-Both talk to the model only through edgepose.tflite's `TfliteModel`
+Both talk to the model only through edgepose.runtime's `RuntimeModel`
 (``input_size``, ``input_view()``, ``resize(w, h)``, ``invoke()`` -> dequantised
 float32 outputs without the batch axis, ``close()``); every step before and
 after is pure numpy (crop.py, decode.py). `open_movenet` opens the file the
@@ -43,7 +43,7 @@ from ... import postprocess
 from ...constants import NUM_PARTS
 from ...core import Poses
 from ...errors import ModelError
-from ...tflite import TfliteModel, open_tflite
+from ...runtime import RuntimeModel, open_model
 from .. import EstimatorInfo, model_file, resolve_auto
 from .constants import (
     DEFAULT_MIN_POSE_SCORE,
@@ -158,6 +158,10 @@ class _Base:
     def reset(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def time_invoke(self, runs: int, warmup: int) -> list[float]:
+        """The model's invoke alone (top-down: `model` is the refiner, which runs per person)."""
+        return self.model.time_invoke(runs, warmup)
+
     def estimate(self, rgb: np.ndarray) -> Poses:  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -270,7 +274,7 @@ def movenet_file(model: ModelConfig) -> Path:
                                         precision=QUANTIZED_PRECISION[bool(model.quantized)]))
 
 
-def _check_outputs(tflite: TfliteModel, name: str) -> None:
+def _check_outputs(tflite: RuntimeModel, name: str) -> None:
     """The first output must be the family's: (1, 1, 17, 3) keypoints or (1, 6, 56) poses."""
     details = tflite.output_details
     shape = [int(v) for v in details[0]["shape"]] if details else []
@@ -299,7 +303,7 @@ def open_movenet(model: ModelConfig, decode: DecodeConfig, *, clip: bool = True)
     path = movenet_file(model)
     multipose = model.name == "movenet-multipose"
     long_side = model.multipose_long_side
-    tflite = open_tflite(
+    tflite = open_model(
         path,
         accelerator=model.accelerator,
         device=model.edgetpu_device,

@@ -13,7 +13,8 @@ import numpy as np
 from ... import letterbox, postprocess
 from ...core import Poses
 from ...errors import ModelError
-from ...tflite import TfliteModel, check_library, open_tflite
+from ...runtime import RuntimeModel, open_model
+from ...runtime.tflite import check_library
 from .. import EstimatorInfo, PreparedInput, model_file, resolve_auto
 from . import decode as decoding
 from .constants import (
@@ -66,7 +67,7 @@ class PoseNetEstimator:
 
     def __init__(
         self,
-        model: TfliteModel,
+        model: RuntimeModel,
         *,
         output_stride: int | None,
         max_poses: int,
@@ -195,6 +196,9 @@ class PoseNetEstimator:
     def reset(self) -> None:
         """PoseNet keeps no state between frames."""
 
+    def time_invoke(self, runs: int, warmup: int) -> list[float]:
+        return self.model.time_invoke(runs, warmup)
+
     def close(self) -> None:
         self.model.close()
 
@@ -217,7 +221,7 @@ def open_posenet(model: ModelConfig, decode: DecodeConfig, *, clip: bool = True)
     path = posenet_file(model)
     if model.input_size is not None and (problem := input_size_problem(model.input_size, model.stride)):
         raise ModelError(f"model.input_size: {problem}")
-    tflite = open_tflite(
+    tflite = open_model(
         path,
         accelerator=model.accelerator,
         device=model.edgetpu_device,
