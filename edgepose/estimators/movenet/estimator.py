@@ -39,12 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ... import postprocess
 from ...constants import NUM_PARTS
 from ...core import Poses
 from ...errors import ModelError
 from ...runtime import RuntimeModel, open_model
-from .. import EstimatorInfo, model_file, resolve_auto
+from .. import EstimatorInfo, model_file, postprocess, resolve_auto
 from .constants import (
     DEFAULT_MIN_POSE_SCORE,
     MODEL_FILE,

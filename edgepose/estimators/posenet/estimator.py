@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ... import letterbox, postprocess
 from ...core import Poses
 from ...errors import ModelError
 from ...runtime import RuntimeModel, open_model
 from ...runtime.tflite import check_library
-from .. import EstimatorInfo, PreparedInput, model_file, resolve_auto
+from .. import EstimatorInfo, PreparedInput, model_file, postprocess, resolve_auto
 from . import decode as decoding
+from . import letterbox
 from .constants import (
     CORAL_RAW_MODEL_HINT,
     DEFAULT_INPUT_SIZE,
@@ -172,7 +172,7 @@ class PoseNetEstimator:
                 min_part_score=self.min_part_score,
                 nms_radius=self.nms_radius,
             )
-        poses = postprocess.to_frame(poses, box, clip=self.clip)
+        poses = letterbox.to_frame(poses, box, clip=self.clip)
         poses = postprocess.CLEANUPS[self.cleanup](poses)
         poses = postprocess.filter_poses(
             poses,
