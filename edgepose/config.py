@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 
 from .constants import DEFAULT_MIN_PART_SCORE, DEFAULT_TOPIC_PREFIX, NODE_ID_PATTERN, NUM_PARTS
 from .errors import ConfigError
-from .estimators import DEFAULT_MODEL, MODELS
-from .estimators.movenet import constants as movenet
-from .estimators.posenet import constants as posenet
+from .estimators import DEFAULT_MODEL, MODELS, OPTIONS, PATH_MODEL, ModelOption
+from .runtime import ACCELERATORS
+from .text import show as _show
 
 __all__ = [
     "Config",
@@ -58,7 +58,6 @@ __all__ = [
 # Validation bounds (facts about the protocols and libraries, not tunables).
 MAX_POSES_LIMIT = 20  # the decoder's NMS is quadratic in candidates; more is noise
 MAX_THREADS = 64  # interpreter threads; more than any Pi has cores
-MAX_NMS_RADIUS = 10_000.0  # model-input pixels; larger keeps one pose per frame anyway
 PORT_MAX = 65535
 KEEPALIVE_MAX_S = 65535  # MQTT's two-byte keepalive field
 MESSAGE_EXPIRY_MAX_S = 2**32 - 1  # MQTT 5's four-byte message expiry interval
@@ -72,7 +71,6 @@ DURATION_MAX_S = 86_400.0  # a day
 FILTER_HZ_MAX = 1000.0  # One Euro cut-offs: far above any frame rate
 FILTER_BETA_MAX = 1e6  # beyond this the filter is simply off while moving
 FALL_DROP_MAX = 10.0  # head drop, in standing heights
-INPUT_SIZE_MAX = 4097  # model input side (k * stride + 1); larger is memory, not accuracy
 FRAME_SIDE_MAX = 8192  # camera capture width/height
 FPS_MAX = 1000.0
 FPS_MIN = 0.001  # one frame per 1000 s; smaller (but not 0 = no cap) is a typo
@@ -134,24 +132,6 @@ _DERIVED = "edgepose.derived"  # a resolved value, not a key
 
 def _key(default: Any, **rule: Any) -> Any:
     return field(default=default, metadata={_RULE: _Rule(**rule)})
-
-
-def _parse_size(text: str) -> tuple[int, int] | None:
-    if text.strip().lower() == "auto":
-        return None
-    match = re.fullmatch(r"\s*(\d{1,9})\s*[xX]\s*(\d{1,9})\s*", text)
-    if not match:
-        raise ValueError(f'expected "WxH" such as "481x353", or "auto", got {_show(text)}')
-    width, height = int(match[1]), int(match[2])
-    if not (2 <= width <= INPUT_SIZE_MAX and 2 <= height <= INPUT_SIZE_MAX):
-        raise ValueError(f"width and height must be 2-{INPUT_SIZE_MAX}, got {_show(text)}")
-    return width, height
-
-
-def _multiple_of_32(value: int) -> int:
-    if value % movenet.MULTIPOSE_DIVISOR:
-        raise ValueError(f"must be a multiple of {movenet.MULTIPOSE_DIVISOR}, got {value}")
-    return value
 
 
 def _check_path_text(text: str) -> None:
@@ -246,31 +226,16 @@ class NodeConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class ModelConfig:
-    """Which model runs where. `name` picks the family; the other keys refine it."""
+class _ModelKeys:
+    """The [model] keys every model takes; ModelConfig adds its families' own after `path`."""
 
     name: str = _key(DEFAULT_MODEL, choices=tuple(MODELS))
     path: str = _key("", path=True)  # a .tflite file of that model's family instead of the bundled build
-    stride: int = _key(posenet.DEFAULT_STRIDE, choices=posenet.OUTPUT_STRIDES)  # PoseNet only
-    #: PoseNet only. (w, h); None ("auto"): 481x353 for a resizable file, else the file's own size.
-    input_size: tuple[int, int] | None = _key(None, toml=str, parse=_parse_size)
-    #: movenet-multipose only: the frame's long side in the model input (multiple of 32).
-    multipose_long_side: int = _key(
-        movenet.MULTIPOSE_DEFAULT_LONG_SIDE,
-        ge=movenet.MULTIPOSE_LONG_SIDE_MIN,
-        le=movenet.MULTIPOSE_LONG_SIDE_MAX,
-        parse=_multiple_of_32,
-    )
-    #: Single-pose MoveNet only: passes over a still image (detect, eval, bench), each on
-    #: the crop the previous pass found; video frames always get one pass each.
-    still_passes: int = _key(movenet.STILL_IMAGE_PASSES, ge=1, le=movenet.STILL_IMAGE_PASSES_MAX)
-    #: Single-pose MoveNet only: the crop after a reset ("centre": TF.js's centred square;
-    #: "letterbox": the whole frame padded to a square).
-    first_crop: Literal["centre", "letterbox"] = "centre"
     #: true: the int8 build; false: the float build; None ("auto"): the one that is fast
     #: on the TF Lite runtime found (runtime/defaults.py, measured; README).
     quantized: bool | None = _key(None, toml=bool, auto=True)
-    accelerator: Literal["cpu", "edgetpu", "auto"] = "cpu"
+    #: Where the model runs; each value is served by a runtime (edgepose.runtime.ACCELERATORS).
+    accelerator: str = _key("cpu", choices=tuple(ACCELERATORS))
     edgetpu_device: str = _key(  # "" = first Edge TPU found
         "",
         pattern=r"((usb|pci)(:\d+)?)?",
@@ -280,16 +245,47 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class DecodeConfig:
-    #: None: the model's default (ModelSpec.defaults: PoseNet 5, MultiPose 6, single-pose 1);
-    #: load_config resolves it, so a loaded Config always holds a number.
+class _DecodeKeys:
+    """The [decode] keys every model takes; DecodeConfig adds its families' own after
+    `min_part_score`."""
+
+    #: None: the model's default (ModelSpec.defaults); load_config resolves it, so a
+    #: loaded Config always holds a number.
     max_poses: int | None = _key(None, toml=int, ge=1, le=MAX_POSES_LIMIT)
-    #: None: the model's default (PoseNet 0.15, MoveNet 0.25, as TF.js); resolved by load_config.
+    #: None: the model's default (ModelSpec.defaults, as TF.js); resolved by load_config.
     min_pose_score: float | None = _key(None, toml=float, ge=0, le=1)
     min_part_score: float = _key(DEFAULT_MIN_PART_SCORE, ge=0, le=1)
-    nms_radius: float = _key(posenet.DEFAULT_NMS_RADIUS, gt=0, le=MAX_NMS_RADIUS)  # model-input pixels
     cleanup: Literal["none", "seed", "seed-single"] = "none"
     min_keypoints: int = _key(0, ge=0, le=NUM_PARTS)  # keypoints >= min_part_score a pose needs
+
+
+def _option_field(option: ModelOption) -> Any:
+    rule = _Rule(choices=option.choices, ge=option.ge, gt=option.gt, le=option.le, toml=option.toml,
+                 parse=option.parse, auto=option.auto)
+    return field(default=option.default, metadata={_RULE: rule})
+
+
+def _with_family_keys(keys: type, name: str, after: str, doc: str) -> type:
+    """The section dataclass `name`: the fields of `keys` with the model families' own
+    keys for this table (estimators.OPTIONS) after the field `after`."""
+    table = name.removesuffix("Config").lower()
+    family = [(key.partition(".")[2], option.type, _option_field(option))
+              for key, option in OPTIONS.items() if option.type is not None and key.startswith(table + ".")]
+    hints = typing.get_type_hints(keys)
+    fields: list[tuple[str, Any, Any]] = []
+    for f in dataclasses.fields(keys):
+        fields.append((f.name, hints[f.name], field(default=f.default, metadata=f.metadata)))
+        if f.name == after:
+            fields.extend(family)
+    cls = dataclasses.make_dataclass(name, fields, frozen=True, slots=True, namespace={"__doc__": doc})
+    cls.__module__ = __name__
+    return cls
+
+
+ModelConfig = _with_family_keys(_ModelKeys, "ModelConfig", "path",
+                                "Which model runs where. `name` picks the model; the other keys refine it.")
+DecodeConfig = _with_family_keys(_DecodeKeys, "DecodeConfig", "min_part_score",
+                                 "How poses are decoded and filtered.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +362,7 @@ class SnapshotConfig:
     dir: Path = _key(Path("snapshots"), toml=str, nonempty=True, parse=_parse_dir)
     interval_s: float = _key(60.0, ge=0, le=DURATION_MAX_S)  # 0 = no periodic snapshots
     on_count_change: bool = True
-    #: PoseNet's person count flickers between frames: at most one snapshot per this many seconds
+    #: A person count can flicker between frames: at most one snapshot per this many seconds
     #: for count changes and intervals (commands are never held back).
     cooldown_s: float = _key(5.0, ge=0, le=DURATION_MAX_S)
     keep: int = _key(100, ge=1, le=SNAPSHOT_KEEP_MAX)
@@ -402,10 +398,8 @@ class TrackingConfig:
 class SmoothingConfig:
     """One Euro filter on published keypoints (smoothing.py), in fractions of the frame.
 
-    On by default, with these settings, from a measurement: PoseNet int8 on a
-    still photo with camera noise jitters 8.4 px frame to frame (427x640),
-    4.3 px smoothed; a person walking 0.3 frame widths a second lags 6.7 px
-    (35 ms) behind (synthetic sequence, tests/unit/test_smoothing.py)."""
+    On by default: these settings about halve the jitter of a still person and keep a
+    walking one a few pixels behind (the figures: docs/events.md, "Smoother")."""
 
     enabled: bool = True
     #: Cut-off frequency (Hz) when still: lower removes more jitter and lags more.
@@ -561,7 +555,7 @@ def _load(raw: dict[str, Any], overrides: dict[str, object]) -> Config:
     bad: set[str] = set()  # keys whose own check failed: cross-field rules skip them
     config = Config(**_check_table(Config, raw, "", problems, bad))
     config = _check_model_options(config, written, bad, problems)
-    _check_model(config.model, bad, problems)
+    _check_model(config.model, config.decode, bad, problems)
     _check_source(config.source, bad, problems)
     _check_tls(config.mqtt.tls, bad, problems)
     _check_falls(config.falls, bad, problems)
@@ -661,9 +655,9 @@ def _as_dict(obj: Any) -> dict[str, Any]:
             out[f.name] = [list(p) for p in value]
         elif not f.repr:  # a secret
             out[f.name] = None if value is None else REDACTED
-        elif isinstance(value, tuple):  # input_size
+        elif isinstance(value, tuple):  # a size such as model.input_size
             out[f.name] = "x".join(str(v) for v in value)
-        elif value is None and (f.name == "input_size" or f.metadata.get(_RULE, _Rule()).auto):
+        elif value is None and f.metadata.get(_RULE, _Rule()).auto:
             out[f.name] = "auto"
         elif isinstance(value, Path):
             out[f.name] = str(value)
@@ -781,14 +775,9 @@ def _apply_overrides(
             table[parts[-1]] = value
 
 
-#: The model a model.path written without a model.name is: files of one's own (Coral's
-#: PoseNet, an Edge TPU build) were PoseNet files before the default model changed.
-PATH_MODEL = "posenet-mnv1-075"
-
-
 def _accept_model_name_in_path(raw: dict[str, Any]) -> None:
     """Before model.name existed, model.path held the model's name: still read it so; a
-    file given without a name is a PoseNet file, as it always was."""
+    file given without a name is PATH_MODEL's, as it always was."""
     model = raw.get("model")
     if not isinstance(model, dict) or "name" in model or not isinstance(model.get("path"), str):
         return
@@ -1032,20 +1021,9 @@ _ALL_KEYS: tuple[str, ...] = tuple(_all_keys(Config))
 
 # --- cross-field checks ---------------------------------------------------------------
 
-#: Keys only some models take, and why another model refuses them (the registry's
-#: ModelSpec.options says which model takes which).
-FAMILY_KEYS: dict[str, str] = {
-    "model.stride": "only PoseNet models have an output stride",
-    "model.input_size": "only PoseNet models take an input size (single-pose MoveNet runs at its "
-                        "fixed size, MultiPose at model.multipose_long_side)",
-    "decode.nms_radius": "only PoseNet's decoder has an NMS radius",
-    "decode.max_poses": "single-pose models find one person at most",
-    "model.multipose_long_side": "only movenet-multipose and the models that run it "
-                                 "(movenet-topdown-*) have a long side to choose",
-    "model.still_passes": "only the single-pose MoveNet models (movenet-lightning, movenet-thunder) "
-                          "run several passes over a still image",
-    "model.first_crop": "only the single-pose MoveNet models (movenet-lightning, movenet-thunder) crop",
-}
+#: Keys only some models take, and why another model refuses them (declared by the
+#: model families, estimators.OPTIONS; ModelSpec.options says which model takes which).
+FAMILY_KEYS: dict[str, str] = {key: option.refused for key, option in OPTIONS.items()}
 #: Keys whose default depends on the model (ModelSpec.defaults); None in the dataclass.
 MODEL_DEFAULT_KEYS: tuple[str, ...] = ("decode.max_poses", "decode.min_pose_score")
 
@@ -1086,11 +1064,10 @@ def _check_model_options(config: Config, written: set[str], bad: set[str], probl
 
 
 
-def _check_model(model: ModelConfig, bad: set[str], problems: list[str]) -> None:
-    family = MODELS[model.name].family if "model.name" not in bad else None
-    if family == "posenet" and model.input_size is not None and not {"model.stride", "model.input_size"} & bad:
-        if problem := posenet.input_size_problem(model.input_size, model.stride):
-            problems.append(f"model.input_size: {problem} (model.stride {model.stride})")
+def _check_model(model: ModelConfig, decode: DecodeConfig, bad: set[str], problems: list[str]) -> None:
+    spec = MODELS[model.name] if "model.name" not in bad else None
+    if spec is not None and spec.check is not None:  # the family's rules across its keys
+        problems.extend(spec.check(model, decode, frozenset(bad)))
     if model.accelerator == "edgetpu" and not {"model.path", "model.quantized"} & bad:
         name = Path(model.path).name.lower()
         if model.path and not name.endswith("_edgetpu.tflite"):
@@ -1250,23 +1227,6 @@ def _resolve_state_path(key: str, path: Path, problems: list[str]) -> Path:
 
 
 # --- message helpers ------------------------------------------------------------------
-
-
-def _show(value: Any) -> str:
-    """A value as TOML would spell it, cut short."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
-    elif isinstance(value, float):
-        text = f"{value:g}"
-    elif isinstance(value, int):
-        text = str(value) if abs(value) < 10**60 else ("-" if value < 0 else "") + "a huge integer"
-    elif isinstance(value, (list, dict)):  # never repr: it recurses, and may be huge
-        text = "an array" if isinstance(value, list) else "a table"
-    else:
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _describe(value: Any) -> str:

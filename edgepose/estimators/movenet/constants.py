@@ -35,6 +35,10 @@ CROP_FILTER_ALPHA = 0.9
 #: Poses scoring below this are dropped (and a single-pose detector resets its crop).
 DEFAULT_MIN_POSE_SCORE = 0.25
 
+#: Single-pose first crops (model.first_crop): TF.js's centred square, or the whole
+#: frame padded to a square.
+FIRST_CROPS: tuple[str, ...] = ("centre", "letterbox")
+
 #: Passes over a still image (``detect``, ``eval``): the first pass finds the
 #: person from TF.js's first crop, each further pass runs on the crop derived
 #: from the previous pass's keypoints. OKS AP on the 34 dev photos (float16

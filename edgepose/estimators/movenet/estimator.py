@@ -35,7 +35,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +46,7 @@ from ...runtime import RuntimeModel, open_model
 from .. import EstimatorInfo, model_file, postprocess, resolve_auto
 from .constants import (
     DEFAULT_MIN_POSE_SCORE,
+    FIRST_CROPS,
     MODEL_FILE,
     MODEL_STEMS,
     MULTIPOSE_DEFAULT_LONG_SIDE,
@@ -58,12 +59,8 @@ from .constants import (
 from .crop import CropFilter, CropRegion, crop_and_resize, initial_crop, next_crop
 from .decode import multipose_input, multipose_pixels, multipose_to_poses, singlepose_to_poses
 
-if TYPE_CHECKING:
-    from ...config import DecodeConfig, ModelConfig
-
 log = logging.getLogger(__name__)
 
-FIRST_CROPS = ("centre", "letterbox")
 _TIMING_KEYS = ("preprocess", "invoke", "decode")
 
 
@@ -262,7 +259,7 @@ class MoveNetMultiPose(_Base):
 # --- opening from the config ------------------------------------------------------
 
 
-def movenet_file(model: ModelConfig) -> Path:
+def movenet_file(model: Any) -> Path:
     """model.path when set, else the bundled build of model.name for model.quantized."""
     if model.path:
         path = Path(model.path).expanduser()
@@ -292,7 +289,7 @@ def _check_outputs(tflite: RuntimeModel, name: str) -> None:
         )
 
 
-def open_movenet(model: ModelConfig, decode: DecodeConfig, *, clip: bool = True) -> MoveNetSinglePose | MoveNetMultiPose:
+def open_movenet(model: Any, decode: Any, *, clip: bool = True) -> MoveNetSinglePose | MoveNetMultiPose:
     """Load the MoveNet model.name names (the config has been validated for that model).
 
     clip=False keeps keypoints past the frame border (as TF.js, for the reference checks)."""

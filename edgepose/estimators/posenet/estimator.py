@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -29,9 +29,6 @@ from .constants import (
     input_size_problem,
 )
 from .outputs import PoseNetOutputs, identify_decoded_outputs, identify_raw_outputs, input_lut
-
-if TYPE_CHECKING:
-    from ...config import DecodeConfig, ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +200,7 @@ class PoseNetEstimator:
         self.model.close()
 
 
-def posenet_file(model: ModelConfig) -> Path:
+def posenet_file(model: Any) -> Path:
     """model.path when set, else the bundled build for model.stride and model.quantized."""
     if model.path:
         path = Path(model.path)
@@ -213,7 +210,7 @@ def posenet_file(model: ModelConfig) -> Path:
     return model_file(MODEL_FILE.format(stride=model.stride, precision="int8" if model.quantized else "float32"))
 
 
-def open_posenet(model: ModelConfig, decode: DecodeConfig, *, clip: bool = True) -> PoseNetEstimator:
+def open_posenet(model: Any, decode: Any, *, clip: bool = True) -> PoseNetEstimator:
     """Load the PoseNet the config names, at the config's input size (checked against the stride).
 
     clip=False keeps keypoints past the frame border (as TF.js does, for the reference checks)."""
@@ -234,7 +231,7 @@ def open_posenet(model: ModelConfig, decode: DecodeConfig, *, clip: bool = True)
     estimator = PoseNetEstimator(
         tflite,
         output_stride=model.stride,
-        # None (a DecodeConfig built without load_config): PoseNet's own defaults
+        # None (a [decode] section built without load_config): PoseNet's own defaults
         max_poses=DEFAULT_MAX_POSES if decode.max_poses is None else decode.max_poses,
         min_pose_score=DEFAULT_MIN_POSE_SCORE if decode.min_pose_score is None else decode.min_pose_score,
         min_part_score=decode.min_part_score,
