@@ -15,18 +15,14 @@ images); ``estimate_still`` runs STILL_IMAGE_PASSES passes after a reset.
 
 ``first_crop``: "centre" is TF.js's first crop (the centred square of the short
 side, so people at the sides of a landscape frame are not seen);
-"letterbox" starts from the whole frame padded to a square instead. Measured
-on the 34 dev photos (float16, OKS AP, 1 / 2 / 3 passes): Lightning centre
-0.130 / 0.163 / 0.171, letterbox 0.081 / 0.151 / 0.157; Thunder centre 0.178 /
-0.205 / 0.214, letterbox 0.147 / 0.212 / 0.218. The padded square makes people
-smaller and loses more than it finds at the sides, so "centre" stays the
-default (most dev photos have their person near the middle; a camera that
-watches the sides of its frame may prefer "letterbox" with several passes).
+"letterbox" starts from the whole frame padded to a square instead. The padded
+square makes people smaller and lost more than it found on the dev photos, so
+"centre" stays the default (most of them have their person near the middle; a
+camera that watches the sides of its frame may prefer "letterbox" with several
+passes; the figures: docs/benchmarks.md).
 
-MultiPose ``long_side`` (TF.js: 256), OKS AP on the dev photos with the
-float16 build: 256 0.200, 320 0.245, 384 0.272, 448 0.263, 512 0.285; the
-int8 build: 256 0.184, 320 0.222, 384 0.241, 512 0.255. Invoke time grows with
-the pixel count.
+MultiPose ``long_side`` (TF.js: 256): a longer side mostly scores higher on the
+dev photos, and invoke time grows with the pixel count (docs/benchmarks.md).
 """
 
 from __future__ import annotations
