@@ -41,7 +41,8 @@ FAST_INT8_RUNTIMES = frozenset({"ai-edge-litert"})
 
 MAX_THREADS = 4
 
-ACCELERATORS = ("cpu", "edgetpu")
+#: Where a model runs once "auto" is resolved.
+RESOLVED_ACCELERATORS = ("cpu", "edgetpu")
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ def choose_defaults(runtime: str, cores: int | None, accelerator: str, *,
     ``int8_on_cpu=False``: the model's int8 build scores below the reference (its
     registry entry says so), so the CPU gets the float build on any runtime. "float32" stands for
     the model's float build (MoveNet's is float16)."""
-    if accelerator not in ACCELERATORS:
-        raise ValueError(f"accelerator must be one of {ACCELERATORS} (resolve 'auto' first), not {accelerator!r}")
+    if accelerator not in RESOLVED_ACCELERATORS:
+        raise ValueError(f"accelerator must be one of {RESOLVED_ACCELERATORS} (resolve 'auto' first), not {accelerator!r}")
     if accelerator == "edgetpu":
         return RuntimeDefaults("int8", 1, "Edge TPU: int8 model, the CPU only runs the ops left out")
     threads = default_threads(cores)

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
-ACCELERATORS = ("cpu", "edgetpu", "auto")
+#: The accelerators this runtime serves (edgepose.runtime.ACCELERATORS sends them here).
+SERVES = ("cpu", "edgetpu", "auto")
 _TFLITE_MAGIC = b"TFL3"
 
 
@@ -320,8 +321,8 @@ def open_tflite(
     `custom_ops` maps a custom op name a family knows to (loader of its delegate
     given load_delegate, hint shown when it cannot be loaded).
     """
-    if accelerator not in ACCELERATORS:
-        raise ModelError(f"accelerator must be one of {', '.join(ACCELERATORS)}, not {accelerator!r}")
+    if accelerator not in SERVES:
+        raise ModelError(f"accelerator must be one of {', '.join(SERVES)}, not {accelerator!r}")
     custom_ops = dict(custom_ops or {})
     info = inspect_model_file(path, tuple(custom_ops))
     Interpreter, load_delegate, runtime = import_runtime()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ...constants import DEFAULT_MIN_PART_SCORE, NUM_PARTS, PART_IDS
+from ...constants import NUM_PARTS, PART_IDS
 from ...text import show
 
 #: The registry name of edgepose's converted PoseNet models.
