@@ -25,7 +25,6 @@ import numpy as np
 
 from ..core import Poses
 from ..errors import ModelError
-from . import movenet, posenet
 from .spec import ModelOption, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -116,8 +115,8 @@ class Estimator(Protocol):
 
 #: The model families, each a folder here whose __init__.py declares SPECS (its named
 #: models) and OPTIONS (the config keys only its models take). A new family is its
-#: folder and a line here; the config learns its models and keys from this registry.
-FAMILIES = (posenet, movenet)
+#: folder and its name here; the config learns its models and keys from this registry.
+FAMILIES = tuple(importlib.import_module(f"{__name__}.{family}") for family in ("posenet", "movenet"))
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for family in FAMILIES for spec in family.SPECS}
 
