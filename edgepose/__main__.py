@@ -372,22 +372,6 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _time_invoke(model, runs: int, warmup: int) -> list[float]:
-    """Model-only: invoke on random pixels (XNNPACK's time does not depend on them)."""
-    view = model.input_view()
-    pixels = np.random.default_rng(0).integers(0, 256, view.shape)
-    view[...] = pixels.astype(view.dtype) if view.dtype != np.float32 else pixels / 127.5 - 1.0
-    del view
-    for _ in range(warmup):
-        model.invoke()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.invoke()
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return samples
-
-
 def _demo_frames() -> list[np.ndarray]:
     from .sources import demo_dir
 
@@ -403,7 +387,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     info = estimator.info
     rows = []
     if args.model_only:
-        p50, p95, best = _percentiles(_time_invoke(estimator.model, args.runs, args.warmup))
+        p50, p95, best = _percentiles(estimator.time_invoke(args.runs, args.warmup))
         rows.append({"stage": "invoke", "p50_ms": p50, "p95_ms": p95, "min_ms": best})
     else:
         frames = [read_rgb(p) for p in expand_images(args.images)] if args.images else _demo_frames()

@@ -1,10 +1,12 @@
 """Pose estimators: one interface for every model family, and the registry of named models.
 
 A model family (PoseNet, MoveNet, ...) lives in a folder of its own with its
-constants, pure pre/post-processing and an estimator class; it reaches the TF
-Lite runtime only through `edgepose.tflite`. The rest of edgepose sees only
-`Estimator`: an RGB frame in, `Poses` in frame pixels out. To add a model,
-write its folder and add a `ModelSpec` to `MODELS` below.
+constants, pure pre/post-processing and an estimator class; it reaches a runtime
+only through `edgepose.runtime`. Its __init__.py declares its named models
+(`ModelSpec`) and the config keys only they take (`ModelOption`, with a check
+across them on the spec). The rest of edgepose sees only `Estimator`: an RGB
+frame in, `Poses` in frame pixels out. To add a family, write its folder and add
+it to `FAMILIES` below; nothing in the config changes.
 """
 
 from __future__ import annotations
@@ -17,18 +19,13 @@ import sysconfig
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..core import Poses
 from ..errors import ModelError
-from .movenet import constants as _movenet
-from .posenet import constants as _posenet
-
-if TYPE_CHECKING:
-    from ..config import DecodeConfig, ModelConfig
-    from ..tflite import TfliteModel
+from .spec import ModelOption, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +87,6 @@ class Estimator(Protocol):
     info: EstimatorInfo
     #: Milliseconds of the last estimate(): "preprocess", "invoke", "decode".
     last_timing: dict[str, float]
-    #: The TF Lite model it invokes (`edgepose bench --model-only` times it alone).
-    model: TfliteModel
 
     def estimate(self, rgb: np.ndarray) -> Poses:
         """(H, W, 3) uint8 RGB -> every person found, in frame pixels."""
@@ -109,128 +104,46 @@ class Estimator(Protocol):
         call it between unrelated images."""
         ...
 
+    def time_invoke(self, runs: int, warmup: int) -> list[float]:
+        """Milliseconds of each of `runs` model invokes alone, after `warmup` untimed
+        ones (`edgepose bench --model-only`). A family that runs two models times
+        the one that runs on every person (top-down MoveNet: the refiner)."""
+        ...
+
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class ModelSpec:
-    """One named model in the registry."""
+#: The model families, each a folder here whose __init__.py declares SPECS (its named
+#: models) and OPTIONS (the config keys only its models take). A new family is its
+#: folder and its name here; the config learns its models and keys from this registry.
+FAMILIES = tuple(importlib.import_module(f"{__name__}.{family}") for family in ("posenet", "movenet"))
 
-    name: str
-    family: str
-    summary: str
-    precisions: tuple[str, ...]
-    input_rule: str  # how the input size is chosen, for `edgepose models`
-    edgetpu: str  # whether and how an Edge TPU build can be had
-    licence: str  # of the weights; models/LICENSE-weights.md says where it is stated
-    files: tuple[str, ...]  # file names in models_dir()
-    #: "module:function" taking (ModelConfig, DecodeConfig) -> Estimator; imported when opened.
-    opener: str
-    #: Config keys that only some models take (config.FAMILY_KEYS) which this one does:
-    #: any other of them written in a config is an error naming model.name.
-    options: frozenset[str] = frozenset()
-    #: Defaults of keys whose default depends on the model (config.MODEL_DEFAULT_KEYS),
-    #: used when the config does not write them.
-    defaults: tuple[tuple[str, object], ...] = ()
-    #: False when the int8 build scores below the reference (TF.js on the same weights)
-    #: on the dev photos where the float build does not: `model.quantized = "auto"`
-    #: then picks the float build on the CPU on every runtime (runtime_defaults.py).
-    int8_on_cpu: bool = True
-    #: The most people the model can find (decode.max_poses may not ask for more); None: no limit.
-    max_poses_limit: int | None = None
+MODELS: dict[str, ModelSpec] = {spec.name: spec for family in FAMILIES for spec in family.SPECS}
 
 
-_MOVENET_LICENCE = "Apache-2.0"
-_MOVENET_FILES = "movenet_{}_{}.tflite"
-
-def _singlepose_spec(variant: str, side: int, *, int8_on_cpu: bool) -> ModelSpec:
-    """MoveNet SinglePose Lightning and Thunder differ only in name, size, files and
-    which build the CPU runs by default."""
-    return ModelSpec(
-        name=f"movenet-{variant}",
-        family="movenet",
-        summary=f"MoveNet SinglePose {variant.capitalize()} v4: one person, follows them frame to frame",
-        precisions=("float16", "int8"),
-        input_rule=f"fixed {side}x{side} crop of the frame; stills: model.still_passes passes",
-        edgetpu="no build shipped; the int8 build (static shape) is meant for edgetpu_compiler (untested)",
-        licence=_MOVENET_LICENCE,
-        files=tuple(_MOVENET_FILES.format(variant, p) for p in ("float16", "int8")),
-        opener="edgepose.estimators.movenet.estimator:open_movenet",
-        options=frozenset({"model.still_passes", "model.first_crop"}),
-        defaults=(("decode.min_pose_score", _movenet.DEFAULT_MIN_POSE_SCORE), ("decode.max_poses", 1)),
-        int8_on_cpu=int8_on_cpu,
-    )
+def _options() -> dict[str, ModelOption]:
+    """Every family's options by key; a key declared twice, or a model taking a key no
+    family declares, is a mistake in the registry."""
+    options: dict[str, ModelOption] = {}
+    for family in FAMILIES:
+        for option in family.OPTIONS:
+            if option.key in options:
+                raise ValueError(f"{option.key} is declared by two model families")
+            options[option.key] = option
+    for spec in MODELS.values():
+        if undeclared := spec.options - options.keys():
+            raise ValueError(f"{spec.name} takes {sorted(undeclared)}, which no family declares")
+    return options
 
 
-def _topdown_spec(refiner: str) -> ModelSpec:
-    """MultiPose finds the people, single-pose `refiner` places each one's keypoints."""
-    side = 256 if refiner == "thunder" else 192
-    return ModelSpec(
-        name=f"movenet-topdown-{refiner}",
-        family="movenet",
-        summary=f"MoveNet top-down: MultiPose finds up to 6 people, SinglePose {refiner.capitalize()} "
-                "places each one's keypoints in a crop that follows them",
-        precisions=("float16", "int8"),
-        input_rule=f"MultiPose at model.multipose_long_side, then one {side}x{side} crop per person",
-        edgetpu="no: MultiPose's input is resizable (the compiler needs a static-size copy, not written)",
-        licence=_MOVENET_LICENCE,
-        files=(_MOVENET_FILES.format("multipose", "int8"), _MOVENET_FILES.format("multipose", "float16"),
-               *(_MOVENET_FILES.format(refiner, p) for p in ("int8", "float16"))),
-        opener="edgepose.estimators.movenet.topdown:open_topdown",
-        options=frozenset({"model.multipose_long_side", "decode.max_poses"}),
-        defaults=(("decode.min_pose_score", _movenet.DEFAULT_MIN_POSE_SCORE),
-                  ("decode.max_poses", _movenet.MULTIPOSE_MAX_INSTANCES)),
-        max_poses_limit=_movenet.MULTIPOSE_MAX_INSTANCES,
-    )
-
-
-MODELS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        ModelSpec(
-            name="posenet-mnv1-075",
-            family="posenet",
-            summary="PoseNet MobileNetV1 0.75, multi-person (TF.js PoseNet, converted)",
-            precisions=("float32", "int8"),
-            input_rule="resizable: W-1 and H-1 multiples of model.stride (8, 16, 32); default 481x353",
-            edgetpu="no build shipped; compile the int8 build with edgetpu_compiler (README)",
-            licence="Apache-2.0",
-            files=tuple(
-                f"posenet_mnv1_075_stride{s}_{p}.tflite" for s in (8, 16, 32) for p in ("float32", "int8")
-            ),
-            opener="edgepose.estimators.posenet.estimator:open_posenet",
-            options=frozenset({"model.stride", "model.input_size", "decode.nms_radius", "decode.max_poses"}),
-            defaults=(("decode.min_pose_score", _posenet.DEFAULT_MIN_POSE_SCORE),
-                      ("decode.max_poses", _posenet.DEFAULT_MAX_POSES)),
-        ),
-        # Lightning int8, 3 passes: AP 0.160 on the dev photos, below TF.js's 0.163
-        # (2 passes); float16 0.171, for about 4 ms more an invoke (README). Thunder
-        # int8 scores as its float16 build (0.215 / 0.213) at half the time.
-        _singlepose_spec("lightning", 192, int8_on_cpu=False),
-        _singlepose_spec("thunder", 256, int8_on_cpu=True),
-        ModelSpec(
-            name="movenet-multipose",
-            family="movenet",
-            summary="MoveNet MultiPose Lightning v1: up to 6 people, with boxes",
-            precisions=("float16", "int8"),
-            input_rule="resizable: long side model.multipose_long_side (multiple of 32), "
-                       "the other side padded to a multiple of 32",
-            edgetpu="no: resizable input (the compiler needs a static-size copy, not written)",
-            licence=_MOVENET_LICENCE,
-            files=tuple(_MOVENET_FILES.format("multipose", p) for p in ("float16", "int8")),
-            opener="edgepose.estimators.movenet.estimator:open_movenet",
-            options=frozenset({"model.multipose_long_side", "decode.max_poses"}),
-            defaults=(("decode.min_pose_score", _movenet.DEFAULT_MIN_POSE_SCORE),
-                      ("decode.max_poses", _movenet.MULTIPOSE_MAX_INSTANCES)),
-            max_poses_limit=_movenet.MULTIPOSE_MAX_INSTANCES,
-        ),
-        _topdown_spec("thunder"),
-        _topdown_spec("lightning"),
-    )
-}
+#: Keys only some models take, by key (ModelOption.refused says why the others refuse them).
+OPTIONS: dict[str, ModelOption] = _options()
 #: The model a config without [model] runs: the one that sees the people a fall sensor
 #: watches, lying down included (docs/falls.md, "The default model").
 DEFAULT_MODEL = "movenet-topdown-thunder"
+#: The model a model.path written without a model.name is: files of one's own (Coral's
+#: PoseNet, an Edge TPU build) were PoseNet files before the default model changed.
+PATH_MODEL = "posenet-mnv1-075"
 
 
 def models_dir() -> Path:
@@ -260,13 +173,14 @@ def model_file(name: str) -> Path:
     return path
 
 
-def resolve_auto(model: ModelConfig) -> ModelConfig:
-    """`model.quantized = "auto"` and `model.threads = 0` decided for the TF Lite runtime
-    installed, the cores this process may use and the accelerator (runtime_defaults.py)."""
+def resolve_auto(model: Any) -> Any:
+    """The [model] section with `model.quantized = "auto"` and `model.threads = 0` decided
+    for the TF Lite runtime installed, the cores this process may use and the
+    accelerator (runtime/defaults.py)."""
     if model.quantized is not None and model.threads:
         return model
-    from ..runtime_defaults import choose_defaults
-    from ..tflite import import_runtime
+    from ..runtime.defaults import choose_defaults
+    from ..runtime.tflite import import_runtime
 
     runtime = import_runtime()[2]
     compiled = Path(model.path).name.endswith("_edgetpu.tflite") if model.path else False
@@ -282,9 +196,9 @@ def resolve_auto(model: ModelConfig) -> ModelConfig:
     )
 
 
-def open_estimator(model: ModelConfig, decode: DecodeConfig) -> Estimator:
-    """The estimator `model.name` names, loaded and ready. Each family's opener decides
-    the "auto" settings first (`resolve_auto`)."""
+def open_estimator(model: Any, decode: Any) -> Estimator:
+    """The estimator `model.name` names, loaded and ready, from the config's [model] and
+    [decode] sections. Each family's opener decides the "auto" settings first (`resolve_auto`)."""
     spec = MODELS.get(model.name)
     if spec is None:
         raise ModelError(f"unknown model {model.name!r} (known: {', '.join(MODELS)})")
@@ -293,5 +207,5 @@ def open_estimator(model: ModelConfig, decode: DecodeConfig) -> Estimator:
     return opener(model, decode)
 
 
-__all__ = ["DEFAULT_MODEL", "MODELS", "Estimator", "EstimatorInfo", "ModelSpec", "model_file",
-           "models_dir", "open_estimator"]
+__all__ = ["DEFAULT_MODEL", "FAMILIES", "MODELS", "OPTIONS", "PATH_MODEL", "Estimator", "EstimatorInfo",
+           "ModelOption", "ModelSpec", "PreparedInput", "model_file", "models_dir", "open_estimator"]

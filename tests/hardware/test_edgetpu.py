@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepose import tflite
+from edgepose.runtime import tflite
 from edgepose.config import DecodeConfig, ModelConfig
 from edgepose.estimators import models_dir
 from edgepose.estimators.posenet.estimator import open_posenet

@@ -1,4 +1,4 @@
-"""The committed MoveNet files, opened through edgepose.tflite (the estimators' only
+"""The committed MoveNet files, opened through edgepose.runtime.tflite (the estimators' only
 way to the runtime)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgepose.estimators import models_dir
-from edgepose.tflite import TfliteModel, open_tflite
+from edgepose.runtime.tflite import TfliteModel, open_tflite
 
 
 def model_path(stem: str, precision: str) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgepose import config as config_module
+from edgepose.config import loader, validate
 from edgepose.config import (
     Config,
     DecodeConfig,
@@ -125,7 +126,7 @@ def commented_keys(text: str, sections: tuple[str, ...] = ("model", "decode")) -
             section = header[1]
         elif section in sections and (match := re.fullmatch(r"# ([a-z_]+) = (.+)", line.strip())):
             key = f"{section}.{match[1]}"
-            if key in config_module._ALL_KEYS:  # not prose such as "# true = ..."
+            if key in validate.ALL_KEYS:  # not prose such as "# true = ..."
                 found[key] = tomllib.loads(f"v = {match[2]}")["v"]
     return found
 
@@ -421,7 +422,7 @@ def test_rejects_node_id_outside_allowed_chars(tmp_path):
 
 
 def test_node_id_defaults_to_sanitised_hostname(monkeypatch):
-    monkeypatch.setattr(config_module.socket, "gethostname", lambda: "Pi Cam+2.local")
+    monkeypatch.setattr(loader.socket, "gethostname", lambda: "Pi Cam+2.local")
     assert load_config(None).node.id == "Pi_Cam_2"
 
 

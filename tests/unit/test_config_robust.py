@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgepose import config as config_module
+from edgepose.config import loader, validate
 from edgepose import messages
 from edgepose.config import Config, check_writable, load_config
 from edgepose.errors import ConfigError, ExitCode
@@ -311,7 +312,7 @@ _VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=12,
 )
-_KNOWN = [k for k in config_module._ALL_KEYS]
+_KNOWN = [k for k in validate.ALL_KEYS]
 
 
 @st.composite
@@ -337,7 +338,7 @@ def _paths(value, prefix: str = "") -> set[str]:
     found = {prefix} if prefix else set()
     if isinstance(value, dict):
         for key, item in value.items():
-            name = config_module._key_text(str(key))
+            name = validate.key_text(str(key))
             found |= _paths(item, f"{prefix}.{name}" if prefix else name)
     return found
 
@@ -349,11 +350,11 @@ def test_loader_never_raises_anything_but_a_config_error_naming_a_key(raw):
 
     given_paths = _paths(copy.deepcopy(raw))
     try:
-        config_module._load(raw, {})
+        loader._load(raw, {})
     except ConfigError as exc:
         assert exc.problems
         for problem in exc.problems:
-            keys = given_paths | set(config_module._ALL_KEYS)
+            keys = given_paths | set(validate.ALL_KEYS)
             assert any(problem.startswith((k + ": ", k + "[")) for k in keys), problem
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgepose import letterbox
+from edgepose.estimators.posenet import letterbox
 from edgepose.estimators.posenet.constants import INPUT_SCALE, INPUT_SHIFT
 
 FLOAT_LUT = (np.arange(256) * INPUT_SCALE + INPUT_SHIFT).astype(np.float32)

@@ -1,5 +1,5 @@
 """MoveNet's pure numpy steps (crop, resize/pad, decoding) and the estimators
-on the committed models through a stand-in of edgepose.tflite's API."""
+on the committed models through a stand-in of edgepose.runtime's API."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose import letterbox
+from edgepose.estimators.posenet import letterbox
 from edgepose.constants import NUM_PARTS
 from edgepose.errors import ModelError
 from edgepose.estimators.posenet.constants import NUM_EDGES

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgepose import postprocess
+from edgepose.estimators import postprocess
 from edgepose.constants import NUM_PARTS, SEED_CLEANUP_MIN_SCORE
 from edgepose.core import Poses
-from edgepose.letterbox import plan
+from edgepose.estimators.posenet.letterbox import plan, to_frame
 
 
 def make_poses(scores: list[list[float]] | np.ndarray, pose_scores=None, xy=None) -> Poses:
@@ -89,7 +89,7 @@ def test_single_person_cleanup_of_no_poses_is_empty():
 def test_to_frame_maps_through_the_letterbox():
     box = plan(640, 480, 385, 385)
     poses = make_poses(np.ones((1, NUM_PARTS)), xy=np.full((1, NUM_PARTS, 2), 100.0))
-    mapped = postprocess.to_frame(poses, box)
+    mapped = to_frame(poses, box)
     np.testing.assert_allclose(mapped.xy[0, 0], box.to_frame(np.array([100.0, 100.0])), rtol=1e-6)
 
 
@@ -98,10 +98,10 @@ def test_to_frame_clips_to_the_frame():
     xy = np.zeros((1, NUM_PARTS, 2), np.float32)
     xy[0, 0] = (-10, -10)
     xy[0, 1] = (400, 400)
-    mapped = postprocess.to_frame(make_poses(np.ones((1, NUM_PARTS)), xy=xy), box)
+    mapped = to_frame(make_poses(np.ones((1, NUM_PARTS)), xy=xy), box)
     np.testing.assert_allclose(mapped.xy[0, 0], (0, 0))
     np.testing.assert_allclose(mapped.xy[0, 1], (639, 479))
-    unclipped = postprocess.to_frame(make_poses(np.ones((1, NUM_PARTS)), xy=xy), box, clip=False)
+    unclipped = to_frame(make_poses(np.ones((1, NUM_PARTS)), xy=xy), box, clip=False)
     assert unclipped.xy[0, 0, 1] < -80  # the top padding is 80 frame pixels
 
 
@@ -111,7 +111,7 @@ def test_rules_return_new_poses_and_leave_their_input_alone():
     for result in (
         postprocess.seed_cleanup(poses),
         postprocess.seed_cleanup_single_person(poses),
-        postprocess.to_frame(poses, plan(640, 480, 385, 385)),
+        to_frame(poses, plan(640, 480, 385, 385)),
         postprocess.filter_poses(poses, min_pose_score=0.5),
     ):
         assert result is not poses

@@ -1,4 +1,4 @@
-"""edgepose.runtime_defaults: the measured rule, case by case."""
+"""edgepose.runtime.defaults: the measured rule, case by case."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from edgepose import runtime_defaults
-from edgepose.runtime_defaults import RuntimeDefaults, choose_defaults, default_threads
+from edgepose.runtime import defaults as runtime_defaults
+from edgepose.runtime.defaults import RuntimeDefaults, choose_defaults, default_threads
 
 
 @pytest.mark.parametrize("cores", [1, 2, 4, 8])

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose import tflite
+from edgepose.runtime import tflite
 from edgepose.config import DecodeConfig, ModelConfig
 from edgepose.core import Poses
 from edgepose.errors import AcceleratorError, ExitCode, ModelError
@@ -346,3 +346,20 @@ def test_no_command_prints_the_runtimes_info_banner(tmp_path):
                               timeout=60, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert "TensorFlow Lite" not in done.stderr and "XNNPACK" not in done.stderr, (args, done.stderr)
+
+
+@pytest.mark.parametrize("name", ["posenet-mnv1-075", "movenet-lightning", "movenet-multipose", "movenet-topdown-thunder"])
+def test_every_family_times_its_invoke_without_handing_out_its_runtime(name):
+    """`bench --model-only` asks the estimator for timed invokes; the Estimator
+    interface has no runtime object in it."""
+    from edgepose.config import load_config
+    from edgepose.estimators import Estimator, open_estimator
+
+    assert "model" not in Estimator.__annotations__
+    config = load_config(None, {"model.name": name})
+    estimator = open_estimator(config.model, config.decode)
+    try:
+        samples = estimator.time_invoke(3, 1)
+        assert len(samples) == 3 and all(ms > 0 for ms in samples)
+    finally:
+        estimator.close()

@@ -2,7 +2,7 @@
 
 The reference values are those of ``@tensorflow-models/pose-detection`` 2.1.3
 (``movenet/constants.ts`` and ``crop_utils.ts``); edgepose reproduces them first
-and departs from them only where measured on the dev photos (see estimator.py).
+and departs from them only where the dev photos said so (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -35,13 +35,14 @@ CROP_FILTER_ALPHA = 0.9
 #: Poses scoring below this are dropped (and a single-pose detector resets its crop).
 DEFAULT_MIN_POSE_SCORE = 0.25
 
+#: Single-pose first crops (model.first_crop): TF.js's centred square, or the whole
+#: frame padded to a square.
+FIRST_CROPS: tuple[str, ...] = ("centre", "letterbox")
+
 #: Passes over a still image (``detect``, ``eval``): the first pass finds the
 #: person from TF.js's first crop, each further pass runs on the crop derived
-#: from the previous pass's keypoints. OKS AP on the 34 dev photos (float16
-#: builds; 1 / 2 / 3 / 4 passes): Lightning 0.130 / 0.163 / 0.171 / 0.169,
-#: Thunder 0.178 / 0.205 / 0.214; int8 Lightning 0.100 / 0.159 / 0.159, int8
-#: Thunder 0.162 / 0.210 / 0.215. Three passes: best or tied best for all four,
-#: and above TF.js's two-pass AP (0.163, 0.205) for both float builds.
+#: from the previous pass's keypoints. Three: best or tied best on the dev photos
+#: for both models and both builds, above TF.js's two passes (docs/benchmarks.md).
 STILL_IMAGE_PASSES = 3
 #: Most passes a config may ask for (each costs one invoke per still image).
 STILL_IMAGE_PASSES_MAX = 8
@@ -51,11 +52,9 @@ STILL_IMAGE_PASSES_MAX = 8
 MULTIPOSE_DIVISOR = 32
 #: The reference resizes the frame so that its long side is this (multiPoseMaxDimension).
 MULTIPOSE_REFERENCE_LONG_SIDE = 256
-#: edgepose's default long side (model.multipose_long_side). OKS AP on the 34 dev
-#: photos, int8 build (the default precision): 256 0.186, 320 0.222, 384 0.241
-#: (float16: 0.200, 0.245, 0.272): at 256 the int8 build scores below TF.js's
-#: float model at 256 (0.200); 320 is the smallest long side at which it does
-#: not, for about 1.6x the invoke time of 256 (README, "Accuracy and speed").
+#: edgepose's default long side (model.multipose_long_side): the smallest at which
+#: the int8 build does not score below TF.js's float model at 256 on the dev
+#: photos (docs/benchmarks.md).
 MULTIPOSE_DEFAULT_LONG_SIDE = 320
 #: Long sides a config may ask for (a bound, not a recommendation).
 MULTIPOSE_LONG_SIDE_MIN = 128

@@ -1,6 +1,6 @@
 """MoveNet estimators: SinglePose Lightning / Thunder and MultiPose Lightning.
 
-Both talk to the model only through edgepose.tflite's `TfliteModel`
+Both talk to the model only through edgepose.runtime's `RuntimeModel`
 (``input_size``, ``input_view()``, ``resize(w, h)``, ``invoke()`` -> dequantised
 float32 outputs without the batch axis, ``close()``); every step before and
 after is pure numpy (crop.py, decode.py). `open_movenet` opens the file the
@@ -15,18 +15,14 @@ images); ``estimate_still`` runs STILL_IMAGE_PASSES passes after a reset.
 
 ``first_crop``: "centre" is TF.js's first crop (the centred square of the short
 side, so people at the sides of a landscape frame are not seen);
-"letterbox" starts from the whole frame padded to a square instead. Measured
-on the 34 dev photos (float16, OKS AP, 1 / 2 / 3 passes): Lightning centre
-0.130 / 0.163 / 0.171, letterbox 0.081 / 0.151 / 0.157; Thunder centre 0.178 /
-0.205 / 0.214, letterbox 0.147 / 0.212 / 0.218. The padded square makes people
-smaller and loses more than it finds at the sides, so "centre" stays the
-default (most dev photos have their person near the middle; a camera that
-watches the sides of its frame may prefer "letterbox" with several passes).
+"letterbox" starts from the whole frame padded to a square instead. The padded
+square makes people smaller and lost more than it found on the dev photos, so
+"centre" stays the default (most of them have their person near the middle; a
+camera that watches the sides of its frame may prefer "letterbox" with several
+passes; the figures: docs/benchmarks.md).
 
-MultiPose ``long_side`` (TF.js: 256), OKS AP on the dev photos with the
-float16 build: 256 0.200, 320 0.245, 384 0.272, 448 0.263, 512 0.285; the
-int8 build: 256 0.184, 320 0.222, 384 0.241, 512 0.255. Invoke time grows with
-the pixel count.
+MultiPose ``long_side`` (TF.js: 256): a longer side mostly scores higher on the
+dev photos, and invoke time grows with the pixel count (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -35,18 +31,18 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ... import postprocess
 from ...constants import NUM_PARTS
 from ...core import Poses
 from ...errors import ModelError
-from ...tflite import TfliteModel, open_tflite
-from .. import EstimatorInfo, model_file, resolve_auto
+from ...runtime import RuntimeModel, open_model
+from .. import EstimatorInfo, model_file, postprocess, resolve_auto
 from .constants import (
     DEFAULT_MIN_POSE_SCORE,
+    FIRST_CROPS,
     MODEL_FILE,
     MODEL_STEMS,
     MULTIPOSE_DEFAULT_LONG_SIDE,
@@ -59,12 +55,8 @@ from .constants import (
 from .crop import CropFilter, CropRegion, crop_and_resize, initial_crop, next_crop
 from .decode import multipose_input, multipose_pixels, multipose_to_poses, singlepose_to_poses
 
-if TYPE_CHECKING:
-    from ...config import DecodeConfig, ModelConfig
-
 log = logging.getLogger(__name__)
 
-FIRST_CROPS = ("centre", "letterbox")
 _TIMING_KEYS = ("preprocess", "invoke", "decode")
 
 
@@ -157,6 +149,10 @@ class _Base:
 
     def reset(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def time_invoke(self, runs: int, warmup: int) -> list[float]:
+        """The model's invoke alone (top-down: `model` is the refiner, which runs per person)."""
+        return self.model.time_invoke(runs, warmup)
 
     def estimate(self, rgb: np.ndarray) -> Poses:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -259,7 +255,7 @@ class MoveNetMultiPose(_Base):
 # --- opening from the config ------------------------------------------------------
 
 
-def movenet_file(model: ModelConfig) -> Path:
+def movenet_file(model: Any) -> Path:
     """model.path when set, else the bundled build of model.name for model.quantized."""
     if model.path:
         path = Path(model.path).expanduser()
@@ -270,7 +266,7 @@ def movenet_file(model: ModelConfig) -> Path:
                                         precision=QUANTIZED_PRECISION[bool(model.quantized)]))
 
 
-def _check_outputs(tflite: TfliteModel, name: str) -> None:
+def _check_outputs(tflite: RuntimeModel, name: str) -> None:
     """The first output must be the family's: (1, 1, 17, 3) keypoints or (1, 6, 56) poses."""
     details = tflite.output_details
     shape = [int(v) for v in details[0]["shape"]] if details else []
@@ -289,7 +285,7 @@ def _check_outputs(tflite: TfliteModel, name: str) -> None:
         )
 
 
-def open_movenet(model: ModelConfig, decode: DecodeConfig, *, clip: bool = True) -> MoveNetSinglePose | MoveNetMultiPose:
+def open_movenet(model: Any, decode: Any, *, clip: bool = True) -> MoveNetSinglePose | MoveNetMultiPose:
     """Load the MoveNet model.name names (the config has been validated for that model).
 
     clip=False keeps keypoints past the frame border (as TF.js, for the reference checks)."""
@@ -299,7 +295,7 @@ def open_movenet(model: ModelConfig, decode: DecodeConfig, *, clip: bool = True)
     path = movenet_file(model)
     multipose = model.name == "movenet-multipose"
     long_side = model.multipose_long_side
-    tflite = open_tflite(
+    tflite = open_model(
         path,
         accelerator=model.accelerator,
         device=model.edgetpu_device,

@@ -325,7 +325,7 @@ def open_topdown(model, decode) -> MoveNetTopDown:
     import logging
 
     from ...errors import ModelError
-    from ...tflite import open_tflite
+    from ...runtime.tflite import open_tflite
     from .. import MODELS, model_file, resolve_auto
     from .constants import MODEL_FILE, MODEL_STEMS, MULTIPOSE_MAX_INSTANCES, QUANTIZED_PRECISION, SINGLEPOSE_INPUT_SIDE
     from .estimator import MoveNetMultiPose, _check_outputs

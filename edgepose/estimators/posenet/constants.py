@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from ...constants import DEFAULT_MIN_PART_SCORE, NUM_PARTS, PART_IDS
+import re
+
+from ...constants import NUM_PARTS, PART_IDS
+from ...text import show
 
 #: The registry name of edgepose's converted PoseNet models.
 MODEL_NAME = "posenet-mnv1-075"
@@ -60,7 +63,7 @@ POSENET_DECODER_LIBRARY = "posenet_decoder.so"
 #: Coral's raw-output model: the one to use where the decoder library is missing.
 CORAL_RAW_MODEL_HINT = "posenet_mobilenet_v1_075_481_641_quant.tflite"
 
-# --- defaults (config.py's ModelConfig and DecodeConfig start from these) ------------
+# --- defaults and bounds of PoseNet's config keys (declared in __init__.py) ----------
 
 DEFAULT_STRIDE = 16
 #: (width, height); W - 1 and H - 1 are multiples of every stride.
@@ -68,6 +71,21 @@ DEFAULT_INPUT_SIZE = (481, 353)
 DEFAULT_MAX_POSES = 5
 DEFAULT_MIN_POSE_SCORE = 0.15
 DEFAULT_NMS_RADIUS = 20.0  # model-input pixels
+MAX_NMS_RADIUS = 10_000.0  # model-input pixels; larger keeps one pose per frame anyway
+INPUT_SIZE_MAX = 4097  # model input side (k * stride + 1); larger is memory, not accuracy
+
+
+def parse_input_size(text: str) -> tuple[int, int] | None:
+    """model.input_size: "WxH" -> (w, h); "auto" -> None (the file's or the default size)."""
+    if text.strip().lower() == "auto":
+        return None
+    match = re.fullmatch(r"\s*(\d{1,9})\s*[xX]\s*(\d{1,9})\s*", text)
+    if not match:
+        raise ValueError(f'expected "WxH" such as "481x353", or "auto", got {show(text)}')
+    width, height = int(match[1]), int(match[2])
+    if not (2 <= width <= INPUT_SIZE_MAX and 2 <= height <= INPUT_SIZE_MAX):
+        raise ValueError(f"width and height must be 2-{INPUT_SIZE_MAX}, got {show(text)}")
+    return width, height
 
 
 def input_size_problem(size: tuple[int, int], stride: int) -> str | None:

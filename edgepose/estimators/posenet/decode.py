@@ -30,7 +30,7 @@ import numpy as np
 
 from ...constants import NUM_PARTS
 from ...core import Poses
-from ...postprocess import best_poses
+from ..postprocess import best_poses
 from .constants import LOCAL_MAXIMUM_RADIUS, NUM_EDGES, OFFSET_REFINE_STEPS, POSE_CHAIN_IDS
 from .outputs import PoseNetOutputs
 

@@ -6,16 +6,17 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from ... import letterbox, postprocess
 from ...core import Poses
 from ...errors import ModelError
-from ...tflite import TfliteModel, check_library, open_tflite
-from .. import EstimatorInfo, PreparedInput, model_file, resolve_auto
+from ...runtime import RuntimeModel, open_model
+from ...runtime.tflite import check_library
+from .. import EstimatorInfo, PreparedInput, model_file, postprocess, resolve_auto
 from . import decode as decoding
+from . import letterbox
 from .constants import (
     CORAL_RAW_MODEL_HINT,
     DEFAULT_INPUT_SIZE,
@@ -28,9 +29,6 @@ from .constants import (
     input_size_problem,
 )
 from .outputs import PoseNetOutputs, identify_decoded_outputs, identify_raw_outputs, input_lut
-
-if TYPE_CHECKING:
-    from ...config import DecodeConfig, ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +64,7 @@ class PoseNetEstimator:
 
     def __init__(
         self,
-        model: TfliteModel,
+        model: RuntimeModel,
         *,
         output_stride: int | None,
         max_poses: int,
@@ -171,7 +169,7 @@ class PoseNetEstimator:
                 min_part_score=self.min_part_score,
                 nms_radius=self.nms_radius,
             )
-        poses = postprocess.to_frame(poses, box, clip=self.clip)
+        poses = letterbox.to_frame(poses, box, clip=self.clip)
         poses = postprocess.CLEANUPS[self.cleanup](poses)
         poses = postprocess.filter_poses(
             poses,
@@ -195,11 +193,14 @@ class PoseNetEstimator:
     def reset(self) -> None:
         """PoseNet keeps no state between frames."""
 
+    def time_invoke(self, runs: int, warmup: int) -> list[float]:
+        return self.model.time_invoke(runs, warmup)
+
     def close(self) -> None:
         self.model.close()
 
 
-def posenet_file(model: ModelConfig) -> Path:
+def posenet_file(model: Any) -> Path:
     """model.path when set, else the bundled build for model.stride and model.quantized."""
     if model.path:
         path = Path(model.path)
@@ -209,7 +210,7 @@ def posenet_file(model: ModelConfig) -> Path:
     return model_file(MODEL_FILE.format(stride=model.stride, precision="int8" if model.quantized else "float32"))
 
 
-def open_posenet(model: ModelConfig, decode: DecodeConfig, *, clip: bool = True) -> PoseNetEstimator:
+def open_posenet(model: Any, decode: Any, *, clip: bool = True) -> PoseNetEstimator:
     """Load the PoseNet the config names, at the config's input size (checked against the stride).
 
     clip=False keeps keypoints past the frame border (as TF.js does, for the reference checks)."""
@@ -217,7 +218,7 @@ def open_posenet(model: ModelConfig, decode: DecodeConfig, *, clip: bool = True)
     path = posenet_file(model)
     if model.input_size is not None and (problem := input_size_problem(model.input_size, model.stride)):
         raise ModelError(f"model.input_size: {problem}")
-    tflite = open_tflite(
+    tflite = open_model(
         path,
         accelerator=model.accelerator,
         device=model.edgetpu_device,
@@ -230,7 +231,7 @@ def open_posenet(model: ModelConfig, decode: DecodeConfig, *, clip: bool = True)
     estimator = PoseNetEstimator(
         tflite,
         output_stride=model.stride,
-        # None (a DecodeConfig built without load_config): PoseNet's own defaults
+        # None (a [decode] section built without load_config): PoseNet's own defaults
         max_poses=DEFAULT_MAX_POSES if decode.max_poses is None else decode.max_poses,
         min_pose_score=DEFAULT_MIN_POSE_SCORE if decode.min_pose_score is None else decode.min_pose_score,
         min_part_score=decode.min_part_score,

@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .constants import NUM_PARTS, SEED_CLEANUP_MIN_SCORE
-from .core import Poses
-from .letterbox import Letterbox
+from ..constants import NUM_PARTS, SEED_CLEANUP_MIN_SCORE
+from ..core import Poses
 
-__all__ = ["CLEANUPS", "best_poses", "filter_poses", "seed_cleanup", "seed_cleanup_single_person", "to_frame"]
-
-
-def to_frame(poses: Poses, box: Letterbox, *, clip: bool = True) -> Poses:
-    """Model-input pixels -> frame pixels; clipped to [0, W-1] x [0, H-1] unless clip=False.
-
-    Clipping keeps every point usable as a pixel index (overlay, crops). PoseNet
-    places some keypoints past the border; TF.js returns them unclipped.
-    """
-    xy = box.to_frame(poses.xy)
-    boxes = None if poses.boxes is None else box.to_frame(poses.boxes.reshape(-1, 2, 2)).reshape(-1, 4)
-    if clip:
-        for points in (xy, boxes.reshape(-1, 2, 2) if boxes is not None else None):
-            if points is not None:
-                np.clip(points[..., 0], 0, box.frame_width - 1, out=points[..., 0])
-                np.clip(points[..., 1], 0, box.frame_height - 1, out=points[..., 1])
-    return poses.replace(xy=xy, scores=poses.scores.copy(), pose_scores=poses.pose_scores.copy(), boxes=boxes)
+__all__ = ["CLEANUPS", "best_poses", "filter_poses", "seed_cleanup", "seed_cleanup_single_person"]
 
 
 def filter_poses(

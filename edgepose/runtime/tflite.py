@@ -1,6 +1,7 @@
-"""The TF Lite runtime adapter: the only module that imports a TF Lite runtime.
+"""The TF Lite runtime: the only module that imports a TF Lite library.
 
-It knows nothing about any model family. It hides:
+It serves the accelerators "cpu", "edgetpu" and "auto" (`edgepose.runtime`'s
+table) and knows nothing about any model family. It hides:
 
 * which runtime is installed (`ai_edge_litert`, else `tflite_runtime`);
 * where the model runs: the CPU, or the Edge TPU through ``libedgetpu.so.1``.
@@ -23,6 +24,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from .errors import AcceleratorError, EdgePoseError, EdgeTpuUnanswered, ExitCode, ModelError
+from ..errors import AcceleratorError, EdgePoseError, EdgeTpuUnanswered, ExitCode, ModelError
 
 log = logging.getLogger(__name__)
 
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
-ACCELERATORS = ("cpu", "edgetpu", "auto")
+#: The accelerators this runtime serves (edgepose.runtime.ACCELERATORS sends them here).
+SERVES = ("cpu", "edgetpu", "auto")
 _TFLITE_MAGIC = b"TFL3"
 
 
@@ -277,6 +280,22 @@ class TfliteModel:
             out.append(dequantize(value[0] if value.ndim else value))
         return out
 
+    def time_invoke(self, runs: int, warmup: int) -> list[float]:
+        """Milliseconds of each of `runs` invokes after `warmup` untimed ones, on random
+        pixels (`edgepose bench --model-only`; XNNPACK's time does not depend on them)."""
+        view = self.input_view()
+        pixels = np.random.default_rng(0).integers(0, 256, view.shape)
+        view[...] = pixels.astype(view.dtype) if view.dtype != np.float32 else pixels / 127.5 - 1.0
+        del view  # the runtime refuses to invoke while a view is held
+        for _ in range(warmup):
+            self.invoke()
+        samples = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.invoke()
+            samples.append((time.perf_counter() - start) * 1000.0)
+        return samples
+
     def close(self) -> None:
         self._interpreter = None
 
@@ -302,8 +321,8 @@ def open_tflite(
     `custom_ops` maps a custom op name a family knows to (loader of its delegate
     given load_delegate, hint shown when it cannot be loaded).
     """
-    if accelerator not in ACCELERATORS:
-        raise ModelError(f"accelerator must be one of {', '.join(ACCELERATORS)}, not {accelerator!r}")
+    if accelerator not in SERVES:
+        raise ModelError(f"accelerator must be one of {', '.join(SERVES)}, not {accelerator!r}")
     custom_ops = dict(custom_ops or {})
     info = inspect_model_file(path, tuple(custom_ops))
     Interpreter, load_delegate, runtime = import_runtime()

@@ -1,4 +1,4 @@
-"""Frame to model input and back, keeping the aspect ratio (pure numpy).
+"""PoseNet's input: the frame to model input and back, keeping the aspect ratio (pure numpy).
 
 Aspect ratio: the whole frame is scaled by one factor so that it fits the model
 input, and centred; the strips left over (top and bottom for a frame wider than
@@ -28,11 +28,8 @@ the same order). Pixels sampled with weight 0 past the right or bottom edge are
 read from elsewhere in the frame instead of TF's fill value 0, which multiplies
 out to the same 0. On the 34 dev photos at 385x385 every keypoint lands within
 0.0003 px of the TF.js reference (tests/unit/test_reference_agreement.py).
-Variants tried on the same photos: interpolating rows first (the textbook
-separable order) changes nothing that matters (within 0.0002 px); rounding the
-interpolated values to 8 bits before scaling, as an 8-bit resize would, makes
-3 of 34 photos decode differently (2.3% of confident keypoints off by more than
-2 px, OKS AP 0.181 instead of 0.185), so float models get unrounded values.
+Float models get unrounded values: rounding to 8 bits first, as an 8-bit resize
+would, made some dev photos decode differently (docs/performance-history.md).
 
 Speed (this runs once per frame, as long as the model on a Pi did): the
 interpolation is separable, so each frame row the input needs is interpolated
@@ -42,11 +39,9 @@ products and sums, bit for bit. Work arrays are a band's size and reused,
 indices are gathered byte by byte so that every arithmetic pass runs over whole
 contiguous rows, an axis at scale 1 and an integer offset is copied, and the
 int8 model's LUT (p -> p - (p >= 128)) is applied with two byte passes rather
-than a table lookup. 640x425 into 481x353 went from 4.6 to 1.6 ms on the x86
-machine those changes were measured on (4.2 ms float, 4.5 int8 on the 2-core VM
-of the banded version). A fixed-point path for uint8 inputs measured only 7-11%
-faster (20% for 1080p frames) and moved 7% of the pixels by a grey level, so
-integer models share the float arithmetic and get exactly its rounding.
+than a table lookup. Integer models share the float arithmetic and get exactly
+its rounding: a fixed-point path was a little faster but moved pixels by a grey
+level (docs/performance-history.md).
 """
 
 from __future__ import annotations
@@ -57,6 +52,8 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+
+from ...core import Poses
 
 #: Plans and sampling tables kept per (frame size, input size); a daemon sees few.
 _CACHE_SIZE = 16
@@ -121,6 +118,22 @@ def plan(frame_w: int, frame_h: int, input_w: int, input_h: int) -> Letterbox:
         frame_width=int(frame_w),
         frame_height=int(frame_h),
     )
+
+
+def to_frame(poses: Poses, box: Letterbox, *, clip: bool = True) -> Poses:
+    """Model-input pixels -> frame pixels; clipped to [0, W-1] x [0, H-1] unless clip=False.
+
+    Clipping keeps every point usable as a pixel index (overlay, crops). PoseNet
+    places some keypoints past the border; TF.js returns them unclipped.
+    """
+    xy = box.to_frame(poses.xy)
+    boxes = None if poses.boxes is None else box.to_frame(poses.boxes.reshape(-1, 2, 2)).reshape(-1, 4)
+    if clip:
+        for points in (xy, boxes.reshape(-1, 2, 2) if boxes is not None else None):
+            if points is not None:
+                np.clip(points[..., 0], 0, box.frame_width - 1, out=points[..., 0])
+                np.clip(points[..., 1], 0, box.frame_height - 1, out=points[..., 1])
+    return poses.replace(xy=xy, scores=poses.scores.copy(), pose_scores=poses.pose_scores.copy(), boxes=boxes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,13 +231,8 @@ class _Sampling:
     bands: tuple[_Band, ...]
 
 
-#: Input rows made (and value-mapped) at a time. Into 481x353, against the whole
-#: input at once (x86, interleaved, outputs bit-identical; int8 / float model):
-#: 768x576 5.5 / 5.2 ms against 5.8 / 5.7; 640x480 4.6 / 4.5 against 5.3 / 5.0;
-#: 1920x1080 5.8 / 5.6 against 6.2 / 5.9. The work arrays shrink from 10.0 to
-#: 1.8 MB (int8, 768x576; float 7.5 to 1.4; 1920x1080 int8 12.7 to 2.9), and a
-#: band's arrays (under 1 MB) fit a Pi's L2 where a whole frame's did not. 64 rows
-#: beat 32 and 128 here.
+#: Input rows made (and value-mapped) at a time: a band's work arrays (under 1 MB)
+#: fit a Pi's L2 cache where a whole frame's did not (docs/performance-history.md).
 BAND_ROWS = 64
 
 
@@ -331,7 +339,7 @@ def _bands(rgb: np.ndarray, box: Letterbox, into: np.ndarray | None = None):
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _staircase(lut_bytes: bytes, dtype: str) -> tuple[int, tuple[int, ...]] | None:
     """(lut[0], steps) when ``lut[p] = lut[0] + p - #{t in steps: t <= p}`` for a
-    1-byte table, so it costs a few byte passes instead of a take 5-7x dearer;
+    1-byte table, so it costs a few byte passes instead of a dearer take;
     None otherwise. Quantized inputs give such tables: TF's int8 PoseNet maps
     p -> p - (p >= 128)."""
     lut = np.frombuffer(lut_bytes, dtype=dtype).astype(np.int64)
