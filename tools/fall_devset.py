@@ -345,11 +345,18 @@ def build_kaggle(snapshot: Snapshot, folder: Path) -> None:
               "rate unknown, taken as 30 fps")
 
 
+#: Dark seconds between two activities of the long clips: longer than any track or fall
+#: history lasts, as if the person left the room, so a cut from standing to lying is not
+#: a fall the clips never showed.
+GAP_S = 12.0
+
+
 def build_upfall_adl_long(snapshot: Snapshot, folder: Path) -> None:
-    """The daily-activity videos of each camera back to back, as one long clip per camera
-    (about 18 minutes each): false alarms per hour of normal activity, and what hours of
-    running do to tracks. Needs PyAV (the edgepose venv has it)."""
-    import av  # only this set needs it
+    """The daily-activity videos of each camera back to back (GAP_S apart), one long clip
+    per camera: false alarms per hour of normal activity, and what long running does to
+    tracks. Needs PyAV and numpy (the edgepose venv has them)."""
+    import av  # only this set needs them
+    import numpy as np
 
     by_camera: dict[int, list[tuple[str, bytes]]] = {}
     for path, data in checked_files("upfall-video", snapshot):
@@ -365,7 +372,12 @@ def build_upfall_adl_long(snapshot: Snapshot, folder: Path) -> None:
             stream = target.add_stream("mpeg4", rate=int(UPFALL_FPS))
             stream.width, stream.height = UPFALL_SIZE
             stream.pix_fmt, stream.bit_rate = "yuv420p", 2_000_000
-            for _, data in sorted(parts):
+            gap = av.VideoFrame.from_ndarray(np.zeros((UPFALL_SIZE[1], UPFALL_SIZE[0], 3), np.uint8),
+                                             format="rgb24")
+            for n, (_, data) in enumerate(sorted(parts)):
+                for _ in range(int(GAP_S * UPFALL_FPS) if n else 0):  # the person has left the room
+                    target.mux(stream.encode(gap))
+                    frames += 1
                 with av.open(io.BytesIO(data)) as source:
                     for frame in source.decode(video=0):
                         image = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
@@ -374,7 +386,7 @@ def build_upfall_adl_long(snapshot: Snapshot, folder: Path) -> None:
             target.mux(stream.encode(None))
         clips.append({"path": str(out), "label": "adl", "fall_at_s": None,
                       "note": f"UP-Fall subject 1, activities 6-11 (walking, standing, sitting, picking up, "
-                              f"jumping, laying), three trials each, camera {cam}, back to back: "
+                              f"jumping, laying), three trials each, camera {cam}, {GAP_S:g} s apart: "
                               f"{frames / UPFALL_FPS / 60:.1f} min", "people": 1 if cam == 1 else 2})
     write_set(folder, "upfall-adl-long", clips,
               "UP-Fall daily activities of subject 1 back to back per camera: false alarms per hour")
