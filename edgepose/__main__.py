@@ -515,8 +515,9 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from .constants import (TOPIC_AVAILABILITY, TOPIC_PERSON_COUNT, TOPIC_SNAPSHOT, TOPIC_STATE,
                             TOPIC_STATS)
     from .core import Message
-    from .messages import discovery_removal_message, node_topic
     from .mqtt import forget
+    from .mqtt.discovery import discovery_removal_message
+    from .mqtt.topics import node_topic
 
     config = load_config(args.config, _config_overrides(args))
     prefix, node = config.mqtt.topic_prefix, config.node.id

@@ -11,7 +11,6 @@ disk: an outage costs messages, never frames.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -29,7 +28,7 @@ from .config import Config, check_writable
 from .core import Frame
 from .errors import ConfigError, EdgePoseError, EdgeTpuUnanswered, ExitCode
 from .estimators import Estimator, open_estimator
-from .messages import PosesPolicy, discovery_messages, reply_message
+from .messages import PosesPolicy, reply_message
 from .notify import Notifier, watchdog_interval
 from .pipeline import EstimateStage, Pipeline
 from .scene import ACK_FALL, EventsStage, MotionGateStage, scene_stages
@@ -55,8 +54,6 @@ IDLE_TICK_S = 0.5
 #: ack_fall is idempotent and safe: a second press a second later is acted on
 #: (the snapshot command has the snapshot cooldown); this only bounds a flood.
 ACK_FALL_COOLDOWN_S = 0.5
-#: Where a Raspberry Pi names its model and serial number (absent elsewhere).
-DEVICE_TREE = Path("/proc/device-tree")
 
 
 class StopFlag:
@@ -74,34 +71,6 @@ class StopFlag:
         self.event.set()
 
 
-def device_info(config: Config, device_tree: Path = DEVICE_TREE) -> dict[str, str]:
-    """What Home Assistant shows about the hardware: the Pi's model and serial number
-    where the device tree has them, and the node's configuration_url when set."""
-    info: dict[str, str] = {}
-    for key, name in (("hw_version", "model"), ("serial_number", "serial-number")):
-        try:
-            text = (device_tree / name).read_bytes()[:200].decode("utf-8", "replace").strip("\0 \n")
-        except OSError:
-            continue
-        if text:
-            info[key] = text
-    if config.node.configuration_url:
-        info["configuration_url"] = config.node.configuration_url
-    return info
-
-
-def _remember_discovery(memory: StateFile, discovery) -> None:
-    memory.put("discovery", [{"topic": m.topic, "payload": json.loads(m.payload)} for m in discovery])
-
-
-def _announced_before(memory: StateFile, topic: str) -> bytes | None:
-    """The discovery payload this node announced on `topic` last time, from the state file."""
-    for item in memory.get("discovery") or ():
-        if isinstance(item, dict) and item.get("topic") == topic and isinstance(item.get("payload"), dict):
-            return json.dumps(item["payload"]).encode("utf-8")
-    return None
-
-
 def _make_publisher(config: Config, commands: "queue.Queue[str]", memory: StateFile | None = None):
     """The MQTT adapter; commands arrive on paho's thread and only go into the queue.
 
@@ -109,28 +78,15 @@ def _make_publisher(config: Config, commands: "queue.Queue[str]", memory: StateF
     has (remembered in the state file; the publisher also reads the broker's)."""
     if not config.mqtt.enabled:
         return None
-    from .messages import discovery_topic
     from .mqtt import MqttPublisher
+    from .mqtt import discovery
 
     memory = memory or StateFile(None)
-    discovery = None
-    if config.mqtt.home_assistant:
-        discovery = discovery_messages(
-            config.node.id, config.mqtt.topic_prefix, config.mqtt.discovery_prefix,
-            config.mqtt.publish_snapshot,
-            snapshot_privacy=config.snapshots.privacy,
-            presence=True,
-            falls=config.falls.enabled,
-            zones=[z.name for z in config.zones if z.kind == "occupancy"],
-            stats_interval_s=config.mqtt.stats_interval_s,
-            device_info=device_info(config),
-            previous=_announced_before(memory, discovery_topic(config.node.id, config.mqtt.discovery_prefix)),
-        )
-        _remember_discovery(memory, discovery)
-    return MqttPublisher(config.mqtt, config.node.id, on_command=commands.put, discovery=discovery,
+    announced = discovery.for_config(config, memory) if config.mqtt.home_assistant else None
+    return MqttPublisher(config.mqtt, config.node.id, on_command=commands.put, discovery=announced,
                          command_cooldown_s=config.snapshots.cooldown_s,
                          command_cooldowns={ACK_FALL: ACK_FALL_COOLDOWN_S},
-                         on_discovery=lambda msgs: _remember_discovery(memory, msgs))
+                         on_discovery=lambda msgs: discovery.remember(memory, msgs))
 
 
 #: What the start-up log says snapshots show (snapshots.privacy).

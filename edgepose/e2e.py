@@ -367,7 +367,7 @@ class Collector:
     and keeps its payload to read after the run. Nothing is parsed on paho's thread."""
 
     def __init__(self, mqtt_cfg, prefix: str):
-        from .mqtt import _new_client
+        from .mqtt import new_client
 
         self.poses_topic = f"{prefix}/poses"
         self.stats_topic = f"{prefix}/stats"
@@ -376,7 +376,7 @@ class Collector:
         self.last_stats: bytes | None = None
         self.offline = threading.Event()
         self._subscribed = threading.Event()
-        self._client = _new_client(mqtt_cfg, f"edgepose-bench-{secrets.token_hex(4)}")
+        self._client = new_client(mqtt_cfg, f"edgepose-bench-{secrets.token_hex(4)}")
         self._client.max_queued_messages_set(0)
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *a: self._subscribed.set()
