@@ -28,12 +28,12 @@ from .config import Config, check_writable
 from .core import Frame
 from .errors import ConfigError, EdgePoseError, EdgeTpuUnanswered, ExitCode
 from .estimators import Estimator, open_estimator
-from .messages import PosesPolicy, reply_message
+from .messages import reply_message
 from .notify import Notifier, watchdog_interval
 from .pipeline import EstimateStage, Pipeline
 from .scene import ACK_FALL, EventsStage, MotionGateStage, scene_stages
-from .sinks import MqttSink, Recorder, SnapshotStage, StatsSink
-from .snapshots import SnapshotPolicy, SnapshotWriter
+from .sinks import MqttSink, PosesPolicy, Recorder, SnapshotStage, StatsSink
+from .sinks.snapshots import SnapshotPolicy, SnapshotWriter
 from .sources import open_source
 from .statefile import StateFile
 from .text import count

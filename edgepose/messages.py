@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
@@ -37,7 +36,7 @@ from .constants import (
     TOPIC_STATE,
     TOPIC_STATS,
 )
-from .core import FrameResult, Message, Poses
+from .core import FrameResult, Message
 from .events import Event, SceneState
 
 #: Decimal places in payloads: normalised coordinates, scores, milliseconds,
@@ -298,89 +297,6 @@ def state_message(state: SceneState, *, now: float | None = None) -> Message:
     return Message(TOPIC_STATE, to_json(payload), qos=QOS_STATE, retain=True)
 
 
-# --- when to publish poses ---------------------------------------------------------
-
-POSES_MODES: tuple[str, ...] = ("every_frame", "on_change", "interval", "off")
-
-#: on_change: a pose "moved" when a keypoint moved more than this fraction of
-#: the frame (along x as a fraction of the width, or y of the height).
-DEFAULT_MOVE_FRACTION = 0.02
-
-
-@dataclass
-class PosesPolicy:
-    """Decides, frame by frame, whether the poses go out.
-
-    - ``every_frame``: always.
-    - ``interval``: the first frame, then once `interval_s` has passed since the
-      last publication.
-    - ``on_change``: the first frame; then when the person count differs from
-      the last *published* frame, or when some pose moved: a current pose
-      moved when no pose of the last published frame has all their shared
-      confident keypoints (score >= `min_part_score` in both) within
-      `move_fraction` of the frame of each other. A pose with no confident
-      keypoint in common with any published pose counts as moved. Comparing
-      with the last published frame (not the previous frame) means slow drift
-      is reported once it adds up.
-    - ``off``: never.
-
-    Pure: the caller passes `now`; the policy keeps only what its mode
-    compares with (the time, or the poses, it last published).
-    """
-
-    mode: str = "every_frame"
-    interval_s: float = 1.0
-    move_fraction: float = DEFAULT_MOVE_FRACTION
-    min_part_score: float = DEFAULT_MIN_PART_SCORE
-    _last_at: float | None = field(default=None, init=False, repr=False)  # interval
-    _last_xy: np.ndarray | None = field(default=None, init=False, repr=False)  # on_change: (N, 17, 2), 0..1
-    _last_ok: np.ndarray | None = field(default=None, init=False, repr=False)  # on_change: (N, 17) bool
-
-    def __post_init__(self) -> None:
-        if self.mode not in POSES_MODES:
-            raise ValueError(f"poses mode must be one of {', '.join(POSES_MODES)}, got {self.mode!r}")
-        if self.mode == "interval" and not self.interval_s > 0:
-            raise ValueError(f"poses interval must be > 0 s, got {self.interval_s}")
-
-    def should_publish(self, now: float, poses: Poses, width: int, height: int) -> bool:
-        """True when these poses (frame pixels of a `width` x `height` frame) should
-        be published at `now` (seconds, any monotonic clock); remembers them if so.
-        Only ``on_change`` looks at the poses: the other modes cost nothing per frame."""
-        if self.mode == "every_frame":
-            return True
-        if self.mode == "off":
-            return False
-        if self.mode == "interval":
-            if self._last_at is not None and now - self._last_at < self.interval_s:
-                return False
-            self._last_at = now
-            return True
-        xy = np.asarray(poses.xy, dtype=np.float64) / np.array([width, height], dtype=np.float64)
-        ok = np.asarray(poses.scores) >= self.min_part_score
-        if self._last_xy is not None and not self._changed(xy, ok):
-            return False
-        self._last_xy, self._last_ok = xy, ok
-        return True
-
-    def _changed(self, xy: np.ndarray, ok: np.ndarray) -> bool:
-        assert self._last_xy is not None and self._last_ok is not None
-        if xy.shape[0] != self._last_xy.shape[0]:
-            return True
-        for i in range(xy.shape[0]):
-            if not any(
-                self._close(xy[i], ok[i], self._last_xy[j], self._last_ok[j])
-                for j in range(self._last_xy.shape[0])
-            ):
-                return True
-        return False
-
-    def _close(self, a: np.ndarray, a_ok: np.ndarray, b: np.ndarray, b_ok: np.ndarray) -> bool:
-        shared = a_ok & b_ok  # (17,)
-        if not shared.any():
-            return False
-        return float(np.abs(a[shared] - b[shared]).max()) <= self.move_fraction
-
-
 # --- schemas ----------------------------------------------------------------------------
 
 
@@ -398,8 +314,6 @@ def load_schema(kind: str, version: int | None = None) -> dict[str, Any]:
 
 
 __all__ = [
-    "POSES_MODES",
-    "PosesPolicy",
     "SCHEMA_KINDS",
     "SCHEMA_VERSIONS",
     "STATS_FIELDS",

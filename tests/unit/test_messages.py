@@ -11,6 +11,7 @@ import pytest
 
 from edgepose import messages
 from edgepose.mqtt import commands
+from edgepose.sinks import PosesPolicy
 from edgepose.mqtt import discovery as ha_discovery
 from edgepose.constants import NUM_PARTS, PART_NAMES
 from edgepose.core import Frame, FrameResult, Poses
@@ -200,21 +201,21 @@ def person_at(x: float, y: float, n: int = 1) -> Poses:
     return make_detection(np.tile(np.array([x, y], np.float32), (n, NUM_PARTS, 1))).poses
 
 
-def decide(policy: messages.PosesPolicy, poses: Poses, now: float) -> bool:
+def decide(policy: PosesPolicy, poses: Poses, now: float) -> bool:
     return policy.should_publish(now, poses, W, H)
 
 
 def test_every_frame_always_publishes():
-    policy = messages.PosesPolicy("every_frame")
+    policy = PosesPolicy("every_frame")
     assert all(decide(policy, person_at(10, 10), t) for t in (0.0, 0.0, 0.1))
 
 
 def test_off_never_publishes():
-    assert not decide(messages.PosesPolicy("off"), person_at(10, 10), 0.0)
+    assert not decide(PosesPolicy("off"), person_at(10, 10), 0.0)
 
 
 def test_interval_publishes_first_then_after_the_interval():
-    policy = messages.PosesPolicy("interval", interval_s=1.0)
+    policy = PosesPolicy("interval", interval_s=1.0)
     d = person_at(10, 10)
     assert [decide(policy, d, t) for t in (5.0, 5.5, 5.99, 6.0, 6.5, 7.2)] == [
         True, False, False, True, False, True,
@@ -222,7 +223,7 @@ def test_interval_publishes_first_then_after_the_interval():
 
 
 def test_on_change_publishes_first_frame_and_count_changes():
-    policy = messages.PosesPolicy("on_change")
+    policy = PosesPolicy("on_change")
     assert decide(policy, person_at(100, 100), 0)
     assert not decide(policy, person_at(100, 100), 1)
     assert decide(policy, person_at(100, 100, n=2), 2)
@@ -231,14 +232,14 @@ def test_on_change_publishes_first_frame_and_count_changes():
 
 
 def test_on_change_publishes_when_a_keypoint_moves_more_than_2_percent():
-    policy = messages.PosesPolicy("on_change")
+    policy = PosesPolicy("on_change")
     assert decide(policy, person_at(100, 100), 0)
     assert not decide(policy, person_at(100 + 0.019 * W, 100), 1)
     assert decide(policy, person_at(100 + 0.021 * W, 100), 2)
 
 
 def test_on_change_compares_with_the_last_published_frame_so_drift_adds_up():
-    policy = messages.PosesPolicy("on_change")
+    policy = PosesPolicy("on_change")
     step = 0.015 * W
     assert decide(policy, person_at(100, 100), 0)
     assert not decide(policy, person_at(100 + step, 100), 1)
@@ -246,7 +247,7 @@ def test_on_change_compares_with_the_last_published_frame_so_drift_adds_up():
 
 
 def test_on_change_ignores_pose_order_and_unconfident_keypoints():
-    policy = messages.PosesPolicy("on_change")
+    policy = PosesPolicy("on_change")
     xy = np.stack([np.full((NUM_PARTS, 2), 50.0), np.full((NUM_PARTS, 2), 400.0)])
     assert decide(policy, make_detection(xy).poses, 0)
     swapped = xy[::-1].copy()
@@ -260,9 +261,9 @@ def test_on_change_ignores_pose_order_and_unconfident_keypoints():
 
 def test_policy_refuses_unknown_mode_and_bad_interval():
     with pytest.raises(ValueError, match="every_frame"):
-        messages.PosesPolicy("sometimes")
+        PosesPolicy("sometimes")
     with pytest.raises(ValueError):
-        messages.PosesPolicy("interval", interval_s=0)
+        PosesPolicy("interval", interval_s=0)
 
 
 # --- commands ---------------------------------------------------------------------------------
