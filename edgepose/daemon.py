@@ -101,12 +101,12 @@ OUTBOX_DROPS = ("dropped_telemetry", "dropped_events", "dropped_critical")
 
 
 def outbox_sender(outbox):
-    """Events into the disk outbox: falls dropped last, everything in order, ids kept."""
-    from .events import FALL_DETECTED
+    """Events into the disk outbox: critical ones (falls) dropped last, everything in order, ids kept."""
+    from .events import EVENT_KINDS
     from .outbox import PRIORITY_CRITICAL, PRIORITY_EVENT, OutboxMessage
 
     def send(event, message) -> bool:
-        priority = PRIORITY_CRITICAL if event.type == FALL_DETECTED else PRIORITY_EVENT
+        priority = PRIORITY_CRITICAL if EVENT_KINDS[event.type].critical else PRIORITY_EVENT
         return outbox.put(OutboxMessage(message.topic, message.payload, event.id, event.wall_time, priority))
 
     return send

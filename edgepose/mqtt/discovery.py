@@ -32,7 +32,7 @@ from ..constants import (
     TOPIC_STATS,
 )
 from ..core import Message
-from ..events import FALL_EVENT_TYPES, PRESENCE_EVENT_TYPES
+from ..events import EVENT_KINDS, EventEntity, event_types
 from ..messages import QOS_STATE, to_json
 from .topics import is_node_id, node_topic
 
@@ -42,14 +42,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+def _event_entities(feature: str) -> list[EventEntity]:
+    """The event entities of one feature (``presence``, ``falls``), in events.EVENT_KINDS order."""
+    return list(dict.fromkeys(k.entity for k in EVENT_KINDS.values() if k.entity.feature == feature))
+
+
 #: Components that come and go with the config: when not configured they are sent
 #: with only their platform, which is how Home Assistant removes one component of a
 #: device (leaving it out keeps the old entity alive).
 OPTIONAL_COMPONENTS: dict[str, str] = {
     "snapshot": "image",
-    "presence_event": "event",
+    **{e.key: "event" for e in _event_entities("presence")},
     "fall": "binary_sensor",
-    "fall_event": "event",
+    **{e.key: "event" for e in _event_entities("falls")},
     "ack_fall": "button",
 }
 
@@ -145,7 +151,8 @@ def discovery_messages(
     timestamp; ``expire_after`` of three stats intervals when
     `stats_interval_s` is given). With `publish_snapshot`: an ``image``
     entity, its name saying what it shows (`snapshot_privacy`,
-    ``snapshots.privacy``). With `presence`: an ``event`` entity for the whole frame's
+    ``snapshots.privacy``). ``event`` entities come from events.EVENT_KINDS, each
+    with its feature. With `presence`: an ``event`` entity for the whole frame's
     person_entered / person_left, and per occupancy zone in `zones` a count
     sensor, an occupancy binary sensor (from the retained ``state``) and an
     ``event`` entity of its own, so an automation on one area never fires for
@@ -269,12 +276,7 @@ def _stats_components(ids: _Ids, stats_interval_s: float | None) -> dict[str, di
 
 def _presence_components(ids: _Ids, zones: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The whole frame's presence events; per occupancy zone its count, occupancy and events."""
-    components = {
-        "presence_event": _event_component(
-            "Presence", ids.uid("presence_event"), ids.topic(TOPIC_EVENTS), PRESENCE_EVENT_TYPES,
-            "mdi:account-arrow-right", zone=None,
-        ),
-    }
+    components = _event_components(ids, "presence")
     for zone in zones:
         if not _ZONE_NAME.fullmatch(zone):
             raise ValueError(f"zone name {zone!r} must match [A-Za-z0-9_-]+ for Home Assistant")
@@ -299,10 +301,7 @@ def _presence_components(ids: _Ids, zones: Sequence[str]) -> dict[str, dict[str,
             "unit_of_measurement": PEOPLE_UNIT,
             "icon": "mdi:account-multiple",
         }
-        components[f"zone_{zone}_presence_event"] = _event_component(
-            f"{label} presence", ids.uid(f"zone_{zone}_presence_event"), ids.topic(TOPIC_EVENTS),
-            PRESENCE_EVENT_TYPES, "mdi:account-arrow-right", zone=zone,
-        )
+        components.update(_event_components(ids, "presence", zone))
     return components
 
 
@@ -319,10 +318,7 @@ def _fall_components(ids: _Ids) -> dict[str, dict[str, Any]]:
             "json_attributes_topic": ids.topic(TOPIC_STATE),
             "json_attributes_template": "{{ {'falls': value_json.falls} | tojson }}",
         },
-        "fall_event": _event_component(
-            "Fall event", ids.uid("fall_event"), ids.topic(TOPIC_EVENTS), FALL_EVENT_TYPES,
-            "mdi:human-handsdown",
-        ),
+        **_event_components(ids, "falls"),
         "ack_fall": {
             "platform": "button",
             "name": "Acknowledge fall",
@@ -347,6 +343,23 @@ def _device(node_id: str, device_id: str, device_info: Mapping[str, str] | None)
         if value:
             device[key] = str(value)
     return device
+
+
+def _event_components(ids: _Ids, feature: str, zone: str | None = None) -> dict[str, dict[str, Any]]:
+    """The ``event`` entities of one feature (events.EVENT_KINDS): for the node, or the
+    zoned ones of one occupancy `zone`."""
+    components = {}
+    for entity in _event_entities(feature):
+        if zone is None:
+            components[entity.key] = _event_component(
+                entity.name, ids.uid(entity.key), ids.topic(TOPIC_EVENTS), event_types(entity), entity.icon,
+                **({"zone": None} if entity.zoned else {}))
+        elif entity.zoned:
+            key = f"zone_{zone}_{entity.key}"
+            components[key] = _event_component(
+                f"{zone_label(zone)} {entity.name.lower()}", ids.uid(key), ids.topic(TOPIC_EVENTS),
+                event_types(entity), entity.icon, zone=zone)
+    return components
 
 
 _ANY_ZONE = object()

@@ -30,10 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..core import FrameResult
-from ..events import FALL_DETECTED
+from ..events import EVENT_KINDS
 from ..messages import snapshot_message
 from ..overlay import encode_jpeg, render_overlay
-from ..scene import FALL_SNAPSHOT
 from ..zones import Zone
 from .base import Publish
 
@@ -43,7 +42,7 @@ log = logging.getLogger(__name__)
 REASON_INTERVAL = "interval"
 REASON_COUNT_CHANGE = "count_change"
 REASON_COMMAND = "command"
-REASON_FALL = "fall"
+# An event's own reason comes with it (events.EventKind.snapshot: "fall").
 
 #: Snapshots waiting to be rendered and written; one more is dropped and counted.
 SNAPSHOT_QUEUE = 2
@@ -256,7 +255,8 @@ class SnapshotStage:
     inference thread; rendering, encoding, writing (`writer`) and publishing
     (`publish`) happen on this stage's own thread, through a bounded queue.
 
-    Reasons: a fall raised by the events stage, a command, a change of the
+    Reasons: an event that wants one (`FrameResult.snapshot` from the events stage:
+    a fall, events.EventKind.snapshot), a command, a change of the
     (debounced, where presence runs) person count, the interval. `privacy`
     (``snapshots.privacy``) decides what every one of them shows behind the overlay,
     on disk and on MQTT alike: one JPEG is made per snapshot.
@@ -304,8 +304,8 @@ class SnapshotStage:
     def process(self, result: FrameResult) -> FrameResult:
         count = len(result.poses) if result.state is None else result.state.person_count
         reason = self._policy.due(result.frame.captured_mono, count)
-        if result.snapshot == FALL_SNAPSHOT:
-            reason = REASON_FALL  # a fall is always taken, whatever the cooldown
+        if result.snapshot is not None:
+            reason = result.snapshot  # an event asked for this frame: taken whatever the cooldown
         if reason is None:
             return result.replace(snapshot=None)
         tag = f"{reason}_p{len(result.poses)}"
@@ -320,7 +320,7 @@ class SnapshotStage:
         name = path.name if path is not None else None
         events = tuple(
             dataclasses.replace(e, fields={**e.fields, "snapshot": name})
-            if e.type == FALL_DETECTED and name else e
+            if EVENT_KINDS[e.type].snapshot and name else e
             for e in result.events
         )
         return result.replace(snapshot=name, events=events)
