@@ -12,7 +12,6 @@ disk: an outage costs messages, never frames.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import secrets
 import signal
@@ -20,13 +19,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
 
 from . import faults
 from .capture import SOURCE_OK, SOURCE_STARTING, CaptureLoop, LatestFrameSlot
 from .config import Config, check_writable
 from .core import Frame
-from .errors import ConfigError, EdgePoseError, EdgeTpuUnanswered, ExitCode
+from .errors import ConfigError, ExitCode
 from .estimators import Estimator, open_estimator
 from .messages import reply_message
 from .notify import Notifier, watchdog_interval
@@ -36,7 +34,6 @@ from .sinks import MqttSink, PosesPolicy, Recorder, SnapshotStage, StatsSink
 from .sinks.snapshots import SnapshotPolicy, SnapshotWriter
 from .sources import open_source
 from .statefile import StateFile
-from .text import count
 from .zones import Zone
 
 log = logging.getLogger(__name__)
@@ -402,140 +399,3 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
         sys.setswitchinterval(switch_interval)
         log.info("stopped after %d frames", pipeline.frames)
     return int(exit_code)
-
-
-def running_daemons(proc: Path = Path("/proc")) -> list[int]:
-    """Pids of other `edgepose run` processes on this machine (the service, usually)."""
-    found = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        words = [Path(a.decode(errors="replace")).name for a in argv if a]
-        if "run" in words and any(w == "edgepose" or w.startswith("edgepose.") for w in words):
-            found.append(int(entry.name))
-    return sorted(found)
-
-
-def open_files(pid: int, proc: Path = Path("/proc")) -> list[str] | None:
-    """Where the open file descriptors of `pid` point; None when they cannot be read
-    (another user's process, unless root)."""
-    try:
-        fds = list((proc / str(pid) / "fd").iterdir())
-    except FileNotFoundError:  # it has exited meanwhile: it holds nothing
-        return []
-    except OSError:
-        return None
-    targets = []
-    for fd in fds:
-        try:
-            targets.append(os.readlink(fd))
-        except OSError:  # closed meanwhile
-            continue
-    return targets
-
-
-#: Device nodes of an Edge TPU: the PCIe driver's, and USB devices (edgepose opens no
-#: other USB device: cameras are /dev/video*).
-EDGETPU_NODES = ("/dev/apex_", "/dev/bus/usb/")
-
-
-class Holders:
-    """What the running edgepose processes hold, read once per check."""
-
-    def __init__(self, proc: Path = Path("/proc")):
-        self.pids = running_daemons(proc)
-        self._files = {pid: open_files(pid, proc) for pid in self.pids}
-
-    def holding(self, wanted: Callable[[str], bool]) -> list[int]:
-        """Pids with an open file `wanted` accepts."""
-        return [pid for pid, files in self._files.items() if files and any(map(wanted, files))]
-
-    @property
-    def unreadable(self) -> list[int]:
-        return [pid for pid, files in self._files.items() if files is None]
-
-    def explain_unreadable(self) -> str:
-        pids = ", ".join(map(str, self.unreadable))
-        return (f"; the running edgepose (pid {pids}) may hold it, but its open files cannot be read "
-                f"as this user: check as root or as the service user "
-                f"(sudo -u edgepose edgepose check --config ...) to tell")
-
-
-def check_installation(config: Config, report: Callable[[str], None], proc: Path = Path("/proc")) -> bool:
-    """Open the model, probe the source and the broker; one line each. True if all pass.
-
-    Where `edgepose run` is already running (the service), a camera or Edge TPU it
-    has open cannot be opened a second time: that is reported as held, not as broken,
-    only when the failure says the device is busy (or, for the Edge TPU, that none
-    answered) and the running process is seen holding that device in /proc/<pid>/fd.
-    Any other failure fails the check, whatever else runs."""
-    ok = True
-    lores = None
-    holders = Holders(proc)
-
-    def held(pids: list[int]) -> str:
-        return f"held by the running edgepose (pid {', '.join(map(str, pids))}), not probed"
-
-    try:
-        estimator = open_estimator(config.model, config.decode)
-        info = estimator.info
-        lores = info.lores_size
-        detector = getattr(estimator, "detector_info", None)  # a model that runs two (top-down)
-        finder = "" if detector is None else (
-            f"; people found by {detector.path} ({detector.precision}, input "
-            f"{detector.input_size[0]}x{detector.input_size[1]})")
-        report(f"model: ok ({info.name}: {info.path}, {info.precision}, {info.accelerator}, "
-               f"{info.runtime}, input {info.input_size[0]}x{info.input_size[1]}, {count(info.threads, 'thread')}"
-               f"{finder})")
-        estimator.close()
-    except EdgeTpuUnanswered as exc:  # what a Coral the service has open looks like, too
-        pids = holders.holding(lambda f: f.startswith(EDGETPU_NODES))
-        if pids:
-            report(f"model: ok (the Edge TPU is {held(pids)}: {exc})")
-        else:
-            ok = False
-            report(f"model: FAIL {exc}{holders.explain_unreadable() if holders.unreadable else ''}")
-    except EdgePoseError as exc:
-        ok = False
-        report(f"model: FAIL {exc}")
-
-    from .sources import holds_camera, probe_source
-
-    uri = config.source.uri
-    probe = probe_source(uri, width=config.source.width, height=config.source.height, lores_size=lores)
-    pids = holders.holding(lambda f: holds_camera(uri, f)) if probe.busy else []
-    if pids:
-        report(f"source: ok (the camera is {held(pids)}: {probe.detail})")
-    else:
-        ok &= probe.ok
-        why = ""
-        if probe.busy:
-            why = (holders.explain_unreadable() if holders.unreadable else
-                   "; another program has it open (not edgepose: see fuser -v on the device)")
-        report(f"source: {'ok' if probe.ok else 'FAIL'} {probe.detail}{why}")
-
-    if config.mqtt.enabled:
-        from .mqtt import probe
-
-        broker_ok, detail = probe(config.mqtt, timeout=5.0)
-        ok &= broker_ok
-        report(f"broker: {'ok' if broker_ok else 'FAIL'} {detail}")
-    else:
-        report("broker: skipped (mqtt.enabled = false)")
-
-    if config.snapshots.enabled:
-        directory = Path(config.snapshots.dir)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            probe_file = directory / ".edgepose-check"
-            probe_file.write_bytes(b"")
-            probe_file.unlink()
-            report(f"snapshots: ok ({directory})")
-        except OSError as exc:
-            ok = False
-            report(f"snapshots: FAIL cannot write to {directory}: {exc.strerror or exc}")
-    return bool(ok)

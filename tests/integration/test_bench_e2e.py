@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from edgepose.__main__ import main
-from edgepose.e2e import SERIES_FIGURES, daemon_config_text, dump_toml, format_report, format_series
+from edgepose.cli.e2e import SERIES_FIGURES, daemon_config_text, dump_toml, format_report, format_series
 from edgepose.errors import ExitCode
 from edgepose.sources import demo_dir, list_images
 

@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, EdgePoseError, ExitCode, FrameError, SourceError, UsageError
-from .text import count
+from ..errors import ConfigError, EdgePoseError, ExitCode, FrameError, SourceError, UsageError
+from ..text import count
 
 #: How often /proc is sampled while the daemon runs (in this process, not the daemon's).
 SAMPLE_S = 0.1
@@ -367,7 +367,7 @@ class Collector:
     and keeps its payload to read after the run. Nothing is parsed on paho's thread."""
 
     def __init__(self, mqtt_cfg, prefix: str):
-        from .mqtt import new_client
+        from ..mqtt import new_client
 
         self.poses_topic = f"{prefix}/poses"
         self.stats_topic = f"{prefix}/stats"
@@ -457,7 +457,7 @@ def _child_env() -> dict[str, str]:
     """The daemon's environment: this edgepose first on the path; nothing of systemd's."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "STATE_DIRECTORY")}
-    package_root = str(Path(__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     return env
 
@@ -526,8 +526,8 @@ def pipeline_only(config, frames: int) -> tuple[list[float], dict[str, list[floa
     config's model and settings, in this process. Frames are decoded CHUNK_FRAMES at
     a time before any is timed (decoding is not part of the figure; chunks bound
     the memory a long clip would take)."""
-    from .estimators import open_estimator
-    from .sources import open_source
+    from ..estimators import open_estimator
+    from ..sources import open_source
 
     estimator = open_estimator(config.model, config.decode)
     source = open_source(config.source.uri, width=config.source.width, height=config.source.height,
@@ -587,7 +587,7 @@ def _cpu_pct(samples: list[ProcSample], start: float, end: float) -> float | Non
 
 
 def _is_live(uri: str) -> bool:
-    from .sources import open_source
+    from ..sources import open_source
 
     try:
         return bool(getattr(open_source(uri, width=640, height=480, loop=False), "live", False))
@@ -600,8 +600,8 @@ def run_e2e(source: str, *, config_path: str | None, flag_overrides: dict[str, o
             log_level: str | None = None) -> dict[str, Any]:
     """Run the bench; the summary as a dict (every key always present, None where
     a figure could not be had). Raises E2eError when the daemon fails."""
-    from .config import broker_overrides, load_config
-    from .sources import probe_source
+    from ..config import broker_overrides, load_config
+    from ..sources import probe_source
 
     node_id = f"bench-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="edgepose-bench-") as tmp:
