@@ -19,8 +19,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import faults
 from .capture import SOURCE_OK, SOURCE_STARTING, CaptureLoop, LatestFrameSlot
 from .config import Config, check_writable
 from .core import Frame
@@ -35,6 +35,9 @@ from .sinks.snapshots import SnapshotPolicy, SnapshotWriter
 from .sources import open_source
 from .statefile import StateFile
 from .zones import Zone
+
+if TYPE_CHECKING:
+    from .devtools.faults import Faults
 
 log = logging.getLogger(__name__)
 
@@ -304,10 +307,11 @@ def _open_outbox(config: Config, publisher):
 
 
 def run_daemon(config: Config, *, duration_s: float | None = None, stop: threading.Event | None = None,
-               estimator: Estimator | None = None, record: Path | None = None) -> int:
+               estimator: Estimator | None = None, record: Path | None = None, faults: Faults | None = None) -> int:
     """Run until SIGTERM/SIGINT, the end of a non-looping file (or `duration_s`);
     returns the process exit code. `estimator` replaces the one the config
-    names (tests, and programs that embed edgepose with a model of their own)."""
+    names (tests, and programs that embed edgepose with a model of their own);
+    `faults` are a test's (devtools/faults.py), never set in a real deployment."""
     stop_flag = StopFlag()
     if stop is not None:
         stop_flag.event = stop
@@ -320,7 +324,8 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
 
     if estimator is None:
         estimator = open_estimator(config.model, config.decode)
-    estimator = faults.wrap_estimator(estimator)
+    if faults is not None:
+        estimator = faults.wrap_estimator(estimator)
     info = estimator.info
     started_at = time.monotonic()
     slot = LatestFrameSlot()
@@ -334,7 +339,7 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
         reopen_delay_s=source_cfg.reopen_delay_s,
         reopen_delay_max_s=source_cfg.reopen_delay_max_s,
         stop_at_end=not source_cfg.loop,
-        **faults.capture_options(),
+        **(faults.capture_options() if faults is not None else {}),
     )
     commands: queue.Queue[str] = queue.Queue()
     publisher = _make_publisher(config, commands, memory)

@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..daemon import run_daemon
+    from ..devtools import faults
 
     config = load_config(args.config, config_overrides(args))
     setup_logging(args.log_level or config.logging.level)
-    return run_daemon(config, duration_s=args.duration, record=Path(args.record) if args.record else None)
+    return run_daemon(config, duration_s=args.duration, record=Path(args.record) if args.record else None,
+                      faults=faults.from_env())  # None unless a test set EDGEPOSE_FAULT
