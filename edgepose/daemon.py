@@ -1,4 +1,5 @@
-"""The daemon: builds the pipeline from the config and feeds it frames until stopped.
+"""The daemon: builds the pipeline from the config, feeds it frames until stopped,
+supervises its threads and feeds the systemd watchdog.
 
     capture thread -> latest-frame slot -> Pipeline (this thread) -> sinks
 
@@ -18,12 +19,14 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .capture import SOURCE_OK, SOURCE_STARTING, CaptureLoop, LatestFrameSlot
 from .config import Config, check_writable
-from .core import Frame
+from .core import Frame, Message
 from .errors import ConfigError, ExitCode
 from .estimators import Estimator, open_estimator
 from .messages import reply_message
@@ -46,8 +49,7 @@ FIRST_FRAME_TIMEOUT_S = 20.0
 #: Python's thread switch interval in the daemon (the default is 5 ms). The capture
 #: thread's preparation and the stages' thread both run Python between numpy calls;
 #: with 5 ms a thread that needs the interpreter back can wait that long behind the
-#: other. At 1 ms, 3 interleaved bench --e2e pairs on vtest.avi: capture-to-publish
-#: p50 31.5-32.8 ms against 33.2-33.9, 1-2 fps more, the same CPU.
+#: other (what 1 ms gained: docs/performance-history.md).
 SWITCH_INTERVAL_S = 0.001
 #: How long the loop waits for a frame before ticking the sinks (stats) anyway.
 IDLE_TICK_S = 0.5
@@ -132,45 +134,17 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: 
     writes every poses message to that file (`edgepose replay` reads it);
     `outbox` carries events across outages and restarts; `memory` keeps who is
     present across restarts."""
-    info = estimator.info
-    sinks: list = []
     gate = MotionGateStage(config.motion) if config.motion.enabled else None
-
-    def answer(command: str, cleared: int) -> None:
-        if publisher is not None:
-            publisher.publish(reply_message(command, "acknowledged" if cleared else "no_fall",
-                                            now=time.time(), falls_cleared=cleared))
-
     stages: list = scene_stages(config, config.node.id, boot or secrets.token_hex(4), gate,
-                                memory=memory, answer=answer)
+                                memory=memory, answer=_replier(publisher))
     events_stage = next(s for s in stages if isinstance(s, EventsStage))
-    snapshot_sink = None
     writer = _snapshot_writer(config)
-    outputs: list = [publisher.publish] if publisher is not None else []
-    if record is not None:
-        recorder = Recorder(record)
-        outputs.append(recorder)
-        sinks.append(recorder)
-
-    def publish_all(message):
-        for output in outputs:
-            output(message)
-
-    publish = publish_all if outputs else None
+    sinks: list = []
+    publish = _outputs(publisher, record, sinks)
+    snapshot_stage = None
     if writer is not None or (publisher is not None and config.mqtt.publish_snapshot):
-        snap = config.snapshots
-        snapshot_sink = SnapshotStage(
-            SnapshotPolicy(snap.interval_s, snap.on_count_change, snap.cooldown_s),
-            writer=writer,
-            publish=publisher.publish if publisher is not None and config.mqtt.publish_snapshot else None,
-            labels=snap.labels,
-            min_score=config.decode.min_part_score,
-            jpeg_quality=snap.jpeg_quality,
-            zones=[Zone.from_config(z) for z in config.zones],
-            privacy=snap.privacy,
-        )
-        stages.append(snapshot_sink)
-        log.info("snapshots: %s", PRIVACY_LOG[snap.privacy])
+        snapshot_stage = _snapshot_stage(config, writer, publisher)
+        stages.append(snapshot_stage)
     if publish is not None:
         sinks.append(MqttSink(
             publish,
@@ -180,34 +154,8 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: 
                                      min_part_score=config.decode.min_part_score),
             expiry_s=config.mqtt.poses_expiry_s,
         ))
-
     if publisher is not None:
-
-        def figures() -> dict:
-            counts = capture.stats
-            box = outbox.stats() if outbox is not None else None
-            return {
-                "dropped_frames": counts.dropped_frames,
-                "skipped_frames": counts.skipped_frames,
-                "corrupt_frames": counts.corrupt_frames,
-                "source_errors": counts.source_errors,
-                "source_reopens": counts.reopen_count,
-                "mqtt_dropped": publisher.dropped,
-                "snapshots_dropped": snapshot_sink.dropped if snapshot_sink is not None else 0,
-                "accelerator": info.accelerator,
-                "runtime": info.runtime,
-                "precision": info.precision,
-                "threads": info.threads,
-                "model": info.label,
-                "gated_frames": gate.skipped if gate is not None else 0,
-                "source_state": capture.state,
-                "source_error": capture.last_error or None,
-                "mqtt_connected": publisher.connected,
-                "outbox_queued": int(box["queued"]) if box else 0,
-                "outbox_dropped": sum(int(box[k]) for k in OUTBOX_DROPS) if box else 0,
-                "fall_acks_without_fall": events_stage.acks_without_fall,
-            }
-
+        figures = _stats_figures(estimator.info, capture, publisher, outbox, snapshot_stage, gate, events_stage)
         sinks.append(StatsSink(publish, interval_s=config.mqtt.stats_interval_s, figures=figures,
                                started_at=started_at))
     # The gate decides on the next frame from what it saw of this one: the stages up to
@@ -215,6 +163,82 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: 
     inline = stages.index(gate) + 1 if gate is not None else 0
     return Pipeline(EstimateStage(estimator), gate=gate, stages=stages, sinks=sinks, threaded=threaded,
                     inline=inline)
+
+
+def _replier(publisher) -> Callable[[str, int], None]:
+    """How an ``ack_fall`` is answered: a ``reply`` message, where there is a broker."""
+
+    def answer(command: str, cleared: int) -> None:
+        if publisher is not None:
+            publisher.publish(reply_message(command, "acknowledged" if cleared else "no_fall",
+                                            now=time.time(), falls_cleared=cleared))
+
+    return answer
+
+
+def _outputs(publisher, record: Path | None, sinks: list) -> Callable[[Message], None] | None:
+    """Where messages go: the broker, and a recording (`record`, also a sink: it is closed)."""
+    outputs: list = [publisher.publish] if publisher is not None else []
+    if record is not None:
+        recorder = Recorder(record)
+        outputs.append(recorder)
+        sinks.append(recorder)
+    if not outputs:
+        return None
+
+    def publish_all(message: Message) -> None:
+        for output in outputs:
+            output(message)
+
+    return publish_all
+
+
+def _snapshot_stage(config: Config, writer: SnapshotWriter | None, publisher) -> SnapshotStage:
+    snap = config.snapshots
+    stage = SnapshotStage(
+        SnapshotPolicy(snap.interval_s, snap.on_count_change, snap.cooldown_s),
+        writer=writer,
+        publish=publisher.publish if publisher is not None and config.mqtt.publish_snapshot else None,
+        labels=snap.labels,
+        min_score=config.decode.min_part_score,
+        jpeg_quality=snap.jpeg_quality,
+        zones=[Zone.from_config(z) for z in config.zones],
+        privacy=snap.privacy,
+    )
+    log.info("snapshots: %s", PRIVACY_LOG[snap.privacy])
+    return stage
+
+
+def _stats_figures(info, capture: CaptureLoop, publisher, outbox, snapshot_stage: SnapshotStage | None,
+                   gate: MotionGateStage | None, events_stage: EventsStage) -> Callable[[], dict]:
+    """The figures in ``stats`` that other parts own, read when stats are due."""
+
+    def figures() -> dict:
+        counts = capture.stats
+        box = outbox.stats() if outbox is not None else None
+        return {
+            "dropped_frames": counts.dropped_frames,
+            "skipped_frames": counts.skipped_frames,
+            "corrupt_frames": counts.corrupt_frames,
+            "source_errors": counts.source_errors,
+            "source_reopens": counts.reopen_count,
+            "mqtt_dropped": publisher.dropped,
+            "snapshots_dropped": snapshot_stage.dropped if snapshot_stage is not None else 0,
+            "accelerator": info.accelerator,
+            "runtime": info.runtime,
+            "precision": info.precision,
+            "threads": info.threads,
+            "model": info.label,
+            "gated_frames": gate.skipped if gate is not None else 0,
+            "source_state": capture.state,
+            "source_error": capture.last_error or None,
+            "mqtt_connected": publisher.connected,
+            "outbox_queued": int(box["queued"]) if box else 0,
+            "outbox_dropped": sum(int(box[k]) for k in OUTBOX_DROPS) if box else 0,
+            "fall_acks_without_fall": events_stage.acks_without_fall,
+        }
+
+    return figures
 
 
 class Heartbeat:
@@ -329,18 +353,7 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
     info = estimator.info
     started_at = time.monotonic()
     slot = LatestFrameSlot()
-    source_cfg = config.source
-    capture = CaptureLoop(
-        lambda: open_source(source_cfg.uri, width=source_cfg.width, height=source_cfg.height,
-                            loop=source_cfg.loop, lores_size=info.lores_size,
-                            fps=source_cfg.max_fps or None),
-        slot,
-        max_fps=source_cfg.max_fps,
-        reopen_delay_s=source_cfg.reopen_delay_s,
-        reopen_delay_max_s=source_cfg.reopen_delay_max_s,
-        stop_at_end=not source_cfg.loop,
-        **(faults.capture_options() if faults is not None else {}),
-    )
+    capture = _capture_loop(config, info.lores_size, slot, faults)
     commands: queue.Queue[str] = queue.Queue()
     publisher = _make_publisher(config, commands, memory)
     outbox = _open_outbox(config, publisher)
@@ -348,48 +361,25 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
                               started_at=started_at, record=record, outbox=outbox, memory=memory)
     # What needs no earlier frame is done on the capture thread while the model runs.
     capture.prepare = pipeline.prepare
-    heartbeat = Heartbeat(notifier, capture, f"{info.label} on {info.accelerator}")
+    node = _Running(capture, slot, pipeline, commands, publisher, outbox,
+                    Heartbeat(notifier, capture, f"{info.label} on {info.accelerator}"), stop_flag.event,
+                    started_at + duration_s if duration_s else None, config.source.uri)
     switch_interval = sys.getswitchinterval()  # restored at the end (tests run the daemon in-process)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     if publisher is not None:
         publisher.start()
     capture.start()
-    deadline = started_at + duration_s if duration_s else None
     first_frame_wait = FIRST_FRAME_TIMEOUT_S
-    if deadline is not None:  # --duration also bounds the wait for a first frame
-        first_frame_wait = max(0.0, min(first_frame_wait, deadline - time.monotonic()))
+    if node.deadline is not None:  # --duration also bounds the wait for a first frame
+        first_frame_wait = max(0.0, min(first_frame_wait, node.deadline - time.monotonic()))
     exit_code = ExitCode.OK
     try:
         frame = _wait_first_frame(slot, stop_flag.event, first_frame_wait)
         notifier.ready()
         log.info("ready: %s (%s) on %s, source %s", info.label, info.precision, info.accelerator,
-                 source_cfg.uri)
-        while not stop_flag.event.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
-                if capture.finished.is_set() and capture.fatal_error is not None:
-                    log.error("%s", capture.fatal_error)  # it failed for good before the time was up
-                    exit_code = capture.fatal_error.exit_code
-                break
-            if frame is not None:
-                pipeline.process(frame)
-            _take_commands(commands, pipeline)
-            now = time.monotonic()
-            pipeline.tick(now)
-            if (dead := _dead_part(capture, publisher, outbox, pipeline)) is not None:
-                log.error("%s: exiting so that systemd restarts the service", dead)
-                exit_code = ExitCode.SOFTWARE
-                break
-            heartbeat.beat(now)
-            frame = slot.get(timeout=IDLE_TICK_S)
-            if frame is None and slot.closed and capture.finished.is_set():  # the capture loop has ended
-                if capture.fatal_error is not None:
-                    log.error("%s", capture.fatal_error)
-                    exit_code = capture.fatal_error.exit_code
-                    break
-                if capture.ended:
-                    log.info("%s ended: stopping", capture.source_description or source_cfg.uri)
-                    break
+                 config.source.uri)
+        exit_code = node.loop(frame)
     finally:
         notifier.stopping()
         capture.stop()
@@ -404,3 +394,63 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
         sys.setswitchinterval(switch_interval)
         log.info("stopped after %d frames", pipeline.frames)
     return int(exit_code)
+
+
+def _capture_loop(config: Config, lores_size, slot: LatestFrameSlot, faults: Faults | None) -> CaptureLoop:
+    source_cfg = config.source
+    return CaptureLoop(
+        lambda: open_source(source_cfg.uri, width=source_cfg.width, height=source_cfg.height,
+                            loop=source_cfg.loop, lores_size=lores_size,
+                            fps=source_cfg.max_fps or None),
+        slot,
+        max_fps=source_cfg.max_fps,
+        reopen_delay_s=source_cfg.reopen_delay_s,
+        reopen_delay_max_s=source_cfg.reopen_delay_max_s,
+        stop_at_end=not source_cfg.loop,
+        **(faults.capture_options() if faults is not None else {}),
+    )
+
+
+@dataclass
+class _Running:
+    """What the main loop drives and supervises."""
+
+    capture: CaptureLoop
+    slot: LatestFrameSlot
+    pipeline: Pipeline
+    commands: queue.Queue[str]
+    publisher: Any
+    outbox: Any
+    heartbeat: Heartbeat
+    stop: threading.Event
+    deadline: float | None  # monotonic: --duration
+    source_uri: str
+
+    def loop(self, frame: Frame | None) -> ExitCode:
+        """Frames through the pipeline, commands between them, the watchdog fed, until a stop,
+        the deadline, the end of the source or a dead thread; the exit code."""
+        capture, pipeline = self.capture, self.pipeline
+        while not self.stop.is_set():
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                if capture.finished.is_set() and capture.fatal_error is not None:
+                    log.error("%s", capture.fatal_error)  # it failed for good before the time was up
+                    return capture.fatal_error.exit_code
+                break
+            if frame is not None:
+                pipeline.process(frame)
+            _take_commands(self.commands, pipeline)
+            now = time.monotonic()
+            pipeline.tick(now)
+            if (dead := _dead_part(capture, self.publisher, self.outbox, pipeline)) is not None:
+                log.error("%s: exiting so that systemd restarts the service", dead)
+                return ExitCode.SOFTWARE
+            self.heartbeat.beat(now)
+            frame = self.slot.get(timeout=IDLE_TICK_S)
+            if frame is None and self.slot.closed and capture.finished.is_set():  # the capture loop has ended
+                if capture.fatal_error is not None:
+                    log.error("%s", capture.fatal_error)
+                    return capture.fatal_error.exit_code
+                if capture.ended:
+                    log.info("%s ended: stopping", capture.source_description or self.source_uri)
+                    break
+        return ExitCode.OK
