@@ -2,8 +2,11 @@
 
 The only package that exits: library code raises EdgePoseError subclasses,
 which carry the sysexits code `main` returns (78 for a bad config, so
-systemd does not restart into the same mistake). One module per command, each
-with a `register(sub)` that adds its sub-command; common.py holds what they share.
+systemd does not restart into the same mistake). One module per command, with
+`add_arguments(parser)` and `main(args)` (the exit code); its docstring is its
+help: the first line "`edgepose NAME`: what `edgepose --help` says of it", then
+a paragraph for its own --help; what follows is for developers. common.py holds
+what the commands share.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from .. import __version__
 from ..errors import EdgePoseError, ExitCode
@@ -31,8 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log level (default: logging.level of the config for run, else warning)")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
-        command.register(sub)
+        name, text, description = _help(command)
+        p = sub.add_parser(name, help=text, description=description)
+        command.add_arguments(p)
+        p.set_defaults(func=command.main)
     return parser
+
+
+def _help(command: ModuleType) -> tuple[str, str, str]:
+    """A command's name, its line in `edgepose --help` and its description, from its
+    module's docstring (argparse folds the line breaks)."""
+    first, _, rest = command.__doc__.partition("\n\n")
+    name, _, text = first.partition(": ")
+    return name.strip("`").removeprefix("edgepose "), text, rest.split("\n\n")[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,10 @@
-"""`edgepose bench`: the model's invoke alone (--model-only), the whole estimate step on
-still images, or the daemon end to end (--e2e, e2e.py)."""
+"""`edgepose bench`: time the model alone or the whole estimate step
+
+Time the model's invoke alone (--model-only), the whole estimate step on still images, or the
+daemon end to end against a broker (--e2e SOURCE).
+
+--e2e is e2e.py (and e2e_daemon.py).
+"""
 
 from __future__ import annotations
 
@@ -23,21 +28,16 @@ from .common import (
 )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser("bench", help="time the model alone or the whole estimate step",
-                           description="Time the model's invoke alone (--model-only), the whole "
-                                       "estimate step on still images, or the daemon end to end "
-                                       "against a broker (--e2e SOURCE).")
-    bench.add_argument("--model-only", action="store_true", help="time interpreter invoke only")
-    bench.add_argument("--images", nargs="*", help="images or folders for the pipeline (default: demo photos)")
-    bench.add_argument("--runs", type=positive_int, default=50, metavar="N",
-                       help="timed runs (invokes, or images through the whole estimate step); default 50")
-    bench.add_argument("--warmup", type=non_negative_int, default=5, metavar="N",
-                       help="untimed runs first, so start-up costs are not counted; default 5")
-    bench.add_argument("--json-summary", action="store_true", help="print one JSON line")
-    add_model_options(bench)
-    e2e.add_arguments(bench)
-    bench.set_defaults(func=cmd_bench)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-only", action="store_true", help="time interpreter invoke only")
+    parser.add_argument("--images", nargs="*", help="images or folders for the pipeline (default: demo photos)")
+    parser.add_argument("--runs", type=positive_int, default=50, metavar="N",
+                        help="timed runs (invokes, or images through the whole estimate step); default 50")
+    parser.add_argument("--warmup", type=non_negative_int, default=5, metavar="N",
+                        help="untimed runs first, so start-up costs are not counted; default 5")
+    parser.add_argument("--json-summary", action="store_true", help="print one JSON line")
+    add_model_options(parser)
+    e2e.add_arguments(parser)
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float, float]:
@@ -73,7 +73,7 @@ def _demo_frames() -> list[np.ndarray]:
     return [read_rgb(p) for p in expand_images([demo_dir()])]
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     if args.e2e:  # the real daemon end to end
         return e2e.cmd_bench_e2e(args, load_flags_config(args), flag_overrides(args))
     _, estimator = open_flags_estimator(args)

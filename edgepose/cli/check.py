@@ -1,5 +1,7 @@
-"""`edgepose check`: the config, the model, the source, the broker and the snapshot folder,
-one line each, as the installed service would see them.
+"""`edgepose check`: validate config, open model, probe camera and broker
+
+Check an installation, one line per part: the config, the model, the source (one frame), the
+broker and the snapshot folder. Exit 0 when all pass, 1 when one fails, 78 for a bad config.
 
 Where `edgepose run` is already running (the service), a camera or Edge TPU it
 has open cannot be opened a second time: that is reported as held, not as broken,
@@ -26,16 +28,11 @@ if TYPE_CHECKING:
 Report = Callable[[str], None]
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "check", help="validate config, open model, probe camera and broker",
-        description="Check an installation, one line per part: the config, the model, the source (one frame), "
-                    "the broker and the snapshot folder. Exit 0 when all pass, 1 when one fails, 78 for a bad config.")
-    add_node_options(p)
-    p.set_defaults(func=cmd_check)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_node_options(parser)
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from ..config import load_config
 
     try:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import sys
 from pathlib import Path
 
-from ..errors import ConfigError, UsageError
+import numpy as np
+
+from ..errors import ConfigError, FrameError, UsageError
 
 
 def int_at_least(minimum: int):
@@ -223,3 +226,13 @@ def setup_logging(level: str) -> None:
         force=True,
     )
 
+
+def read_or_report(path: Path) -> np.ndarray | None:
+    """An image as RGB; None when it cannot be read, said on stderr (the command exits 1 at the end)."""
+    from ..images import read_rgb
+
+    try:
+        return read_rgb(path)
+    except FrameError as exc:
+        print(f"edgepose: {exc}", file=sys.stderr)
+        return None

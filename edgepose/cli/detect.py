@@ -1,31 +1,29 @@
-"""`edgepose detect`: poses in image files, as a JSON array in the images' own pixels."""
+"""`edgepose detect`: poses in image files, as a JSON array (and overlays)
+
+Find the poses in image files (each an unrelated still) and print them as a JSON array in the
+images' own pixels; --overlay also draws them. Exit 1 when an image cannot be read.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from ..constants import PART_NAMES
 from ..core import Poses
-from ..errors import ExitCode, FrameError
-from ..images import expand_images, read_rgb
-from .common import add_model_options, open_flags_estimator
+from ..errors import ExitCode
+from ..images import expand_images
+from .common import add_model_options, open_flags_estimator, read_or_report
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    detect = sub.add_parser("detect", help="poses in image files, as a JSON array (and overlays)",
-                            description="Find the poses in image files (each an unrelated still) and "
-                                        "print them as a JSON array in the images' own pixels; "
-                                        "--overlay also draws them. Exit 1 when an image cannot be read.")
-    detect.add_argument("images", nargs="+", help="image files or folders")
-    add_model_options(detect)
-    detect.add_argument("--json", metavar="OUT", help="write JSON here instead of stdout")
-    detect.add_argument("--overlay", metavar="DIR", help="write one annotated JPEG per image here")
-    detect.add_argument("--no-labels", action="store_true", help="overlay without part names")
-    detect.set_defaults(func=cmd_detect)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", help="image files or folders")
+    add_model_options(parser)
+    parser.add_argument("--json", metavar="OUT", help="write JSON here instead of stdout")
+    parser.add_argument("--overlay", metavar="DIR", help="write one annotated JPEG per image here")
+    parser.add_argument("--no-labels", action="store_true", help="overlay without part names")
 
 
 def poses_to_json(poses: Poses) -> list[dict[str, Any]]:
@@ -46,8 +44,7 @@ def poses_to_json(poses: Poses) -> list[dict[str, Any]]:
     ]
 
 
-
-def cmd_detect(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from ..overlay import encode_jpeg, render_overlay
 
     config, estimator = open_flags_estimator(args)
@@ -55,11 +52,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
         Path(args.overlay).mkdir(parents=True, exist_ok=True)
     results, failures = [], 0
     for path in expand_images(args.images):
-        try:
-            rgb = read_rgb(path)
-        except FrameError as exc:
+        rgb = read_or_report(path)
+        if rgb is None:
             failures += 1
-            print(f"edgepose: {exc}", file=sys.stderr)
             continue
         poses = estimator.estimate_still(rgb)  # unrelated images: reset, the family's passes
         results.append({"image": path.name, "width": rgb.shape[1], "height": rgb.shape[0],

@@ -1,30 +1,28 @@
-"""`edgepose eval`: COCO keypoint AP/AR of the model over a folder of images."""
+"""`edgepose eval`: COCO keypoint AP/AR over a folder of images
+
+Run the model on the images a COCO person_keypoints file names and score the poses with COCO's
+keypoint AP and AR.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ExitCode, FrameError, UsageError
-from ..images import read_rgb
-from .common import add_model_options, open_flags_estimator
+from ..errors import ExitCode, UsageError
+from .common import add_model_options, open_flags_estimator, read_or_report
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    evaluate = sub.add_parser("eval", help="COCO keypoint AP/AR over a folder of images",
-                              description="Run the model on the images a COCO person_keypoints file "
-                                          "names and score the poses with COCO's keypoint AP and AR.")
-    evaluate.add_argument("--gt", required=True, help="COCO person_keypoints JSON")
-    evaluate.add_argument("--images", required=True, help="folder with the images it names")
-    evaluate.add_argument("--results", metavar="OUT", help="write COCO keypoint results here")
-    evaluate.add_argument("--json-summary", action="store_true", help="print one JSON line")
-    add_model_options(evaluate)
-    evaluate.set_defaults(func=cmd_eval)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gt", required=True, help="COCO person_keypoints JSON")
+    parser.add_argument("--images", required=True, help="folder with the images it names")
+    parser.add_argument("--results", metavar="OUT", help="write COCO keypoint results here")
+    parser.add_argument("--json-summary", action="store_true", help="print one JSON line")
+    add_model_options(parser)
 
 
 def _read_ground_truth(path: str) -> dict:
@@ -44,7 +42,7 @@ def _read_ground_truth(path: str) -> dict:
     return gt
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate_keypoints, results_from_poses
 
     gt = _read_ground_truth(args.gt)
@@ -55,11 +53,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     failures = 0
     for image in gt["images"]:
         path = Path(args.images) / image["file_name"]
-        try:
-            rgb = read_rgb(path)
-        except FrameError as exc:
+        rgb = read_or_report(path)
+        if rgb is None:
             failures += 1
-            print(f"edgepose: {exc}", file=sys.stderr)
             continue
         start = time.perf_counter()
         poses = estimator.estimate_still(rgb)

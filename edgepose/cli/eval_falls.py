@@ -1,4 +1,12 @@
-"""`edgepose eval-falls`: fall detection on labelled clips (fall_eval.py does the work)."""
+"""`edgepose eval-falls`: fall detection on labelled clips: falls raised, false alarms, time to alert
+
+Run labelled clips (videos through the daemon's pipeline, paced like a camera; poses recordings
+through replay) and report falls raised, missed, false alarms and the time from the fall to
+fall_detected. A set is a folder with a clips.json, or with videos / .jsonl recordings under
+fall/ and adl/ sub-folders.
+
+The work is fall_eval.py's; this is its command line.
+"""
 
 from __future__ import annotations
 
@@ -11,36 +19,29 @@ from ..errors import ExitCode
 from .common import add_model_options, load_flags_config, non_negative_float, positive_int, set_overrides
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    falls = sub.add_parser(
-        "eval-falls", help="fall detection on labelled clips: falls raised, false alarms, time to alert",
-        description="Run labelled clips (videos through the daemon's pipeline, paced like a camera; "
-                    "poses recordings through replay) and report falls raised, missed, false alarms and "
-                    "the time from the fall to fall_detected. A set is a folder with a clips.json, or "
-                    "with videos / .jsonl recordings under fall/ and adl/ sub-folders.")
-    falls.add_argument("sets", nargs="+", metavar="SET", help="a set folder (or its clips.json)")
-    falls.add_argument("--fps", type=non_negative_float, default=None,
-                       help="camera rate the clips are taken at (default: source.max_fps of the config, "
-                            "10); 0: every frame or message, at its own time")
-    falls.add_argument("--hold", type=non_negative_float, default=5.0, metavar="S",
-                       help="hold each clip's last frame for S seconds more (default 5: staged clips "
-                            "stop just after the fall)")
-    falls.add_argument("--jobs", type=positive_int, default=1, help="clips run in this many processes")
-    falls.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one config key (TOML value), e.g. --set falls.confirm_s=3")
-    falls.add_argument("--limit", type=positive_int, default=None, help="only the first N clips")
-    falls.add_argument("--record", metavar="DIR",
-                       help="keep the model's poses of every video clip in DIR as recordings, with a "
-                            "clips.json: later runs replay them without the model (--fps 0 --hold 0)")
-    falls.add_argument("--json", metavar="OUT", help="write every clip's result and the totals here")
-    falls.add_argument("--json-summary", action="store_true", help="print the totals as one JSON line")
-    falls.add_argument("--totals-only", action="store_true", help="no per-clip table")
-    falls.add_argument("--progress", action="store_true", help="one line per clip on stderr as it ends")
-    add_model_options(falls)
-    falls.set_defaults(func=cmd_eval_falls)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sets", nargs="+", metavar="SET", help="a set folder (or its clips.json)")
+    parser.add_argument("--fps", type=non_negative_float, default=None,
+                        help="camera rate the clips are taken at (default: source.max_fps of the config, "
+                             "10); 0: every frame or message, at its own time")
+    parser.add_argument("--hold", type=non_negative_float, default=5.0, metavar="S",
+                        help="hold each clip's last frame for S seconds more (default 5: staged clips "
+                             "stop just after the fall)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="clips run in this many processes")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key (TOML value), e.g. --set falls.confirm_s=3")
+    parser.add_argument("--limit", type=positive_int, default=None, help="only the first N clips")
+    parser.add_argument("--record", metavar="DIR",
+                        help="keep the model's poses of every video clip in DIR as recordings, with a "
+                             "clips.json: later runs replay them without the model (--fps 0 --hold 0)")
+    parser.add_argument("--json", metavar="OUT", help="write every clip's result and the totals here")
+    parser.add_argument("--json-summary", action="store_true", help="print the totals as one JSON line")
+    parser.add_argument("--totals-only", action="store_true", help="no per-clip table")
+    parser.add_argument("--progress", action="store_true", help="one line per clip on stderr as it ends")
+    add_model_options(parser)
 
 
-def cmd_eval_falls(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from ..fall_eval import format_report, load_set, run_clips, summarise, write_recorded_set
 
     if args.set:

@@ -1,4 +1,9 @@
-"""`edgepose forget`: uninstall, the node's retained topics and Home Assistant device gone from the broker."""
+"""`edgepose forget`: uninstall: clear this node's retained topics and remove its Home Assistant device
+
+Remove this node from the broker (install.sh --uninstall runs it once the service has stopped):
+clears its retained topics (availability, person_count, state, stats, snapshot) and removes its
+Home Assistant device. Exit 0 when the broker took it, 1 when it could not be reached.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +13,11 @@ from ..errors import ExitCode
 from .common import add_node_options, config_overrides
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "forget", help="uninstall: clear this node's retained topics and remove its Home Assistant device",
-        description="Remove this node from the broker (install.sh --uninstall runs it once the service has "
-                    "stopped): clears its retained topics (availability, person_count, state, stats, snapshot) "
-                    "and removes its Home Assistant device. Exit 0 when the broker took it, 1 when it could not "
-                    "be reached.")
-    add_node_options(p, source=False)  # forget needs only the broker and the node's topics
-    p.set_defaults(func=cmd_forget)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_node_options(parser, source=False)  # forget needs only the broker and the node's topics
 
 
-def cmd_forget(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     """Uninstall: the node's retained topics and its Home Assistant device, gone from the broker."""
     from ..config import load_config
     from ..constants import TOPIC_AVAILABILITY, TOPIC_PERSON_COUNT, TOPIC_SNAPSHOT, TOPIC_STATE, TOPIC_STATS

@@ -1,4 +1,8 @@
-"""`edgepose models`: every model edgepose can load, and where its files are found."""
+"""`edgepose models`: list the models edgepose can load
+
+List every model edgepose can load: family, precisions, input sizes, Edge TPU status, files and
+licence, and the folder the files are found in.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,11 @@ import json
 from ..errors import ExitCode
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    models = sub.add_parser("models", help="list the models edgepose can load",
-                            description="List every model edgepose can load: family, precisions, "
-                                        "input sizes, Edge TPU status, files and licence, and the "
-                                        "folder the files are found in.")
-    models.add_argument("--json", action="store_true", help="print JSON")
-    models.set_defaults(func=cmd_models)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def cmd_models(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from ..estimators import DEFAULT_MODEL, MODELS, models_dir
 
     folder = models_dir()

@@ -1,4 +1,10 @@
-"""`edgepose replay`: the events a config would raise on a recording of poses messages."""
+"""`edgepose replay`: the events a config would raise on a recording of poses messages
+
+Run a config's zones, presence and fall detection over a recording of poses messages (run
+--record, or mosquitto_sub) and print the events it would raise, one JSON line each.
+
+The work is replay.py's; this is its command line.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,12 @@ from ..errors import ExitCode
 from ..text import count
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    replay = sub.add_parser("replay", help="the events a config would raise on a recording of poses messages",
-                            description="Run a config's zones, presence and fall detection over a "
-                                        "recording of poses messages (run --record, or mosquitto_sub) "
-                                        "and print the events it would raise, one JSON line each.")
-    replay.add_argument("recording", help="JSON Lines of poses messages (run --record, or mosquitto_sub), - for stdin")
-    replay.add_argument("--config", default=None, help="TOML config whose zones, presence and falls to use")
-    replay.set_defaults(func=cmd_replay)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recording", help="JSON Lines of poses messages (run --record, or mosquitto_sub), - for stdin")
+    parser.add_argument("--config", default=None, help="TOML config whose zones, presence and falls to use")
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..replay import replay_file
 

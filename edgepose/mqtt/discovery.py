@@ -172,13 +172,8 @@ def discovery_messages(
     ids = _Ids(prefix, node_id, discovery_device_id(node_id))
     components = {**_node_components(ids), **_stats_components(ids, stats_interval_s)}
     if publish_snapshot:
-        components["snapshot"] = {
-            "platform": "image",
-            "name": SNAPSHOT_NAMES[snapshot_privacy],
-            "unique_id": ids.uid("snapshot"),
-            "image_topic": ids.topic(TOPIC_SNAPSHOT),
-            "content_type": "image/jpeg",
-        }
+        components["snapshot"] = _component(ids, "snapshot", "image", SNAPSHOT_NAMES[snapshot_privacy],
+                                            image_topic=ids.topic(TOPIC_SNAPSHOT), content_type="image/jpeg")
     if presence:
         components.update(_presence_components(ids, zones))
     if falls:
@@ -215,34 +210,24 @@ class _Ids:
         return f"{self.device_id}_{key}"
 
 
+def _component(ids: _Ids, key: str, platform: str, name: str, **fields: Any) -> dict[str, Any]:
+    """One entity: its platform, name and stable unique id, then its own fields."""
+    return {"platform": platform, "name": name, "unique_id": ids.uid(key), **fields}
+
+
 def _node_components(ids: _Ids) -> dict[str, dict[str, Any]]:
     """What every node has: its person count, whether someone is there, a snapshot button."""
     return {
-        "person_count": {
-            "platform": "sensor",
-            "name": "Person count",
-            "unique_id": ids.uid("person_count"),
-            "state_topic": ids.topic(TOPIC_PERSON_COUNT),
-            "state_class": "measurement",
-            "unit_of_measurement": PEOPLE_UNIT,
-            "icon": "mdi:account-multiple",
-        },
-        "person_detected": {
-            "platform": "binary_sensor",
-            "name": "Person detected",
-            "unique_id": ids.uid("person_detected"),
-            "device_class": "occupancy",
-            "state_topic": ids.topic(TOPIC_PERSON_COUNT),
-            "value_template": "{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}",
-        },
-        "take_snapshot": {
-            "platform": "button",
-            "name": "Take snapshot",
-            "unique_id": ids.uid("take_snapshot"),
-            "command_topic": ids.topic(TOPIC_CMD_SNAPSHOT),
-            "payload_press": "snapshot",
-            "icon": "mdi:camera",
-        },
+        "person_count": _component(
+            ids, "person_count", "sensor", "Person count", state_topic=ids.topic(TOPIC_PERSON_COUNT),
+            state_class="measurement", unit_of_measurement=PEOPLE_UNIT, icon="mdi:account-multiple"),
+        "person_detected": _component(
+            ids, "person_detected", "binary_sensor", "Person detected", device_class="occupancy",
+            state_topic=ids.topic(TOPIC_PERSON_COUNT),
+            value_template="{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}"),
+        "take_snapshot": _component(
+            ids, "take_snapshot", "button", "Take snapshot", command_topic=ids.topic(TOPIC_CMD_SNAPSHOT),
+            payload_press="snapshot", icon="mdi:camera"),
     }
 
 
@@ -250,14 +235,8 @@ def _stats_components(ids: _Ids, stats_interval_s: float | None) -> dict[str, di
     """Diagnostic sensors from the retained stats (`STATS_SENSORS`)."""
     components: dict[str, dict[str, Any]] = {}
     for key, (ckey, name, unit, device_class, icon) in STATS_SENSORS.items():
-        sensor: dict[str, Any] = {
-            "platform": "sensor",
-            "name": name,
-            "unique_id": ids.uid(ckey),
-            "state_topic": ids.topic(TOPIC_STATS),
-            "value_template": f"{{{{ value_json.{key} }}}}",
-            "entity_category": "diagnostic",
-        }
+        sensor = _component(ids, ckey, "sensor", name, state_topic=ids.topic(TOPIC_STATS),
+                            value_template=f"{{{{ value_json.{key} }}}}", entity_category="diagnostic")
         if unit is not None:
             sensor["unit_of_measurement"] = unit
         if device_class is not None:
@@ -281,26 +260,14 @@ def _presence_components(ids: _Ids, zones: Sequence[str]) -> dict[str, dict[str,
         if not _ZONE_NAME.fullmatch(zone):
             raise ValueError(f"zone name {zone!r} must match [A-Za-z0-9_-]+ for Home Assistant")
         label = zone_label(zone)
-        components[f"zone_{zone}_occupied"] = {
-            "platform": "binary_sensor",
-            "name": f"{label} occupied",
-            "unique_id": ids.uid(f"zone_{zone}_occupied"),
-            "device_class": "occupancy",
-            "state_topic": ids.topic(TOPIC_STATE),
-            "value_template": (
-                f"{{{{ 'ON' if value_json.zones['{zone}'].occupied else 'OFF' }}}}"
-            ),
-        }
-        components[f"zone_{zone}_count"] = {
-            "platform": "sensor",
-            "name": f"{label} person count",
-            "unique_id": ids.uid(f"zone_{zone}_count"),
-            "state_topic": ids.topic(TOPIC_STATE),
-            "value_template": f"{{{{ value_json.zones['{zone}'].person_count }}}}",
-            "state_class": "measurement",
-            "unit_of_measurement": PEOPLE_UNIT,
-            "icon": "mdi:account-multiple",
-        }
+        components[f"zone_{zone}_occupied"] = _component(
+            ids, f"zone_{zone}_occupied", "binary_sensor", f"{label} occupied", device_class="occupancy",
+            state_topic=ids.topic(TOPIC_STATE),
+            value_template=f"{{{{ 'ON' if value_json.zones['{zone}'].occupied else 'OFF' }}}}")
+        components[f"zone_{zone}_count"] = _component(
+            ids, f"zone_{zone}_count", "sensor", f"{label} person count", state_topic=ids.topic(TOPIC_STATE),
+            value_template=f"{{{{ value_json.zones['{zone}'].person_count }}}}", state_class="measurement",
+            unit_of_measurement=PEOPLE_UNIT, icon="mdi:account-multiple")
         components.update(_event_components(ids, "presence", zone))
     return components
 
@@ -308,25 +275,14 @@ def _presence_components(ids: _Ids, zones: Sequence[str]) -> dict[str, dict[str,
 def _fall_components(ids: _Ids) -> dict[str, dict[str, Any]]:
     """A "fall" binary sensor (on while someone is down), its events, an acknowledge button."""
     return {
-        "fall": {
-            "platform": "binary_sensor",
-            "name": "Fall",
-            "unique_id": ids.uid("fall"),
-            "device_class": "safety",
-            "state_topic": ids.topic(TOPIC_STATE),
-            "value_template": "{{ 'ON' if value_json.fall else 'OFF' }}",
-            "json_attributes_topic": ids.topic(TOPIC_STATE),
-            "json_attributes_template": "{{ {'falls': value_json.falls} | tojson }}",
-        },
+        "fall": _component(
+            ids, "fall", "binary_sensor", "Fall", device_class="safety", state_topic=ids.topic(TOPIC_STATE),
+            value_template="{{ 'ON' if value_json.fall else 'OFF' }}", json_attributes_topic=ids.topic(TOPIC_STATE),
+            json_attributes_template="{{ {'falls': value_json.falls} | tojson }}"),
         **_event_components(ids, "falls"),
-        "ack_fall": {
-            "platform": "button",
-            "name": "Acknowledge fall",
-            "unique_id": ids.uid("ack_fall"),
-            "command_topic": ids.topic(TOPIC_CMD_ACK_FALL),
-            "payload_press": "ack",
-            "icon": "mdi:check-circle-outline",
-        },
+        "ack_fall": _component(
+            ids, "ack_fall", "button", "Acknowledge fall", command_topic=ids.topic(TOPIC_CMD_ACK_FALL),
+            payload_press="ack", icon="mdi:check-circle-outline"),
     }
 
 
@@ -351,46 +307,34 @@ def _event_components(ids: _Ids, feature: str, zone: str | None = None) -> dict[
     components = {}
     for entity in _event_entities(feature):
         if zone is None:
-            components[entity.key] = _event_component(
-                entity.name, ids.uid(entity.key), ids.topic(TOPIC_EVENTS), event_types(entity), entity.icon,
-                **({"zone": None} if entity.zoned else {}))
+            components[entity.key] = _event_component(ids, entity.key, entity.name, entity,
+                                                      None if entity.zoned else _ANY_ZONE)
         elif entity.zoned:
             key = f"zone_{zone}_{entity.key}"
-            components[key] = _event_component(
-                f"{zone_label(zone)} {entity.name.lower()}", ids.uid(key), ids.topic(TOPIC_EVENTS),
-                event_types(entity), entity.icon, zone=zone)
+            components[key] = _event_component(ids, key, f"{zone_label(zone)} {entity.name.lower()}", entity, zone)
     return components
 
 
 _ANY_ZONE = object()
 
 
-def _event_component(
-    name: str, unique_id: str, state_topic: str, types: tuple[str, ...], icon: str,
-    zone: Any = _ANY_ZONE,
-) -> dict[str, Any]:
-    """An MQTT ``event`` entity on ``events`` that takes only `types`, and only for one
-    area when `zone` is given (None: the whole frame): the template renders nothing
-    for other events, and Home Assistant ignores an empty rendered payload."""
+def _event_component(ids: _Ids, key: str, name: str, entity: EventEntity, zone: Any) -> dict[str, Any]:
+    """An MQTT ``event`` entity on ``events`` that takes only its event types, and only for
+    one area when `zone` is given (None: the whole frame; _ANY_ZONE: all): the template
+    renders nothing for other events, and Home Assistant ignores an empty rendered payload."""
+    types = event_types(entity)
     listed = ", ".join(f"'{t}'" for t in types)
     where = ""
     if zone is None:
         where = " and value_json.zone is none"
     elif zone is not _ANY_ZONE:
         where = f" and value_json.zone == '{zone}'"
-    return {
-        "platform": "event",
-        "name": name,
-        "unique_id": unique_id,
-        "state_topic": state_topic,
-        "event_types": list(types),
-        "value_template": (
-            f"{{% if value_json.type in [{listed}]{where} %}}"
-            "{{ dict(value_json, event_type=value_json.type) | tojson }}"
-            "{% endif %}"
-        ),
-        "icon": icon,
-    }
+    return _component(
+        ids, key, "event", name, state_topic=ids.topic(TOPIC_EVENTS), event_types=list(types),
+        value_template=(f"{{% if value_json.type in [{listed}]{where} %}}"
+                        "{{ dict(value_json, event_type=value_json.type) | tojson }}"
+                        "{% endif %}"),
+        icon=entity.icon)
 
 
 # --- removals ----------------------------------------------------------------------------------
