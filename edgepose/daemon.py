@@ -1,4 +1,5 @@
-"""The daemon: builds the pipeline from the config and feeds it frames until stopped.
+"""The daemon: builds the pipeline from the config, feeds it frames until stopped,
+supervises its threads and feeds the systemd watchdog.
 
     capture thread -> latest-frame slot -> Pipeline (this thread) -> sinks
 
@@ -11,34 +12,35 @@ disk: an outage costs messages, never frames.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
 import secrets
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any
 
-from . import faults
 from .capture import SOURCE_OK, SOURCE_STARTING, CaptureLoop, LatestFrameSlot
 from .config import Config, check_writable
-from .core import Frame
-from .errors import ConfigError, EdgePoseError, EdgeTpuUnanswered, ExitCode
+from .core import Frame, Message
+from .errors import ConfigError, ExitCode
 from .estimators import Estimator, open_estimator
-from .messages import PosesPolicy, discovery_messages, reply_message
+from .messages import reply_message
 from .notify import Notifier, watchdog_interval
 from .pipeline import EstimateStage, Pipeline
 from .scene import ACK_FALL, EventsStage, MotionGateStage, scene_stages
-from .sinks import MqttSink, Recorder, SnapshotStage, StatsSink
-from .snapshots import SnapshotPolicy, SnapshotWriter
+from .sinks import MqttSink, PosesPolicy, Recorder, SnapshotStage, StatsSink
+from .sinks.snapshots import SnapshotPolicy, SnapshotWriter
 from .sources import open_source
 from .statefile import StateFile
-from .text import count
 from .zones import Zone
+
+if TYPE_CHECKING:
+    from .devtools.faults import Faults
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +49,13 @@ FIRST_FRAME_TIMEOUT_S = 20.0
 #: Python's thread switch interval in the daemon (the default is 5 ms). The capture
 #: thread's preparation and the stages' thread both run Python between numpy calls;
 #: with 5 ms a thread that needs the interpreter back can wait that long behind the
-#: other. At 1 ms, 3 interleaved bench --e2e pairs on vtest.avi: capture-to-publish
-#: p50 31.5-32.8 ms against 33.2-33.9, 1-2 fps more, the same CPU.
+#: other (what 1 ms gained: docs/performance-history.md).
 SWITCH_INTERVAL_S = 0.001
 #: How long the loop waits for a frame before ticking the sinks (stats) anyway.
 IDLE_TICK_S = 0.5
 #: ack_fall is idempotent and safe: a second press a second later is acted on
 #: (the snapshot command has the snapshot cooldown); this only bounds a flood.
 ACK_FALL_COOLDOWN_S = 0.5
-#: Where a Raspberry Pi names its model and serial number (absent elsewhere).
-DEVICE_TREE = Path("/proc/device-tree")
 
 
 class StopFlag:
@@ -74,34 +73,6 @@ class StopFlag:
         self.event.set()
 
 
-def device_info(config: Config, device_tree: Path = DEVICE_TREE) -> dict[str, str]:
-    """What Home Assistant shows about the hardware: the Pi's model and serial number
-    where the device tree has them, and the node's configuration_url when set."""
-    info: dict[str, str] = {}
-    for key, name in (("hw_version", "model"), ("serial_number", "serial-number")):
-        try:
-            text = (device_tree / name).read_bytes()[:200].decode("utf-8", "replace").strip("\0 \n")
-        except OSError:
-            continue
-        if text:
-            info[key] = text
-    if config.node.configuration_url:
-        info["configuration_url"] = config.node.configuration_url
-    return info
-
-
-def _remember_discovery(memory: StateFile, discovery) -> None:
-    memory.put("discovery", [{"topic": m.topic, "payload": json.loads(m.payload)} for m in discovery])
-
-
-def _announced_before(memory: StateFile, topic: str) -> bytes | None:
-    """The discovery payload this node announced on `topic` last time, from the state file."""
-    for item in memory.get("discovery") or ():
-        if isinstance(item, dict) and item.get("topic") == topic and isinstance(item.get("payload"), dict):
-            return json.dumps(item["payload"]).encode("utf-8")
-    return None
-
-
 def _make_publisher(config: Config, commands: "queue.Queue[str]", memory: StateFile | None = None):
     """The MQTT adapter; commands arrive on paho's thread and only go into the queue.
 
@@ -109,28 +80,15 @@ def _make_publisher(config: Config, commands: "queue.Queue[str]", memory: StateF
     has (remembered in the state file; the publisher also reads the broker's)."""
     if not config.mqtt.enabled:
         return None
-    from .messages import discovery_topic
     from .mqtt import MqttPublisher
+    from .mqtt import discovery
 
     memory = memory or StateFile(None)
-    discovery = None
-    if config.mqtt.home_assistant:
-        discovery = discovery_messages(
-            config.node.id, config.mqtt.topic_prefix, config.mqtt.discovery_prefix,
-            config.mqtt.publish_snapshot,
-            snapshot_privacy=config.snapshots.privacy,
-            presence=True,
-            falls=config.falls.enabled,
-            zones=[z.name for z in config.zones if z.kind == "occupancy"],
-            stats_interval_s=config.mqtt.stats_interval_s,
-            device_info=device_info(config),
-            previous=_announced_before(memory, discovery_topic(config.node.id, config.mqtt.discovery_prefix)),
-        )
-        _remember_discovery(memory, discovery)
-    return MqttPublisher(config.mqtt, config.node.id, on_command=commands.put, discovery=discovery,
+    announced = discovery.for_config(config, memory) if config.mqtt.home_assistant else None
+    return MqttPublisher(config.mqtt, config.node.id, on_command=commands.put, discovery=announced,
                          command_cooldown_s=config.snapshots.cooldown_s,
                          command_cooldowns={ACK_FALL: ACK_FALL_COOLDOWN_S},
-                         on_discovery=lambda msgs: _remember_discovery(memory, msgs))
+                         on_discovery=lambda msgs: discovery.remember(memory, msgs))
 
 
 #: What the start-up log says snapshots show (snapshots.privacy).
@@ -145,12 +103,12 @@ OUTBOX_DROPS = ("dropped_telemetry", "dropped_events", "dropped_critical")
 
 
 def outbox_sender(outbox):
-    """Events into the disk outbox: falls dropped last, everything in order, ids kept."""
-    from .events import FALL_DETECTED
+    """Events into the disk outbox: critical ones (falls) dropped last, everything in order, ids kept."""
+    from .events import EVENT_KINDS
     from .outbox import PRIORITY_CRITICAL, PRIORITY_EVENT, OutboxMessage
 
     def send(event, message) -> bool:
-        priority = PRIORITY_CRITICAL if event.type == FALL_DETECTED else PRIORITY_EVENT
+        priority = PRIORITY_CRITICAL if EVENT_KINDS[event.type].critical else PRIORITY_EVENT
         return outbox.put(OutboxMessage(message.topic, message.payload, event.id, event.wall_time, priority))
 
     return send
@@ -176,45 +134,17 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: 
     writes every poses message to that file (`edgepose replay` reads it);
     `outbox` carries events across outages and restarts; `memory` keeps who is
     present across restarts."""
-    info = estimator.info
-    sinks: list = []
     gate = MotionGateStage(config.motion) if config.motion.enabled else None
-
-    def answer(command: str, cleared: int) -> None:
-        if publisher is not None:
-            publisher.publish(reply_message(command, "acknowledged" if cleared else "no_fall",
-                                            now=time.time(), falls_cleared=cleared))
-
     stages: list = scene_stages(config, config.node.id, boot or secrets.token_hex(4), gate,
-                                memory=memory, answer=answer)
+                                memory=memory, answer=_replier(publisher))
     events_stage = next(s for s in stages if isinstance(s, EventsStage))
-    snapshot_sink = None
     writer = _snapshot_writer(config)
-    outputs: list = [publisher.publish] if publisher is not None else []
-    if record is not None:
-        recorder = Recorder(record)
-        outputs.append(recorder)
-        sinks.append(recorder)
-
-    def publish_all(message):
-        for output in outputs:
-            output(message)
-
-    publish = publish_all if outputs else None
+    sinks: list = []
+    publish = _outputs(publisher, record, sinks)
+    snapshot_stage = None
     if writer is not None or (publisher is not None and config.mqtt.publish_snapshot):
-        snap = config.snapshots
-        snapshot_sink = SnapshotStage(
-            SnapshotPolicy(snap.interval_s, snap.on_count_change, snap.cooldown_s),
-            writer=writer,
-            publish=publisher.publish if publisher is not None and config.mqtt.publish_snapshot else None,
-            labels=snap.labels,
-            min_score=config.decode.min_part_score,
-            jpeg_quality=snap.jpeg_quality,
-            zones=[Zone.from_config(z) for z in config.zones],
-            privacy=snap.privacy,
-        )
-        stages.append(snapshot_sink)
-        log.info("snapshots: %s", PRIVACY_LOG[snap.privacy])
+        snapshot_stage = _snapshot_stage(config, writer, publisher)
+        stages.append(snapshot_stage)
     if publish is not None:
         sinks.append(MqttSink(
             publish,
@@ -224,34 +154,8 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: 
                                      min_part_score=config.decode.min_part_score),
             expiry_s=config.mqtt.poses_expiry_s,
         ))
-
     if publisher is not None:
-
-        def figures() -> dict:
-            counts = capture.stats
-            box = outbox.stats() if outbox is not None else None
-            return {
-                "dropped_frames": counts.dropped_frames,
-                "skipped_frames": counts.skipped_frames,
-                "corrupt_frames": counts.corrupt_frames,
-                "source_errors": counts.source_errors,
-                "source_reopens": counts.reopen_count,
-                "mqtt_dropped": publisher.dropped,
-                "snapshots_dropped": snapshot_sink.dropped if snapshot_sink is not None else 0,
-                "accelerator": info.accelerator,
-                "runtime": info.runtime,
-                "precision": info.precision,
-                "threads": info.threads,
-                "model": info.label,
-                "gated_frames": gate.skipped if gate is not None else 0,
-                "source_state": capture.state,
-                "source_error": capture.last_error or None,
-                "mqtt_connected": publisher.connected,
-                "outbox_queued": int(box["queued"]) if box else 0,
-                "outbox_dropped": sum(int(box[k]) for k in OUTBOX_DROPS) if box else 0,
-                "fall_acks_without_fall": events_stage.acks_without_fall,
-            }
-
+        figures = _stats_figures(estimator.info, capture, publisher, outbox, snapshot_stage, gate, events_stage)
         sinks.append(StatsSink(publish, interval_s=config.mqtt.stats_interval_s, figures=figures,
                                started_at=started_at))
     # The gate decides on the next frame from what it saw of this one: the stages up to
@@ -259,6 +163,82 @@ def build_pipeline(config: Config, estimator: Estimator, *, publisher, capture: 
     inline = stages.index(gate) + 1 if gate is not None else 0
     return Pipeline(EstimateStage(estimator), gate=gate, stages=stages, sinks=sinks, threaded=threaded,
                     inline=inline)
+
+
+def _replier(publisher) -> Callable[[str, int], None]:
+    """How an ``ack_fall`` is answered: a ``reply`` message, where there is a broker."""
+
+    def answer(command: str, cleared: int) -> None:
+        if publisher is not None:
+            publisher.publish(reply_message(command, "acknowledged" if cleared else "no_fall",
+                                            now=time.time(), falls_cleared=cleared))
+
+    return answer
+
+
+def _outputs(publisher, record: Path | None, sinks: list) -> Callable[[Message], None] | None:
+    """Where messages go: the broker, and a recording (`record`, also a sink: it is closed)."""
+    outputs: list = [publisher.publish] if publisher is not None else []
+    if record is not None:
+        recorder = Recorder(record)
+        outputs.append(recorder)
+        sinks.append(recorder)
+    if not outputs:
+        return None
+
+    def publish_all(message: Message) -> None:
+        for output in outputs:
+            output(message)
+
+    return publish_all
+
+
+def _snapshot_stage(config: Config, writer: SnapshotWriter | None, publisher) -> SnapshotStage:
+    snap = config.snapshots
+    stage = SnapshotStage(
+        SnapshotPolicy(snap.interval_s, snap.on_count_change, snap.cooldown_s),
+        writer=writer,
+        publish=publisher.publish if publisher is not None and config.mqtt.publish_snapshot else None,
+        labels=snap.labels,
+        min_score=config.decode.min_part_score,
+        jpeg_quality=snap.jpeg_quality,
+        zones=[Zone.from_config(z) for z in config.zones],
+        privacy=snap.privacy,
+    )
+    log.info("snapshots: %s", PRIVACY_LOG[snap.privacy])
+    return stage
+
+
+def _stats_figures(info, capture: CaptureLoop, publisher, outbox, snapshot_stage: SnapshotStage | None,
+                   gate: MotionGateStage | None, events_stage: EventsStage) -> Callable[[], dict]:
+    """The figures in ``stats`` that other parts own, read when stats are due."""
+
+    def figures() -> dict:
+        counts = capture.stats
+        box = outbox.stats() if outbox is not None else None
+        return {
+            "dropped_frames": counts.dropped_frames,
+            "skipped_frames": counts.skipped_frames,
+            "corrupt_frames": counts.corrupt_frames,
+            "source_errors": counts.source_errors,
+            "source_reopens": counts.reopen_count,
+            "mqtt_dropped": publisher.dropped,
+            "snapshots_dropped": snapshot_stage.dropped if snapshot_stage is not None else 0,
+            "accelerator": info.accelerator,
+            "runtime": info.runtime,
+            "precision": info.precision,
+            "threads": info.threads,
+            "model": info.label,
+            "gated_frames": gate.skipped if gate is not None else 0,
+            "source_state": capture.state,
+            "source_error": capture.last_error or None,
+            "mqtt_connected": publisher.connected,
+            "outbox_queued": int(box["queued"]) if box else 0,
+            "outbox_dropped": sum(int(box[k]) for k in OUTBOX_DROPS) if box else 0,
+            "fall_acks_without_fall": events_stage.acks_without_fall,
+        }
+
+    return figures
 
 
 class Heartbeat:
@@ -351,10 +331,11 @@ def _open_outbox(config: Config, publisher):
 
 
 def run_daemon(config: Config, *, duration_s: float | None = None, stop: threading.Event | None = None,
-               estimator: Estimator | None = None, record: Path | None = None) -> int:
+               estimator: Estimator | None = None, record: Path | None = None, faults: Faults | None = None) -> int:
     """Run until SIGTERM/SIGINT, the end of a non-looping file (or `duration_s`);
     returns the process exit code. `estimator` replaces the one the config
-    names (tests, and programs that embed edgepose with a model of their own)."""
+    names (tests, and programs that embed edgepose with a model of their own);
+    `faults` are a test's (devtools/faults.py), never set in a real deployment."""
     stop_flag = StopFlag()
     if stop is not None:
         stop_flag.event = stop
@@ -367,22 +348,12 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
 
     if estimator is None:
         estimator = open_estimator(config.model, config.decode)
-    estimator = faults.wrap_estimator(estimator)
+    if faults is not None:
+        estimator = faults.wrap_estimator(estimator)
     info = estimator.info
     started_at = time.monotonic()
     slot = LatestFrameSlot()
-    source_cfg = config.source
-    capture = CaptureLoop(
-        lambda: open_source(source_cfg.uri, width=source_cfg.width, height=source_cfg.height,
-                            loop=source_cfg.loop, lores_size=info.lores_size,
-                            fps=source_cfg.max_fps or None),
-        slot,
-        max_fps=source_cfg.max_fps,
-        reopen_delay_s=source_cfg.reopen_delay_s,
-        reopen_delay_max_s=source_cfg.reopen_delay_max_s,
-        stop_at_end=not source_cfg.loop,
-        **faults.capture_options(),
-    )
+    capture = _capture_loop(config, info.lores_size, slot, faults)
     commands: queue.Queue[str] = queue.Queue()
     publisher = _make_publisher(config, commands, memory)
     outbox = _open_outbox(config, publisher)
@@ -390,48 +361,25 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
                               started_at=started_at, record=record, outbox=outbox, memory=memory)
     # What needs no earlier frame is done on the capture thread while the model runs.
     capture.prepare = pipeline.prepare
-    heartbeat = Heartbeat(notifier, capture, f"{info.label} on {info.accelerator}")
+    node = _Running(capture, slot, pipeline, commands, publisher, outbox,
+                    Heartbeat(notifier, capture, f"{info.label} on {info.accelerator}"), stop_flag.event,
+                    started_at + duration_s if duration_s else None, config.source.uri)
     switch_interval = sys.getswitchinterval()  # restored at the end (tests run the daemon in-process)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     if publisher is not None:
         publisher.start()
     capture.start()
-    deadline = started_at + duration_s if duration_s else None
     first_frame_wait = FIRST_FRAME_TIMEOUT_S
-    if deadline is not None:  # --duration also bounds the wait for a first frame
-        first_frame_wait = max(0.0, min(first_frame_wait, deadline - time.monotonic()))
+    if node.deadline is not None:  # --duration also bounds the wait for a first frame
+        first_frame_wait = max(0.0, min(first_frame_wait, node.deadline - time.monotonic()))
     exit_code = ExitCode.OK
     try:
         frame = _wait_first_frame(slot, stop_flag.event, first_frame_wait)
         notifier.ready()
         log.info("ready: %s (%s) on %s, source %s", info.label, info.precision, info.accelerator,
-                 source_cfg.uri)
-        while not stop_flag.event.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
-                if capture.finished.is_set() and capture.fatal_error is not None:
-                    log.error("%s", capture.fatal_error)  # it failed for good before the time was up
-                    exit_code = capture.fatal_error.exit_code
-                break
-            if frame is not None:
-                pipeline.process(frame)
-            _take_commands(commands, pipeline)
-            now = time.monotonic()
-            pipeline.tick(now)
-            if (dead := _dead_part(capture, publisher, outbox, pipeline)) is not None:
-                log.error("%s: exiting so that systemd restarts the service", dead)
-                exit_code = ExitCode.SOFTWARE
-                break
-            heartbeat.beat(now)
-            frame = slot.get(timeout=IDLE_TICK_S)
-            if frame is None and slot.closed and capture.finished.is_set():  # the capture loop has ended
-                if capture.fatal_error is not None:
-                    log.error("%s", capture.fatal_error)
-                    exit_code = capture.fatal_error.exit_code
-                    break
-                if capture.ended:
-                    log.info("%s ended: stopping", capture.source_description or source_cfg.uri)
-                    break
+                 config.source.uri)
+        exit_code = node.loop(frame)
     finally:
         notifier.stopping()
         capture.stop()
@@ -448,138 +396,61 @@ def run_daemon(config: Config, *, duration_s: float | None = None, stop: threadi
     return int(exit_code)
 
 
-def running_daemons(proc: Path = Path("/proc")) -> list[int]:
-    """Pids of other `edgepose run` processes on this machine (the service, usually)."""
-    found = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        words = [Path(a.decode(errors="replace")).name for a in argv if a]
-        if "run" in words and any(w == "edgepose" or w.startswith("edgepose.") for w in words):
-            found.append(int(entry.name))
-    return sorted(found)
+def _capture_loop(config: Config, lores_size, slot: LatestFrameSlot, faults: Faults | None) -> CaptureLoop:
+    source_cfg = config.source
+    return CaptureLoop(
+        lambda: open_source(source_cfg.uri, width=source_cfg.width, height=source_cfg.height,
+                            loop=source_cfg.loop, lores_size=lores_size,
+                            fps=source_cfg.max_fps or None),
+        slot,
+        max_fps=source_cfg.max_fps,
+        reopen_delay_s=source_cfg.reopen_delay_s,
+        reopen_delay_max_s=source_cfg.reopen_delay_max_s,
+        stop_at_end=not source_cfg.loop,
+        **(faults.capture_options() if faults is not None else {}),
+    )
 
 
-def open_files(pid: int, proc: Path = Path("/proc")) -> list[str] | None:
-    """Where the open file descriptors of `pid` point; None when they cannot be read
-    (another user's process, unless root)."""
-    try:
-        fds = list((proc / str(pid) / "fd").iterdir())
-    except FileNotFoundError:  # it has exited meanwhile: it holds nothing
-        return []
-    except OSError:
-        return None
-    targets = []
-    for fd in fds:
-        try:
-            targets.append(os.readlink(fd))
-        except OSError:  # closed meanwhile
-            continue
-    return targets
+@dataclass
+class _Running:
+    """What the main loop drives and supervises."""
 
+    capture: CaptureLoop
+    slot: LatestFrameSlot
+    pipeline: Pipeline
+    commands: queue.Queue[str]
+    publisher: Any
+    outbox: Any
+    heartbeat: Heartbeat
+    stop: threading.Event
+    deadline: float | None  # monotonic: --duration
+    source_uri: str
 
-#: Device nodes of an Edge TPU: the PCIe driver's, and USB devices (edgepose opens no
-#: other USB device: cameras are /dev/video*).
-EDGETPU_NODES = ("/dev/apex_", "/dev/bus/usb/")
-
-
-class Holders:
-    """What the running edgepose processes hold, read once per check."""
-
-    def __init__(self, proc: Path = Path("/proc")):
-        self.pids = running_daemons(proc)
-        self._files = {pid: open_files(pid, proc) for pid in self.pids}
-
-    def holding(self, wanted: Callable[[str], bool]) -> list[int]:
-        """Pids with an open file `wanted` accepts."""
-        return [pid for pid, files in self._files.items() if files and any(map(wanted, files))]
-
-    @property
-    def unreadable(self) -> list[int]:
-        return [pid for pid, files in self._files.items() if files is None]
-
-    def explain_unreadable(self) -> str:
-        pids = ", ".join(map(str, self.unreadable))
-        return (f"; the running edgepose (pid {pids}) may hold it, but its open files cannot be read "
-                f"as this user: check as root or as the service user "
-                f"(sudo -u edgepose edgepose check --config ...) to tell")
-
-
-def check_installation(config: Config, report: Callable[[str], None], proc: Path = Path("/proc")) -> bool:
-    """Open the model, probe the source and the broker; one line each. True if all pass.
-
-    Where `edgepose run` is already running (the service), a camera or Edge TPU it
-    has open cannot be opened a second time: that is reported as held, not as broken,
-    only when the failure says the device is busy (or, for the Edge TPU, that none
-    answered) and the running process is seen holding that device in /proc/<pid>/fd.
-    Any other failure fails the check, whatever else runs."""
-    ok = True
-    lores = None
-    holders = Holders(proc)
-
-    def held(pids: list[int]) -> str:
-        return f"held by the running edgepose (pid {', '.join(map(str, pids))}), not probed"
-
-    try:
-        estimator = open_estimator(config.model, config.decode)
-        info = estimator.info
-        lores = info.lores_size
-        detector = getattr(estimator, "detector_info", None)  # a model that runs two (top-down)
-        finder = "" if detector is None else (
-            f"; people found by {detector.path} ({detector.precision}, input "
-            f"{detector.input_size[0]}x{detector.input_size[1]})")
-        report(f"model: ok ({info.name}: {info.path}, {info.precision}, {info.accelerator}, "
-               f"{info.runtime}, input {info.input_size[0]}x{info.input_size[1]}, {count(info.threads, 'thread')}"
-               f"{finder})")
-        estimator.close()
-    except EdgeTpuUnanswered as exc:  # what a Coral the service has open looks like, too
-        pids = holders.holding(lambda f: f.startswith(EDGETPU_NODES))
-        if pids:
-            report(f"model: ok (the Edge TPU is {held(pids)}: {exc})")
-        else:
-            ok = False
-            report(f"model: FAIL {exc}{holders.explain_unreadable() if holders.unreadable else ''}")
-    except EdgePoseError as exc:
-        ok = False
-        report(f"model: FAIL {exc}")
-
-    from .sources import holds_camera, probe_source
-
-    uri = config.source.uri
-    probe = probe_source(uri, width=config.source.width, height=config.source.height, lores_size=lores)
-    pids = holders.holding(lambda f: holds_camera(uri, f)) if probe.busy else []
-    if pids:
-        report(f"source: ok (the camera is {held(pids)}: {probe.detail})")
-    else:
-        ok &= probe.ok
-        why = ""
-        if probe.busy:
-            why = (holders.explain_unreadable() if holders.unreadable else
-                   "; another program has it open (not edgepose: see fuser -v on the device)")
-        report(f"source: {'ok' if probe.ok else 'FAIL'} {probe.detail}{why}")
-
-    if config.mqtt.enabled:
-        from .mqtt import probe
-
-        broker_ok, detail = probe(config.mqtt, timeout=5.0)
-        ok &= broker_ok
-        report(f"broker: {'ok' if broker_ok else 'FAIL'} {detail}")
-    else:
-        report("broker: skipped (mqtt.enabled = false)")
-
-    if config.snapshots.enabled:
-        directory = Path(config.snapshots.dir)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            probe_file = directory / ".edgepose-check"
-            probe_file.write_bytes(b"")
-            probe_file.unlink()
-            report(f"snapshots: ok ({directory})")
-        except OSError as exc:
-            ok = False
-            report(f"snapshots: FAIL cannot write to {directory}: {exc.strerror or exc}")
-    return bool(ok)
+    def loop(self, frame: Frame | None) -> ExitCode:
+        """Frames through the pipeline, commands between them, the watchdog fed, until a stop,
+        the deadline, the end of the source or a dead thread; the exit code."""
+        capture, pipeline = self.capture, self.pipeline
+        while not self.stop.is_set():
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                if capture.finished.is_set() and capture.fatal_error is not None:
+                    log.error("%s", capture.fatal_error)  # it failed for good before the time was up
+                    return capture.fatal_error.exit_code
+                break
+            if frame is not None:
+                pipeline.process(frame)
+            _take_commands(self.commands, pipeline)
+            now = time.monotonic()
+            pipeline.tick(now)
+            if (dead := _dead_part(capture, self.publisher, self.outbox, pipeline)) is not None:
+                log.error("%s: exiting so that systemd restarts the service", dead)
+                return ExitCode.SOFTWARE
+            self.heartbeat.beat(now)
+            frame = self.slot.get(timeout=IDLE_TICK_S)
+            if frame is None and self.slot.closed and capture.finished.is_set():  # the capture loop has ended
+                if capture.fatal_error is not None:
+                    log.error("%s", capture.fatal_error)
+                    return capture.fatal_error.exit_code
+                if capture.ended:
+                    log.info("%s ended: stopping", capture.source_description or self.source_uri)
+                    break
+        return ExitCode.OK

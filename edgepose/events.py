@@ -45,9 +45,12 @@ from .falls import FALL_CLEARED, FALL_DETECTED, FallDetector, FallState, measure
 from .zones import Zone, zone_membership
 
 __all__ = [
+    "EVENT_KINDS",
     "EVENT_TYPES",
     "Event",
     "EventIds",
+    "EventEntity",
+    "EventKind",
     "EventStage",
     "EventsResult",
     "FallDetector",
@@ -58,9 +61,65 @@ __all__ = [
 
 PERSON_ENTERED = "person_entered"
 PERSON_LEFT = "person_left"
-EVENT_TYPES: tuple[str, ...] = (PERSON_ENTERED, PERSON_LEFT, FALL_DETECTED, FALL_CLEARED)
-PRESENCE_EVENT_TYPES: tuple[str, ...] = (PERSON_ENTERED, PERSON_LEFT)
-FALL_EVENT_TYPES: tuple[str, ...] = (FALL_DETECTED, FALL_CLEARED)
+
+# --- event types: what the rest of the node does with each --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventEntity:
+    """A Home Assistant ``event`` entity on ``events`` (mqtt/discovery.py), shared by the
+    event types that name it. `feature` is the discovery switch that announces it
+    (``presence`` or ``falls``). `zoned`: one entity for the whole frame (events
+    without a zone) and one more per occupancy zone; else one for every event."""
+
+    key: str  # its component key; zoned ones also get zone_<zone>_<key>
+    name: str
+    icon: str
+    feature: str
+    zoned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EventKind:
+    """One event type. `critical`: a full outbox drops it last (outbox.PRIORITY_CRITICAL,
+    else PRIORITY_EVENT). `snapshot`: raising it takes a snapshot of that frame whatever
+    the cooldown, with this reason in the file name, and the event carries the file
+    name (``snapshot``); None: no snapshot. `entity`: where Home Assistant shows it."""
+
+    type: str
+    entity: EventEntity
+    critical: bool = False
+    snapshot: str | None = None
+
+
+PRESENCE_ENTITY = EventEntity("presence_event", "Presence", "mdi:account-arrow-right", "presence", zoned=True)
+FALL_ENTITY = EventEntity("fall_event", "Fall event", "mdi:human-handsdown", "falls")
+
+#: Every event type, in the order Home Assistant lists them. A new type is a row here
+#: (and an entity, if it needs one of its own), its fields in the events schema (a new
+#: "v", messages.SCHEMA_VERSIONS), and the code that raises it.
+EVENT_KINDS: dict[str, EventKind] = {kind.type: kind for kind in (
+    EventKind(PERSON_ENTERED, PRESENCE_ENTITY),
+    EventKind(PERSON_LEFT, PRESENCE_ENTITY),
+    EventKind(FALL_DETECTED, FALL_ENTITY, critical=True, snapshot="fall"),
+    EventKind(FALL_CLEARED, FALL_ENTITY),
+)}
+EVENT_TYPES: tuple[str, ...] = tuple(EVENT_KINDS)
+
+
+def event_types(entity: EventEntity) -> tuple[str, ...]:
+    """The event types an entity takes, in `EVENT_KINDS` order."""
+    return tuple(kind.type for kind in EVENT_KINDS.values() if kind.entity == entity)
+
+
+PRESENCE_EVENT_TYPES: tuple[str, ...] = event_types(PRESENCE_ENTITY)
+FALL_EVENT_TYPES: tuple[str, ...] = event_types(FALL_ENTITY)
+
+
+def snapshot_reason(events: Sequence[Event]) -> str | None:
+    """The reason of the first of `events` whose type wants a snapshot, or None."""
+    return next((EVENT_KINDS[e.type].snapshot for e in events if EVENT_KINDS[e.type].snapshot), None)
+
 
 # --- events -------------------------------------------------------------------------
 
@@ -83,7 +142,7 @@ class Event:
     fields: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
-        if self.type not in EVENT_TYPES:
+        if self.type not in EVENT_KINDS:
             raise ValueError(f"unknown event type {self.type!r}")
         if not isinstance(self.fields, MappingProxyType):
             object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
@@ -286,7 +345,7 @@ class EventsResult:
     #: Publish the retained state (and person count) again. False until the first
     #: ``enter_s`` of the run has passed: until then the retained state stands.
     state_changed: bool
-    snapshot: bool  # a fall was raised: take a snapshot of this frame
+    snapshot: bool  # an event that wants a snapshot was raised (EventKind.snapshot): take this frame
 
 
 class EventStage:
@@ -370,7 +429,7 @@ class EventStage:
         changed = self._decided and state != self._state
         if self._decided:
             self._state = state
-        snapshot = any(e.type == FALL_DETECTED for e in events)
+        snapshot = snapshot_reason(events) is not None
         return EventsResult(tuple(events), state, changed, snapshot)
 
     def _presence_event(

@@ -8,12 +8,12 @@
       -> estimate      Frame -> FrameResult                  (`EstimateStage`, any Estimator)
       -> stages        FrameResult -> FrameResult            (scene.py: exclusion zones, track,
                                                                events, smooth; then the snapshot decision)
-      -> sinks         FrameResult -> MQTT, stats, watchdog  (sinks.py)
+      -> sinks         FrameResult -> MQTT, stats, watchdog  (sinks/)
 
 The inference thread gates and estimates; the stages and sinks run on a
 thread of the pipeline's own (`threaded=True`), and neither ever waits on the
 disk or the network: sinks only decide and enqueue; writing and publishing
-happen on their own threads (sinks.py, paho's network thread). The daemon
+happen on their own threads (sinks/, paho's network thread). The daemon
 (daemon.py) builds a `Pipeline` and feeds it frames; tests build one from
 stand-in parts.
 

@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from .config import Config, MotionConfig
 from .core import Frame, FrameResult
-from .events import PRESENCE_EVENT_TYPES, EventIds, EventStage
+from .events import EVENT_KINDS, PRESENCE_EVENT_TYPES, EventIds, EventStage, snapshot_reason
+from .falls import FALL_DETECTED
 from .motion import SKIP_REASONS, MotionGate, MotionSettings, grey_from_rgb
 from .smoothing import Smoother
 from .tracking import Tracker
@@ -27,8 +28,8 @@ log = logging.getLogger(__name__)
 
 #: The command name (from cmd/ack_fall) that acknowledges a fall.
 ACK_FALL = "ack_fall"
-#: `FrameResult.snapshot` set by the events stage: a fall was raised, take this frame.
-FALL_SNAPSHOT = "fall"
+#: `FrameResult.snapshot` set by the events stage when a fall was raised: take this frame.
+FALL_SNAPSHOT = EVENT_KINDS[FALL_DETECTED].snapshot
 
 
 class ExclusionStage:
@@ -82,7 +83,7 @@ class EventsStage:
         if self._remember is not None and any(e.type in PRESENCE_EVENT_TYPES for e in out.events):
             self._remember(self.stage.presence.remember())
         return result.replace(events=events, state=out.state, state_changed=changed,
-                              snapshot=FALL_SNAPSHOT if out.snapshot else None)
+                              snapshot=snapshot_reason(out.events))
 
     def command(self, name: str, now: float, wall: float) -> bool:
         if name != ACK_FALL:

@@ -8,7 +8,7 @@ tool with its own virtualenv rather than a test::
     PYTHONPATH=. .venv-ha/bin/python tools/check_ha_discovery.py
 
 For several node set-ups it builds the device discovery payload with
-`edgepose.messages.discovery_messages` and does what Home Assistant's MQTT
+`edgepose.mqtt.discovery.discovery_messages` and does what Home Assistant's MQTT
 discovery does with it (homeassistant/components/mqtt/discovery.py): the
 device schema, then per component: a component with only its platform must be
 a removal, any other gets the device, origin and shared options merged in and
@@ -38,6 +38,7 @@ from homeassistant.components.mqtt import discovery as ha_discovery  # noqa: E40
 from homeassistant.components.mqtt.schemas import DEVICE_DISCOVERY_SCHEMA, SHARED_OPTIONS  # noqa: E402
 
 from edgepose import messages  # noqa: E402
+from edgepose.mqtt import discovery  # noqa: E402
 from edgepose.events import Event, FallState, SceneState  # noqa: E402
 
 SETUPS = {
@@ -65,7 +66,7 @@ def check(ok: bool, what: str) -> None:
 def payload_for(setup: str, built: dict[str, bytes]) -> bytes:
     kwargs = dict(SETUPS[setup])
     previous = kwargs.pop("previous", None)
-    (msg,) = messages.discovery_messages(
+    (msg,) = discovery.discovery_messages(
         "hall-1", "edgepose", "homeassistant",
         previous=built.get(previous) if previous else None, **kwargs,
     )
@@ -196,7 +197,7 @@ def main() -> int:
     check(renamed.get("snapshot") == {"platform": "image"}, "the image entity is removed with snapshots off")
     check(renamed.get("zone_bed_presence_event") == {"platform": "event"}, "a removed zone's event entity goes too")
     check(renamed.get("uptime_s") == {"platform": "sensor"}, "the retired uptime duration sensor is removed")
-    removal = messages.discovery_removal_message("hall-1", "homeassistant")
+    removal = discovery.discovery_removal_message("hall-1", "homeassistant")
     check(removal.payload == b"" and removal.retain, "uninstall: empty retained payload on the device topic")
     print(f"{failures} failure(s)")
     return 1 if failures else 0

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,33 +30,10 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 
+from edgepose.devtools.broker import Broker
+from edgepose.devtools.procstat import peak_rss_kib
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_broker(workdir: Path, port: int) -> subprocess.Popen:
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("mosquitto did not start")
-
-
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 def one_run(args: argparse.Namespace, port: int, work: Path, index: int) -> dict:
@@ -78,7 +54,7 @@ def one_run(args: argparse.Namespace, port: int, work: Path, index: int) -> dict
         time.sleep(args.warmup)
         if daemon.poll() is not None:
             raise SystemExit(f"the daemon exited ({daemon.returncode}); see {work}/daemon-{index}.log")
-        before = peak_rss_mb(daemon.pid)
+        before = peak_rss_kib(daemon.pid) / 1024
         topic = f"edgepose/{node}/cmd/snapshot"
         sent = time.monotonic()
         if args.payload_mb:
@@ -91,7 +67,7 @@ def one_run(args: argparse.Namespace, port: int, work: Path, index: int) -> dict
             if snapshots.is_dir() and any("_command_" in p.name for p in snapshots.iterdir()):
                 acted = time.monotonic() - sent
         time.sleep(args.settle)
-        after = peak_rss_mb(daemon.pid)
+        after = peak_rss_kib(daemon.pid) / 1024
         return {"protocol": args.protocol, "payload_mb": args.payload_mb, "peak_rss_before_mb": round(before, 1),
                 "peak_rss_after_mb": round(after, 1), "growth_mb": round(after - before, 1),
                 "command_acted_after_s": None if acted is None else round(acted, 2),
@@ -114,14 +90,13 @@ def main() -> int:
     parser.add_argument("--repo", type=Path, default=REPO, help="the edgepose tree to run (PYTHONPATH)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="edgepose-rss-"))
-    port = free_port()
-    broker = start_broker(work, port)
+    broker = Broker(work)
+    broker.start()
     try:
         for i in range(args.runs):
-            print(json.dumps(one_run(args, port, work, i)), flush=True)
+            print(json.dumps(one_run(args, broker.port, work, i)), flush=True)
     finally:
-        broker.terminate()
-        broker.wait(10)
+        broker.stop(10)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -27,16 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgepose.devtools.procstat import read_proc
+
 REPO = Path(__file__).resolve().parents[1]
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 def config_text(source: str, fps: float, snapshots: Path, settings: list[str]) -> str:
     tables: dict[str, list[str]] = {
         "source": [f"uri = {json.dumps(source)}", f"max_fps = {fps}", "loop = true"],
@@ -65,9 +58,9 @@ def one_run(args: argparse.Namespace, work: Path, index: int) -> dict:
         time.sleep(args.warmup)
         if daemon.poll() is not None:
             raise SystemExit(f"the daemon exited ({daemon.returncode}): {log_path.read_text()[-2000:]}")
-        cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
+        cpu0, t0 = read_proc(daemon.pid).cpu_s, time.monotonic()
         time.sleep(args.window)
-        cpu1, t1 = cpu_seconds(daemon.pid), time.monotonic()
+        cpu1, t1 = read_proc(daemon.pid).cpu_s, time.monotonic()
     finally:
         daemon.terminate()
         daemon.wait(10)

@@ -20,9 +20,7 @@ import argparse
 import collections
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,39 +30,46 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 
+from edgepose.devtools.broker import Broker
+from edgepose.devtools.procstat import read_proc
+
 REPO = Path(__file__).resolve().parents[1]
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def subscribe(port: int, counts: collections.Counter[str], lock: threading.Lock) -> paho.Client:
+    """Counts every message the node publishes, by topic suffix (commands as "cmd")."""
+
+    def on_message(client, userdata, msg):
+        with lock:
+            counts[msg.topic.rsplit("/", 1)[-1] if "/cmd/" not in msg.topic else "cmd"] += 1
+
+    sub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="soak-subscriber")
+    sub.on_message = on_message
+    sub.on_connect = lambda c, u, f, rc, p: c.subscribe("edgepose/#", qos=1)
+    sub.reconnect_delay_set(1, 2)
+    sub.connect_async("127.0.0.1", port)
+    sub.loop_start()
+    return sub
 
 
-def start_broker(workdir: Path, port: int) -> subprocess.Popen:
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("mosquitto did not start")
+def start_daemon(config: str, port: int, work: Path) -> subprocess.Popen:
+    log = open(work / "daemon.log", "wb")  # noqa: SIM115 - the daemon's for its whole life
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgepose", "run", "--config", config, "--node-id", "soak",
+         "--broker", f"127.0.0.1:{port}", "--snapshot-dir", str(work / "snapshots")],
+        cwd=work, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO), "STATE_DIRECTORY": str(work)},
+    )
 
 
-def proc_figures(pid: int) -> tuple[float, float]:
-    """(RSS MB, CPU seconds user+system) of a process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    with open(f"/proc/{pid}/status") as f:
-        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
-    return rss, cpu
+def summary(samples: list[dict], code: int) -> dict:
+    """RSS growth from the first sample after warm-up to the last, mean CPU, the message counts."""
+    base = samples[1] if len(samples) > 2 else samples[0]  # after warm-up
+    growth = samples[-1]["rss_mb"] - base["rss_mb"]
+    cpu = sum(s["cpu_pct"] for s in samples[1:]) / max(1, len(samples) - 1)
+    return {"minutes": samples[-1]["t_min"], "rss_first_mb": base["rss_mb"],
+            "rss_last_mb": samples[-1]["rss_mb"], "rss_growth_pct": round(100 * growth / base["rss_mb"], 2),
+            "cpu_pct_mean": round(cpu, 1), "messages": samples[-1]["messages"], "exit_code": code}
 
 
 def main() -> int:
@@ -77,30 +82,13 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="edgepose-soak-"))
-    port = free_port()
-    broker = start_broker(work, port)
+    broker = Broker(work)
+    broker.start()
     counts: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
-
-    def on_message(client, userdata, msg):
-        with lock:
-            counts[msg.topic.rsplit("/", 1)[-1] if "/cmd/" not in msg.topic else "cmd"] += 1
-
-    sub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="soak-subscriber")
-    sub.on_message = on_message
-    sub.on_connect = lambda c, u, f, rc, p: c.subscribe("edgepose/#", qos=1)
-    sub.reconnect_delay_set(1, 2)
-    sub.connect_async("127.0.0.1", port)
-    sub.loop_start()
-
-    log = open(work / "daemon.log", "wb")  # noqa: SIM115
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "edgepose", "run", "--config", args.config, "--node-id", "soak",
-         "--broker", f"127.0.0.1:{port}", "--snapshot-dir", str(work / "snapshots")],
-        cwd=work, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(REPO), "STATE_DIRECTORY": str(work)},
-    )
-    print(f"soak: daemon pid {daemon.pid}, broker 127.0.0.1:{port}, work dir {work}", flush=True)
+    sub = subscribe(broker.port, counts, lock)
+    daemon = start_daemon(args.config, broker.port, work)
+    print(f"soak: daemon pid {daemon.pid}, broker {broker.address}, work dir {work}", flush=True)
     samples = []
     start = time.monotonic()
     end = start + args.minutes * 60
@@ -114,33 +102,25 @@ def main() -> int:
                 break
             now = time.monotonic()
             if now >= next_restart:
-                broker.send_signal(signal.SIGKILL)
-                broker.wait()
-                broker = start_broker(work, port)
+                broker.kill()
+                broker.start()  # the same port
                 next_restart = now + args.broker_restart_every
                 counts["broker_restarts"] += 1
-            rss, cpu = proc_figures(daemon.pid)
+            figures = read_proc(daemon.pid)
             with lock:
                 snapshot = dict(counts)
-            sample = {"t_min": round((now - start) / 60, 2), "rss_mb": round(rss, 1),
-                      "cpu_pct": round(100 * (cpu - last_cpu) / (now - last_t), 1), "messages": snapshot}
-            last_cpu, last_t = cpu, now
+            sample = {"t_min": round((now - start) / 60, 2), "rss_mb": round(figures.rss_mb, 1),
+                      "cpu_pct": round(100 * (figures.cpu_s - last_cpu) / (now - last_t), 1), "messages": snapshot}
+            last_cpu, last_t = figures.cpu_s, now
             samples.append(sample)
             print(json.dumps(sample), flush=True)
     finally:
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(15)
         sub.loop_stop()
-        broker.terminate()
-        broker.wait(5)
+        broker.stop()
     if len(samples) >= 2:
-        base = samples[1] if len(samples) > 2 else samples[0]  # after warm-up
-        growth = samples[-1]["rss_mb"] - base["rss_mb"]
-        cpu = sum(s["cpu_pct"] for s in samples[1:]) / max(1, len(samples) - 1)
-        print(json.dumps({"minutes": samples[-1]["t_min"], "rss_first_mb": base["rss_mb"],
-                          "rss_last_mb": samples[-1]["rss_mb"], "rss_growth_pct": round(100 * growth / base["rss_mb"], 2),
-                          "cpu_pct_mean": round(cpu, 1), "messages": samples[-1]["messages"],
-                          "exit_code": code}), flush=True)
+        print(json.dumps(summary(samples, code)), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(samples, indent=1))
     return 0 if code == 0 else 1

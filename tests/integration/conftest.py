@@ -1,7 +1,8 @@
 """A real mosquitto for the integration tests, and a subscriber that collects messages.
 
 The test set-up installs mosquitto, so a missing binary fails the tests (it
-never skips them). Each broker listens on a free loopback port with
+never skips them). Each broker (edgepose/devtools/broker.py, the one bench
+--e2e and tools/soak.py start too) listens on a free loopback port with
 persistence off, so a restart forgets retained messages as a real broker
 without persistence would.
 """
@@ -9,30 +10,22 @@ without persistence would.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 
-START_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 5.0
+from edgepose.devtools import broker as devtools_broker
+from edgepose.devtools.broker import BrokerError, find_binary, free_port
 
 
 def _find_binary(name: str) -> str:
-    path = shutil.which(name) or next(
-        (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/local/sbin") / name) if p.exists()),
-        None,
-    )
+    path = find_binary(name)
     if path is None:
         pytest.fail(
             f"{name} not found on PATH or in /usr/sbin: install mosquitto "
@@ -42,121 +35,16 @@ def _find_binary(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-@dataclass
-class Broker:
-    """One mosquitto process on a fixed port: start, stop, restart (same port)."""
-
-    workdir: Path
-    port: int
-    extra_conf: list[str] = field(default_factory=list)
-    host: str = "127.0.0.1"
-    proc: subprocess.Popen | None = None
-
-    @property
-    def address(self) -> str:
-        """HOST:PORT, as --broker takes it."""
-        return f"{self.host}:{self.port}"
-
-    @property
-    def conf_path(self) -> Path:
-        return self.workdir / "mosquitto.conf"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "mosquitto.log"
-
-    def write_conf(self) -> None:
-        lines = [
-            f"listener {self.port} {self.host}",
-            *([] if any(line.startswith("persistence ") for line in self.extra_conf) else ["persistence false"]),
-            "log_dest stderr",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "log_type information",
-            *self.extra_conf,
-        ]
-        if not any(line.startswith("allow_anonymous") for line in self.extra_conf):
-            lines.append("allow_anonymous true")
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            # Started as root, mosquitto would switch to user "mosquitto" and
-            # lose access to the password and key files in our private tmp dir.
-            lines.append("user root")
-        self.conf_path.write_text("\n".join(lines) + "\n")
+class Broker(devtools_broker.Broker):
+    """One mosquitto process on a fixed port (devtools/broker.py): a broker that does not
+    start fails the test."""
 
     def start(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            return
-        self.write_conf()
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [_find_binary("mosquitto"), "-c", str(self.conf_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _accepts(self.host, self.port):
-            if self.proc.poll() is not None:
-                pytest.fail(f"mosquitto exited ({self.proc.returncode}):\n{self.log_text()}", pytrace=False)
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"mosquitto did not listen on {self.port} in {START_TIMEOUT_S} s:\n{self.log_text()}")
-            time.sleep(0.02)  # polling the port, not synchronising on time
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    # --- faults: a frozen broker (half-open links), a crashed one --------------------------
-
-    def freeze(self) -> None:
-        """SIGSTOP: the kernel still accepts TCP for it, nothing answers (a half-open link)."""
-        assert self.proc is not None and self.proc.poll() is None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def kill(self) -> None:
-        """SIGKILL: no clean shutdown, nothing saved; `start` brings it back on the same port."""
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGCONT)  # a frozen process dies too, but be explicit
-        self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        _find_binary("mosquitto")
+        try:
+            super().start()
+        except BrokerError as exc:
+            pytest.fail(str(exc), pytrace=False)
 
 
 def persistent_conf(workdir: Path) -> list[str]:

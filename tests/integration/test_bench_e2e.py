@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 from edgepose.__main__ import main
-from edgepose.e2e import SERIES_FIGURES, daemon_config_text, dump_toml, format_report, format_series
+from edgepose.cli.e2e import SERIES_FIGURES, format_report, format_series
+from edgepose.cli.e2e_daemon import daemon_config_text, dump_toml
 from edgepose.errors import ExitCode
 from edgepose.sources import demo_dir, list_images
 

@@ -128,7 +128,7 @@ def wait_until(what: str, predicate, proc: subprocess.Popen) -> None:
 def test_check_beside_a_running_daemon_finds_it(running_daemon):
     """`edgepose check` on a node where the service runs sees the service's process (so a
     camera or Coral it holds can be reported as held, not broken)."""
-    from edgepose.daemon import running_daemons
+    from edgepose.cli.check import running_daemons
 
     proc = running_daemon()
     wait_until("daemon in /proc", lambda: proc.pid in running_daemons(), proc)
@@ -140,7 +140,7 @@ def test_check_beside_a_running_daemon_finds_it(running_daemon):
 def test_a_missing_camera_fails_the_check_while_another_daemon_runs(tmp_path, mosquitto_broker, running_daemon):
     """The bug: with any `edgepose run` on the machine (a demo elsewhere), a device that
     does not exist was relabelled "held by the running edgepose" and the check passed."""
-    from edgepose.daemon import running_daemons
+    from edgepose.cli.check import running_daemons
 
     proc = running_daemon()
     wait_until("daemon in /proc", lambda: proc.pid in running_daemons(), proc)
@@ -162,7 +162,7 @@ def test_a_busy_device_the_running_daemon_really_has_open_is_reported_held(tmp_p
     import av
 
     from edgepose.config import load_config
-    from edgepose.daemon import check_installation, open_files
+    from edgepose.cli.check import check_installation, open_files
 
     clip = tmp_path / "camera.mp4"
     with av.open(str(clip), "w") as out:

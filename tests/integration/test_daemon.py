@@ -35,7 +35,7 @@ from PIL import Image
 
 from edgepose.messages import load_schema
 from edgepose.overlay import PALETTE
-from edgepose.snapshots import is_snapshot_name
+from edgepose.sinks.snapshots import is_snapshot_name
 from edgepose.sources import demo_dir, list_images
 
 from ..resemblance import COARSE_MAX, DETAIL_MAX, closest

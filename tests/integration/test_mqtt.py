@@ -351,7 +351,7 @@ def _sends_at_once(pub) -> bool:
 def test_each_message_leaves_at_once_also_after_a_reconnect_and_over_tls(
         broker_factory, tls_broker, publishers, subscriber):
     """TCP_NODELAY on every socket paho opens: with Nagle's algorithm, poses messages
-    waited for the broker's delayed ACK (p95 10 ms higher; mqtt._send_without_delay)."""
+    waited for the broker's delayed ACK (p95 10 ms higher; mqtt.transport._send_without_delay)."""
     broker = broker_factory()
     n = node()
     pub = publishers(cfg_for(broker), n, reconnect_min_s=1, reconnect_max_s=1)

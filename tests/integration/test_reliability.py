@@ -36,6 +36,7 @@ from edgepose import messages
 from edgepose.config import MqttConfig, TlsConfig
 from edgepose.constants import NUM_PARTS
 from edgepose.core import Frame, FrameResult, Poses
+from edgepose.devtools.procstat import peak_rss_kib as _peak_rss_kib
 from edgepose.mqtt import MqttPublisher
 from edgepose.outbox import PRIORITY_CRITICAL, PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, OutboxMessage
 
@@ -417,14 +418,6 @@ assert pub.wait_connected(10)
 print("ready", flush=True)
 threading.Event().wait()
 """
-
-
-def _peak_rss_kib(pid: int) -> int:
-    """The process's peak RSS (VmHWM): a payload read and freed again still shows."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
 
 
 def test_a_64_mb_command_leaves_rss_flat_on_mqtt5(mosquitto_broker, subscriber):

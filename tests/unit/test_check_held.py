@@ -15,7 +15,7 @@ import av
 import pytest
 
 from edgepose.config import load_config
-from edgepose.daemon import check_installation, open_files, running_daemons
+from edgepose.cli.check import check_installation, open_files, running_daemons
 from edgepose.errors import SourceError
 from edgepose.sources import holds_camera, is_busy_error, probe_source
 
@@ -126,7 +126,7 @@ def test_no_daemon_running_a_busy_camera_fails(tmp_path, camera):
     ("no library", ["/dev/bus/usb/001/004"], False),  # libedgetpu missing is never "held"
 ])
 def test_an_edge_tpu_is_held_only_when_the_daemon_has_one_open(tmp_path, monkeypatch, camera, error, fds, held):
-    from edgepose import daemon
+    from edgepose.cli import check as daemon
     from edgepose.errors import AcceleratorError, EdgeTpuUnanswered
 
     def no_tpu(model, decode):

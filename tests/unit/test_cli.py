@@ -271,7 +271,7 @@ def _subparsers(parser):
 
 
 def test_every_command_has_a_description_and_every_option_a_help_text():
-    from edgepose.__main__ import build_parser
+    from edgepose.cli import build_parser
 
     parser = build_parser()
     assert all(action.help for action in parser._actions if action.option_strings)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from edgepose import config as config_module
 from edgepose.config import loader, validate
-from edgepose import messages
+from edgepose.mqtt import commands
 from edgepose.config import Config, check_writable, load_config
 from edgepose.errors import ConfigError, ExitCode
 
@@ -385,11 +385,11 @@ def test_any_file_text_loads_or_is_a_config_error(tmp_path, text):
                                                   b'{"snapshot": 1}', b"[" * 200, b"x" * 257]))
 def test_command_parsing_never_raises_anything_but_a_value_error(suffix, payload):
     try:
-        result = messages.parse_command(suffix, payload)
+        result = commands.parse_command(suffix, payload)
     except ValueError as exc:
         text = str(exc)
         assert text
-        if suffix not in messages.COMMANDS:
+        if suffix not in commands.COMMANDS:
             assert "unknown command topic" in text  # the rejection names what was wrong
     else:
         assert result in (None, "snapshot")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgepose.e2e import latency_ms
+from edgepose.cli.e2e import latency_ms
 from edgepose.messages import iso_utc
 
 

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 from edgepose import messages
+from edgepose.mqtt import commands
+from edgepose.sinks import PosesPolicy
+from edgepose.mqtt import discovery as ha_discovery
 from edgepose.constants import NUM_PARTS, PART_NAMES
 from edgepose.core import Frame, FrameResult, Poses
 
@@ -198,21 +201,21 @@ def person_at(x: float, y: float, n: int = 1) -> Poses:
     return make_detection(np.tile(np.array([x, y], np.float32), (n, NUM_PARTS, 1))).poses
 
 
-def decide(policy: messages.PosesPolicy, poses: Poses, now: float) -> bool:
+def decide(policy: PosesPolicy, poses: Poses, now: float) -> bool:
     return policy.should_publish(now, poses, W, H)
 
 
 def test_every_frame_always_publishes():
-    policy = messages.PosesPolicy("every_frame")
+    policy = PosesPolicy("every_frame")
     assert all(decide(policy, person_at(10, 10), t) for t in (0.0, 0.0, 0.1))
 
 
 def test_off_never_publishes():
-    assert not decide(messages.PosesPolicy("off"), person_at(10, 10), 0.0)
+    assert not decide(PosesPolicy("off"), person_at(10, 10), 0.0)
 
 
 def test_interval_publishes_first_then_after_the_interval():
-    policy = messages.PosesPolicy("interval", interval_s=1.0)
+    policy = PosesPolicy("interval", interval_s=1.0)
     d = person_at(10, 10)
     assert [decide(policy, d, t) for t in (5.0, 5.5, 5.99, 6.0, 6.5, 7.2)] == [
         True, False, False, True, False, True,
@@ -220,7 +223,7 @@ def test_interval_publishes_first_then_after_the_interval():
 
 
 def test_on_change_publishes_first_frame_and_count_changes():
-    policy = messages.PosesPolicy("on_change")
+    policy = PosesPolicy("on_change")
     assert decide(policy, person_at(100, 100), 0)
     assert not decide(policy, person_at(100, 100), 1)
     assert decide(policy, person_at(100, 100, n=2), 2)
@@ -229,14 +232,14 @@ def test_on_change_publishes_first_frame_and_count_changes():
 
 
 def test_on_change_publishes_when_a_keypoint_moves_more_than_2_percent():
-    policy = messages.PosesPolicy("on_change")
+    policy = PosesPolicy("on_change")
     assert decide(policy, person_at(100, 100), 0)
     assert not decide(policy, person_at(100 + 0.019 * W, 100), 1)
     assert decide(policy, person_at(100 + 0.021 * W, 100), 2)
 
 
 def test_on_change_compares_with_the_last_published_frame_so_drift_adds_up():
-    policy = messages.PosesPolicy("on_change")
+    policy = PosesPolicy("on_change")
     step = 0.015 * W
     assert decide(policy, person_at(100, 100), 0)
     assert not decide(policy, person_at(100 + step, 100), 1)
@@ -244,7 +247,7 @@ def test_on_change_compares_with_the_last_published_frame_so_drift_adds_up():
 
 
 def test_on_change_ignores_pose_order_and_unconfident_keypoints():
-    policy = messages.PosesPolicy("on_change")
+    policy = PosesPolicy("on_change")
     xy = np.stack([np.full((NUM_PARTS, 2), 50.0), np.full((NUM_PARTS, 2), 400.0)])
     assert decide(policy, make_detection(xy).poses, 0)
     swapped = xy[::-1].copy()
@@ -258,9 +261,9 @@ def test_on_change_ignores_pose_order_and_unconfident_keypoints():
 
 def test_policy_refuses_unknown_mode_and_bad_interval():
     with pytest.raises(ValueError, match="every_frame"):
-        messages.PosesPolicy("sometimes")
+        PosesPolicy("sometimes")
     with pytest.raises(ValueError):
-        messages.PosesPolicy("interval", interval_s=0)
+        PosesPolicy("interval", interval_s=0)
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -269,12 +272,12 @@ def test_policy_refuses_unknown_mode_and_bad_interval():
 @pytest.mark.parametrize("payload", [b"", b"1", b"true", b"TRUE", b" snapshot\n", b"on", b"press",
                                      b'{"snapshot": true}', b'{"snapshot":true}'])
 def test_snapshot_command_accepts(payload):
-    assert messages.parse_snapshot_command(payload) is True
+    assert commands.parse_snapshot_command(payload) is True
 
 
 @pytest.mark.parametrize("payload", [b"0", b"false", b'{"snapshot": false}'])
 def test_snapshot_command_valid_no_op(payload):
-    assert messages.parse_snapshot_command(payload) is False
+    assert commands.parse_snapshot_command(payload) is False
 
 
 @pytest.mark.parametrize(
@@ -291,21 +294,21 @@ def test_snapshot_command_valid_no_op(payload):
 )
 def test_snapshot_command_rejects_with_a_reason(payload, reason):
     with pytest.raises(ValueError, match=reason):
-        messages.parse_snapshot_command(payload)
+        commands.parse_snapshot_command(payload)
 
 
 def test_parse_command_names_unknown_topics():
-    assert messages.parse_command("cmd/snapshot", b"") == "snapshot"
-    assert messages.parse_command("cmd/snapshot", b"0") is None
+    assert commands.parse_command("cmd/snapshot", b"") == "snapshot"
+    assert commands.parse_command("cmd/snapshot", b"0") is None
     with pytest.raises(ValueError, match="unknown command topic"):
-        messages.parse_command("cmd/reboot", b"")
+        commands.parse_command("cmd/reboot", b"")
 
 
 # --- Home Assistant discovery ---------------------------------------------------------------------
 
 
 def discovery(publish_snapshot: bool = True) -> tuple[str, dict]:
-    (m,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", publish_snapshot)
+    (m,) = ha_discovery.discovery_messages("hall-1", "edgepose", "homeassistant", publish_snapshot)
     assert m.retain and m.qos == 1
     return m.topic, json.loads(m.payload)
 
@@ -347,7 +350,7 @@ def test_the_snapshot_image_says_whether_it_shows_the_camera_picture():
     """snapshots.privacy in the image entity's name: what a family sees on the card."""
     names = {}
     for privacy in ("skeleton", "blur", "off"):
-        (m,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", True, snapshot_privacy=privacy)
+        (m,) = ha_discovery.discovery_messages("hall-1", "edgepose", "homeassistant", True, snapshot_privacy=privacy)
         comp = json.loads(m.payload)["components"]["snapshot"]
         assert comp["unique_id"] == "edgepose_hall-1_snapshot", "the same entity in every mode"
         names[privacy] = comp["name"]
@@ -357,7 +360,7 @@ def test_the_snapshot_image_says_whether_it_shows_the_camera_picture():
 
 def test_discovery_refuses_ids_home_assistant_cannot_take():
     with pytest.raises(ValueError, match="must be 1-64 letters, digits"):
-        messages.discovery_messages("hall 1", "edgepose", "homeassistant", False)
+        ha_discovery.discovery_messages("hall 1", "edgepose", "homeassistant", False)
 
 
 def test_every_schema_is_valid_draft_2020_12():
@@ -372,25 +375,25 @@ def test_every_schema_is_valid_draft_2020_12():
 
 @pytest.mark.parametrize("payload", [b"", b"ack", b"ACK ", b"press", b"1", b'{"ack": true}'])
 def test_ack_fall_command_accepts_button_and_plain_payloads(payload):
-    assert messages.parse_ack_fall_command(payload) is True
-    assert messages.parse_command("cmd/ack_fall", payload) == "ack_fall"
+    assert commands.parse_ack_fall_command(payload) is True
+    assert commands.parse_command("cmd/ack_fall", payload) == "ack_fall"
 
 
 @pytest.mark.parametrize("payload", [b"0", b"false", b'{"ack": false}'])
 def test_ack_fall_command_no_ops(payload):
-    assert messages.parse_command("cmd/ack_fall", payload) is None
+    assert commands.parse_command("cmd/ack_fall", payload) is None
 
 
 @pytest.mark.parametrize("payload", [b"maybe", b'{"snapshot": true}', b"x" * 300])
 def test_ack_fall_command_refuses_anything_else(payload):
     with pytest.raises(ValueError):
-        messages.parse_command("cmd/ack_fall", payload)
+        commands.parse_command("cmd/ack_fall", payload)
 
 
 def full_discovery(**kwargs) -> dict:
     args = dict(presence=True, falls=True, zones=("bed", "door"), stats_interval_s=60.0)
     args.update(kwargs)
-    (m,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", True, **args)
+    (m,) = ha_discovery.discovery_messages("hall-1", "edgepose", "homeassistant", True, **args)
     return json.loads(m.payload)["components"]
 
 
@@ -403,9 +406,9 @@ def test_discovery_of_presence_zones_and_falls():
     assert comps["fall"]["platform"] == "binary_sensor" and comps["fall"]["device_class"] == "safety"
     assert comps["fall"]["state_topic"] == "edgepose/hall-1/state"
     assert comps["ack_fall"]["command_topic"] == "edgepose/hall-1/cmd/ack_fall"
-    assert messages.parse_command("cmd/ack_fall", comps["ack_fall"]["payload_press"].encode()) == "ack_fall"
+    assert commands.parse_command("cmd/ack_fall", comps["ack_fall"]["payload_press"].encode()) == "ack_fall"
     assert comps["take_snapshot"]["command_topic"] == "edgepose/hall-1/cmd/snapshot"
-    assert messages.parse_command("cmd/snapshot", comps["take_snapshot"]["payload_press"].encode()) == "snapshot"
+    assert commands.parse_command("cmd/snapshot", comps["take_snapshot"]["payload_press"].encode()) == "snapshot"
     assert comps["zone_bed_occupied"]["device_class"] == "occupancy"
     assert "zones['bed'].occupied" in comps["zone_bed_occupied"]["value_template"]
     assert comps["zone_door_count"]["state_topic"] == "edgepose/hall-1/state"
@@ -423,7 +426,7 @@ def test_discovery_diagnostics_come_from_stats_and_expire():
     assert comps["started"]["value_template"] == "{{ value_json.started_at }}"
     assert comps["uptime_s"] == {"platform": "sensor"}, "the old uptime sensor is removed"
     assert "expire_after" not in full_discovery(stats_interval_s=None)["fps"]
-    for key in messages.STATS_SENSORS:
+    for key in ha_discovery.STATS_SENSORS:
         assert key in messages.STATS_FIELDS
 
 
@@ -434,7 +437,7 @@ def test_discovery_names_zones_as_people_write_them_and_counts_people():
     assert comps["zone_door-1_presence_event"]["name"] == "Door 1 presence"
     assert comps["zone_living_room_count"]["unit_of_measurement"] == "people"
     assert comps["person_count"]["unit_of_measurement"] == "people"
-    assert messages.zone_label("TV") == "TV" and messages.zone_label("bed") == "Bed"
+    assert ha_discovery.zone_label("TV") == "TV" and ha_discovery.zone_label("bed") == "Bed"
 
 
 def _render(template: str, payload: dict) -> str:
@@ -462,33 +465,33 @@ def test_each_area_has_its_own_presence_event_entity():
 
 
 def test_discovery_device_info_says_what_hardware_runs_it():
-    (m,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", False, device_info={
+    (m,) = ha_discovery.discovery_messages("hall-1", "edgepose", "homeassistant", False, device_info={
         "hw_version": "Raspberry Pi 5 Model B Rev 1.0", "serial_number": "f00dcafe",
         "configuration_url": "http://hall.lan:9090/", "ignored": "x"})
     device = json.loads(m.payload)["device"]
     assert device["hw_version"] == "Raspberry Pi 5 Model B Rev 1.0" and device["serial_number"] == "f00dcafe"
     assert device["configuration_url"] == "http://hall.lan:9090/" and "ignored" not in device
-    (bare,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", False)
+    (bare,) = ha_discovery.discovery_messages("hall-1", "edgepose", "homeassistant", False)
     assert set(json.loads(bare.payload)["device"]) == {"identifiers", "name", "manufacturer", "model", "sw_version"}
 
 
 def test_with_removals_adds_only_what_the_earlier_payload_configured():
-    (before,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", True, presence=True,
+    (before,) = ha_discovery.discovery_messages("hall-1", "edgepose", "homeassistant", True, presence=True,
                                             zones=("right",))
-    (now,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", True, presence=True)
-    merged = json.loads(messages.with_removals(now.payload, before.payload))["components"]
+    (now,) = ha_discovery.discovery_messages("hall-1", "edgepose", "homeassistant", True, presence=True)
+    merged = json.loads(ha_discovery.with_removals(now.payload, before.payload))["components"]
     assert merged["zone_right_count"] == {"platform": "sensor"}
     assert merged["zone_right_presence_event"] == {"platform": "event"}
-    assert messages.with_removals(now.payload, now.payload) is None
-    assert messages.with_removals(json.dumps(merged).join(['{"components":', "}"]).encode(), before.payload) is None
-    assert messages.with_removals(now.payload, b"junk") is None
+    assert ha_discovery.with_removals(now.payload, now.payload) is None
+    assert ha_discovery.with_removals(json.dumps(merged).join(['{"components":', "}"]).encode(), before.payload) is None
+    assert ha_discovery.with_removals(now.payload, b"junk") is None
 
 
 def test_discovery_removes_what_is_no_longer_configured():
-    (before,) = messages.discovery_messages(
+    (before,) = ha_discovery.discovery_messages(
         "hall-1", "edgepose", "homeassistant", True, presence=True, falls=True, zones=("bed",)
     )
-    (after,) = messages.discovery_messages(
+    (after,) = ha_discovery.discovery_messages(
         "hall-1", "edgepose", "homeassistant", False, presence=True, zones=("sofa",), previous=before.payload
     )
     comps = json.loads(after.payload)["components"]
@@ -500,7 +503,7 @@ def test_discovery_removes_what_is_no_longer_configured():
     assert comps["snapshot"] == {"platform": "image"}
     assert comps["zone_sofa_occupied"]["platform"] == "binary_sensor"
     # A removal is sent once: the next start does not carry it forward again.
-    (again,) = messages.discovery_messages(
+    (again,) = ha_discovery.discovery_messages(
         "hall-1", "edgepose", "homeassistant", False, presence=True, zones=("sofa",), previous=after.payload
     )
     assert "zone_bed_occupied" not in json.loads(again.payload)["components"]
@@ -508,17 +511,17 @@ def test_discovery_removes_what_is_no_longer_configured():
 
 @pytest.mark.parametrize("previous", [b"", b"not json", b"[]", b'{"components": 3}'])
 def test_discovery_ignores_a_previous_payload_it_cannot_read(previous):
-    (m,) = messages.discovery_messages("hall-1", "edgepose", "homeassistant", False, previous=previous)
+    (m,) = ha_discovery.discovery_messages("hall-1", "edgepose", "homeassistant", False, previous=previous)
     assert json.loads(m.payload)["components"]["person_count"]["platform"] == "sensor"
 
 
 def test_discovery_refuses_zone_names_home_assistant_cannot_take():
     with pytest.raises(ValueError, match="zone name"):
-        messages.discovery_messages("hall-1", "edgepose", "homeassistant", False, presence=True, zones=("a b",))
+        ha_discovery.discovery_messages("hall-1", "edgepose", "homeassistant", False, presence=True, zones=("a b",))
 
 
 def test_uninstall_is_an_empty_retained_payload_on_the_device_topic():
-    m = messages.discovery_removal_message("hall-1", "homeassistant")
+    m = ha_discovery.discovery_removal_message("hall-1", "homeassistant")
     assert (m.topic, m.payload, m.retain, m.qos) == ("homeassistant/device/edgepose_hall-1/config", b"", True, 1)
 
 
@@ -527,8 +530,8 @@ def test_source_states_are_one_list_for_capture_stats_and_home_assistant():
 
     states = (capture.SOURCE_STARTING, capture.SOURCE_OK, capture.SOURCE_RETRYING, capture.SOURCE_ENDED,
               capture.SOURCE_UNAVAILABLE, capture.SOURCE_CRASHED)
-    assert messages.SOURCE_STATES == states
+    assert ha_discovery.SOURCE_STATES == states
     assert tuple(messages.load_schema("stats")["properties"]["source_state"]["enum"]) == states
-    [config] = messages.discovery_messages("hall", "edgepose", "homeassistant", False, stats_interval_s=60)
+    [config] = ha_discovery.discovery_messages("hall", "edgepose", "homeassistant", False, stats_interval_s=60)
     sensor = json.loads(config.payload)["components"]["source_state"]
     assert sensor["device_class"] == "enum" and tuple(sensor["options"]) == states

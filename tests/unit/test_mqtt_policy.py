@@ -10,13 +10,13 @@ import ssl
 import paho.mqtt.client as paho
 import pytest
 
-from edgepose.mqtt import (
+from edgepose.mqtt.commands import RateLimitedLog
+from edgepose.mqtt.transport import (
     PACKET_PUBLISH,
     RECONNECT_MAX_S,
     Backoff,
     PacketFraming,
     PacketTooLarge,
-    RateLimitedLog,
     RefusedPacket,
     _Client,
     connect_error_cause,

@@ -14,7 +14,7 @@ from edgepose import messages
 from edgepose.config import FallConfig, PresenceConfig
 from edgepose.core import Frame, FrameResult, Poses
 from edgepose.events import EventIds, EventStage
-from edgepose.messages import PosesPolicy
+from edgepose.sinks import PosesPolicy
 from edgepose.scene import ACK_FALL, EventsStage
 from edgepose.sinks import FIRST_STATS_S, MqttSink, StatsSink
 

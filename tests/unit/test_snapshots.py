@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from edgepose import snapshots
-from edgepose.snapshots import (
+from edgepose.sinks import snapshots
+from edgepose.sinks.snapshots import (
     LATEST_NAME,
     REASON_COMMAND,
     REASON_COUNT_CHANGE,

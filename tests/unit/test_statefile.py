@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from edgepose.daemon import device_info
+from edgepose.mqtt.discovery import device_info
 from edgepose.config import load_config
 from edgepose.statefile import VERSION, StateFile
 

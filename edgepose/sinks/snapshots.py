@@ -1,4 +1,8 @@
-"""Overlay snapshots on disk, and when to take them.
+"""Overlay snapshots: when to take them, the stage that takes them, and the files on disk.
+
+`SnapshotStage` decides on the stages' thread and hands rendering, encoding,
+writing and publishing to a thread of its own through a small bounded queue,
+so a slow SD card costs snapshots, never frames.
 
 Files are named ``<UTC time>_<seq>_<reason>.jpg``, e.g.
 ``20261121T050102.123Z_000007_count_change.jpg``, so sorting names sorts by
@@ -13,13 +17,24 @@ copy of the newest snapshot for people and dashboards; retention ignores it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
+import queue
 import re
 import tempfile
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from ..core import FrameResult
+from ..events import EVENT_KINDS
+from ..messages import snapshot_message
+from ..overlay import encode_jpeg, render_overlay
+from ..zones import Zone
+from .base import Publish
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +42,10 @@ log = logging.getLogger(__name__)
 REASON_INTERVAL = "interval"
 REASON_COUNT_CHANGE = "count_change"
 REASON_COMMAND = "command"
-REASON_FALL = "fall"
+# An event's own reason comes with it (events.EventKind.snapshot: "fall").
+
+#: Snapshots waiting to be rendered and written; one more is dropped and counted.
+SNAPSHOT_QUEUE = 2
 
 LATEST_NAME = "latest.jpg"
 SNAPSHOT_SUFFIX = ".jpg"
@@ -229,3 +247,132 @@ class SnapshotPolicy:
         if self.interval_s > 0 and (since is None or since >= self.interval_s):
             return REASON_INTERVAL
         return None
+
+
+class SnapshotStage:
+    """Overlay snapshots. A stage, not a sink, so the result (and a fall event) can
+    carry the snapshot's file name: the decision and the name are made on the
+    inference thread; rendering, encoding, writing (`writer`) and publishing
+    (`publish`) happen on this stage's own thread, through a bounded queue.
+
+    Reasons: an event that wants one (`FrameResult.snapshot` from the events stage:
+    a fall, events.EventKind.snapshot), a command, a change of the
+    (debounced, where presence runs) person count, the interval. `privacy`
+    (``snapshots.privacy``) decides what every one of them shows behind the overlay,
+    on disk and on MQTT alike: one JPEG is made per snapshot.
+    """
+
+    def __init__(
+        self,
+        policy: SnapshotPolicy,
+        *,
+        writer: SnapshotWriter | None,
+        publish: Publish | None,
+        labels: bool,
+        min_score: float,
+        jpeg_quality: int,
+        zones: Sequence[Zone] = (),
+        privacy: str,
+        queue_size: int = SNAPSHOT_QUEUE,
+    ):
+        self._policy = policy
+        self._privacy = privacy
+        self._writer = writer
+        self._publish = publish
+        self._labels = labels
+        self._min_score = min_score
+        self._jpeg_quality = jpeg_quality
+        self._zones = tuple(zones)
+        self._queue: queue.Queue[tuple[FrameResult, str, Path | None] | None] = queue.Queue(maxsize=queue_size)
+        self._lock = threading.Lock()
+        self._dropped = 0
+        self._written = 0
+        self._thread = threading.Thread(target=self._run, name="edgepose-snapshots", daemon=True)
+        self._thread.start()
+
+    @property
+    def dropped(self) -> int:
+        """Snapshots given up: the queue was full, or the disk refused."""
+        with self._lock:
+            return self._dropped
+
+    @property
+    def written(self) -> int:
+        with self._lock:
+            return self._written
+
+    def process(self, result: FrameResult) -> FrameResult:
+        count = len(result.poses) if result.state is None else result.state.person_count
+        reason = self._policy.due(result.frame.captured_mono, count)
+        if result.snapshot is not None:
+            reason = result.snapshot  # an event asked for this frame: taken whatever the cooldown
+        if reason is None:
+            return result.replace(snapshot=None)
+        tag = f"{reason}_p{len(result.poses)}"
+        path = self._writer.reserve(result.frame.captured_at, tag) if self._writer is not None else None
+        try:
+            self._queue.put_nowait((result, tag, path))
+        except queue.Full:
+            with self._lock:
+                self._dropped += 1
+            log.warning("snapshot (%s) dropped: %d still being written", reason, self._queue.qsize())
+            return result.replace(snapshot=None)
+        name = path.name if path is not None else None
+        events = tuple(
+            dataclasses.replace(e, fields={**e.fields, "snapshot": name})
+            if EVENT_KINDS[e.type].snapshot and name else e
+            for e in result.events
+        )
+        return result.replace(snapshot=name, events=events)
+
+    def command(self, name: str, now: float, wall: float) -> bool:
+        if name != "snapshot":
+            return False
+        self._policy.request()
+        return True
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._take(*item)
+            except Exception:  # a rendering or disk surprise must not end snapshots for good
+                with self._lock:
+                    self._dropped += 1
+                log.exception("snapshot failed")
+            finally:
+                self._queue.task_done()
+
+    def _take(self, result: FrameResult, tag: str, path: Path | None) -> None:
+        image = render_overlay(result.frame.rgb, result.poses, labels=self._labels, min_score=self._min_score,
+                               zones=self._zones, privacy=self._privacy)
+        jpeg = encode_jpeg(image, self._jpeg_quality)
+        if self._writer is not None:
+            try:
+                path = self._writer.write(jpeg, result.frame.captured_at, tag, path)
+                log.info("snapshot %s", path)
+            except OSError as exc:
+                with self._lock:
+                    self._dropped += 1
+                log.warning("snapshot not written: %s", exc)
+            else:
+                with self._lock:
+                    self._written += 1
+        if self._publish is not None:
+            self._publish(snapshot_message(jpeg))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued snapshot is done (tests, shutdown); True when it is."""
+        done = threading.Event()
+        waiter = threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True)
+        waiter.start()
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Finish what is queued (within `timeout`), then stop the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("snapshot writer still busy after %.0f s; leaving it", timeout)
