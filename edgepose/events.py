@@ -370,7 +370,7 @@ class EventStage:
         self.zones = [z for z in zones if z.kind == "occupancy"]
         self.falls_config = falls
         self.presence = Presence(presence, [z.name for z in self.zones])
-        self.falls = FallDetector(falls) if falls.enabled else None
+        self.falls = FallDetector(falls, self._event) if falls.enabled else None
         self._state: SceneState | None = None
         self._recall = recall
         self._first_frame: float | None = None
@@ -417,11 +417,11 @@ class EventStage:
             boxes = np.asarray(poses.bounding_boxes(min_score), np.float64) / np.array(
                 [width, height, width, height], np.float64
             )
-            events.extend(self.falls.update(ids, bodies, boxes, zone_of, lying, now, wall, self.ids))
+            events.extend(self.falls.update(ids, bodies, boxes, zone_of, lying, now, wall))
         return self._result(events)
 
     def acknowledge(self, now: float, wall: float) -> EventsResult:
-        events = self.falls.acknowledge(now, wall, self.ids) if self.falls else []
+        events = self.falls.acknowledge(now, wall) if self.falls else []
         return self._result(events)
 
     def _result(self, events: list[Event]) -> EventsResult:
@@ -432,7 +432,12 @@ class EventStage:
         snapshot = snapshot_reason(events) is not None
         return EventsResult(tuple(events), state, changed, snapshot)
 
+    def _event(self, kind: str, wall: float, now: float, tid: int | None, zone: str | None,
+               fields: Mapping[str, Any]) -> Event:
+        """A new event with the next id (the fall detector raises its events through this)."""
+        return Event(self.ids.next(), kind, wall, now, tid, zone, fields)
+
     def _presence_event(
         self, kind: str, tid: int, zone: str | None, count: int, now: float, wall: float
     ) -> Event:
-        return Event(self.ids.next(), kind, wall, now, tid, zone, {"person_count": count})
+        return self._event(kind, wall, now, tid, zone, {"person_count": count})

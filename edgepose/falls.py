@@ -43,9 +43,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,7 +53,10 @@ from .constants import PART_IDS
 
 if TYPE_CHECKING:
     from .config import FallConfig
-    from .events import Event, EventIds
+
+#: What the detector raises events through (events.EventStage gives it one): type, wall
+#: time, monotonic time, track id, zone, the type's fields -> the event (with its `id`).
+Emit = Callable[[str, float, float, int, "str | None", dict], Any]
 
 FALL_DETECTED = "fall_detected"
 FALL_CLEARED = "fall_cleared"
@@ -204,8 +207,9 @@ class _Track:
 class FallDetector:
     """Per-track fall detection (see the module doc). Feed it every frame."""
 
-    def __init__(self, config: FallConfig):
+    def __init__(self, config: FallConfig, emit: Emit):
         self.config = config
+        self.emit = emit
         self._tracks: dict[int, _Track] = {}
         self.active: dict[int, FallState] = {}  # by the track id that currently carries it
 
@@ -220,11 +224,10 @@ class FallDetector:
         lying_ok: Sequence[bool],
         now: float,
         wall: float,
-        new_id: EventIds,
-    ) -> list[Event]:
+    ) -> list[Any]:
         """One frame: track ids with their measured body (None: too little found),
         normalised box (N, 4), zone and whether lying is normal where they are."""
-        events: list[Event] = []
+        events: list[Any] = []
         present = set(ids)
         for i, tid in enumerate(ids):
             track = self._tracks.get(tid)
@@ -235,9 +238,9 @@ class FallDetector:
             if body is None:
                 continue
             if tid in self.active:
-                events += self._while_fallen(tid, track, body, now, wall, new_id)
+                events += self._while_fallen(tid, track, body, now, wall)
                 continue
-            event = self._watch(tid, track, body, zones[i], lying_ok[i], now, wall, new_id)
+            event = self._watch(tid, track, body, zones[i], lying_ok[i], now, wall)
             if event is not None:
                 events.append(event)
         for tid, track in list(self._tracks.items()):
@@ -248,15 +251,15 @@ class FallDetector:
                 track.candidate = None
                 if cand.seen and cand.low >= MIN_LOW_SHARE * cand.seen:  # lost while down
                     cand.cause = CAUSE_LOST
-                    events.append(self._detected(tid, track, cand, None, now, wall, new_id))
+                    events.append(self._detected(tid, track, cand, None, now, wall))
             if (now - track.last_seen > FORGET_AFTER_S and tid not in self.active
                     and track.candidate is None):
                 del self._tracks[tid]
         return events
 
-    def acknowledge(self, now: float, wall: float, new_id: EventIds) -> list[Event]:
+    def acknowledge(self, now: float, wall: float) -> list[Any]:
         """Clear every fall that is on (a person has seen to it)."""
-        return [self._cleared(tid, "acknowledged", now, wall, new_id) for tid in list(self.active)]
+        return [self._cleared(tid, "acknowledged", now, wall) for tid in list(self.active)]
 
     # --- the rules ---------------------------------------------------------------
 
@@ -310,7 +313,7 @@ class FallDetector:
         return None
 
     def _watch(self, tid: int, track: _Track, body: Body, zone: str | None, lying_ok: bool,
-               now: float, wall: float, new_id: EventIds) -> Event | None:
+               now: float, wall: float) -> Any:
         cfg = self.config
         if self._upright(body):
             track.upright.append((now, body.top_y, body.height, body.hip_y))
@@ -325,14 +328,14 @@ class FallDetector:
             if stance is not None and stance.t < now and self._low(body, stance):
                 cand = track.candidate = _Candidate(stance, now)
         if cand is not None:
-            event = self._confirm(tid, track, cand, body, zone, lying_ok, now, wall, new_id)
+            event = self._confirm(tid, track, cand, body, zone, lying_ok, now, wall)
             if event is not None or track.candidate is not None:
                 track.low_since = None
                 return event
-        return self._person_down(tid, track, body, zone, lying_ok, now, wall, new_id)
+        return self._person_down(tid, track, body, zone, lying_ok, now, wall)
 
     def _confirm(self, tid: int, track: _Track, cand: _Candidate, body: Body, zone: str | None,
-                 lying_ok: bool, now: float, wall: float, new_id: EventIds) -> Event | None:
+                 lying_ok: bool, now: float, wall: float) -> Any:
         """A descent was seen: raise once the person stayed low for confirm_s."""
         cfg = self.config
         cand.seen += 1
@@ -356,7 +359,7 @@ class FallDetector:
             return None
         if cand.low >= MIN_LOW_SHARE * cand.seen:
             track.candidate = None
-            return self._detected(tid, track, cand, zone, now, wall, new_id)
+            return self._detected(tid, track, cand, zone, now, wall)
         if self._low(body, cand.stance) and cand.restarts < MAX_RESTARTS:
             # Down in stages (to the knees, then the floor): the confirmation starts
             # again from this low frame, against the same stance.
@@ -367,7 +370,7 @@ class FallDetector:
         return None
 
     def _person_down(self, tid: int, track: _Track, body: Body, zone: str | None, lying_ok: bool,
-                     now: float, wall: float, new_id: EventIds) -> Event | None:
+                     now: float, wall: float) -> Any:
         """No descent seen, but someone seen upright before stays low for down_s."""
         stance = track.stance
         if stance is None or lying_ok:
@@ -388,17 +391,16 @@ class FallDetector:
         cand = _Candidate(stance, track.low_since, CAUSE_DOWN, track.low_frames, track.spell_frames,
                           drop=self._drop(body, stance))
         track.low_since = None
-        return self._detected(tid, track, cand, zone, now, wall, new_id)
+        return self._detected(tid, track, cand, zone, now, wall)
 
-    def _while_fallen(self, tid: int, track: _Track, body: Body, now: float, wall: float,
-                      new_id: EventIds) -> list[Event]:
+    def _while_fallen(self, tid: int, track: _Track, body: Body, now: float, wall: float) -> list[Any]:
         """A fall is on: it clears once the person is upright (and tall again) for clear_s."""
         stance = track.stance
         tall = stance is None or body.height >= (1 - self.config.min_drop) * stance.height
         if self._upright(body) and tall:
             track.up_since = now if track.up_since is None else track.up_since
             if now - track.up_since >= self.config.clear_s:
-                return [self._cleared(tid, "recovered", now, wall, new_id)]
+                return [self._cleared(tid, "recovered", now, wall)]
         else:
             track.up_since = None
         return []
@@ -406,9 +408,7 @@ class FallDetector:
     # --- events ------------------------------------------------------------------
 
     def _detected(self, tid: int, track: _Track, cand: _Candidate, zone: str | None,
-                  now: float, wall: float, new_id: EventIds) -> Event:
-        from .events import Event
-
+                  now: float, wall: float) -> Any:
         cfg = self.config
         share = cand.low / cand.seen if cand.seen else 0.0
         depth = min(1.0, cand.drop / max(2 * cfg.min_drop, 1e-6))
@@ -420,8 +420,8 @@ class FallDetector:
         else:
             confidence = 0.3 + 0.4 * (share + depth) / 2
         torso = float(np.median(cand.torso)) if cand.torso else 0.0
-        event = Event(
-            new_id.next(), FALL_DETECTED, wall, now, tid, zone,
+        event = self.emit(
+            FALL_DETECTED, wall, now, tid, zone,
             {"confidence": round(min(1.0, confidence), 3), "torso_deg": round(torso, 1),
              "drop": round(float(cand.drop), 2), "cause": cand.cause},
         )
@@ -432,14 +432,12 @@ class FallDetector:
         track.stance, track.candidate, track.low_since, track.up_since = None, None, None, None
         return event
 
-    def _cleared(self, tid: int, reason: str, now: float, wall: float, new_id: EventIds) -> Event:
-        from .events import Event
-
+    def _cleared(self, tid: int, reason: str, now: float, wall: float) -> Any:
         fall = self.active.pop(tid)
         if tid in self._tracks:
             self._tracks[tid].up_since = None
-        return Event(
-            new_id.next(), FALL_CLEARED, wall, now, fall.track_id, fall.zone,
+        return self.emit(
+            FALL_CLEARED, wall, now, fall.track_id, fall.zone,
             {"reason": reason, "fall_event_id": fall.event_id},
         )
 
