@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import ExitCode
 from .common import add_model_options, load_flags_config, non_negative_float, positive_int, set_overrides
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..fall_eval import format_report, load_set, run_clips, summarise, write_recorded_set
+    from ..fall_eval import load_set, run_clips, summarise, write_recorded_set
 
     if args.set:
         args.config_overrides = set_overrides(args.set)
@@ -76,3 +77,51 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(format_report(results, summary, per_clip=not args.totals_only))
     return ExitCode.OK
+
+
+def format_report(results: list, summary: dict[str, Any], *, per_clip: bool = True) -> str:
+    """A per-clip table and the totals, for people."""
+    lines = []
+    if per_clip:
+        lines.append(f"{'clip':<40} {'label':<5} {'raised':<6} {'first s':>7} {'delay s':>7} "
+                     f"{'conf':>5}  {'count ok':>8}  note")
+        for r in results:
+            count = ""
+            frames = r.count_right + r.count_under + r.count_over
+            if frames:
+                count = f"{100 * r.count_right / frames:.0f}%"
+            first = "" if r.first_fall_s is None else f"{r.first_fall_s:.1f}"
+            delay = "" if r.delay_s is None else f"{r.delay_s:+.1f}"
+            conf = "" if r.confidence is None else f"{r.confidence:.2f}"
+            mark = "yes" if r.raised else "no"
+            if (r.clip.label == "fall") != r.raised:
+                mark += " !"
+            lines.append(f"{str(r.clip.path.name if len(str(r.clip.path)) > 40 else r.clip.path)[-40:]:<40} "
+                         f"{r.clip.label:<5} {mark:<6} {first:>7} {delay:>7} {conf:>5}  {count:>8}  "
+                         f"{r.clip.note[:60]}")
+        lines.append("")
+    s = summary
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    lines.append(f"falls raised:  {s['falls_raised']} of {s['fall_clips']} ({pct(s['fall_recall'])}), "
+                 f"missed {s['falls_missed']}")
+    lines.append(f"false alarms:  {s['false_alarms']} of {s['adl_clips']} daily-activity clips "
+                 f"({pct(s['false_alarm_rate'])})")
+    d = s["delay_from_labelled_fall_s"]
+    if d["clips"]:
+        lines.append(f"time from the labelled fall to fall_detected ({d['clips']} clips): median "
+                     f"{d['median']} s, p90 {d['p90']} s, max {d['max']} s")
+    e = s["after_clip_end_s"]
+    if e["clips"]:
+        lines.append(f"time from the clip's last frame to fall_detected ({e['clips']} clips without a "
+                     f"labelled time): median {e['median']} s, p90 {e['p90']} s, max {e['max']} s")
+    for key, title in (("person_count_single", "person count, single-person clips"),
+                       ("person_count", "person count, all clips with a known count")):
+        c = s.get(key)
+        if c:
+            lines.append(f"{title}: exactly right on {pct(c['exact'])} of {c['frames']} model frames "
+                         f"(fewer {pct(c['under'])}, more {pct(c['over'])}); the debounced count went "
+                         f"above the clip's in {c['clips_debounced_over']} of {c['clips']} clips")
+    return "\n".join(lines)
