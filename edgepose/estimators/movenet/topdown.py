@@ -325,7 +325,7 @@ def open_topdown(model, decode) -> MoveNetTopDown:
     import logging
 
     from ...errors import ModelError
-    from ...runtime.tflite import open_tflite
+    from ...runtime import open_model
     from .. import MODELS, model_file, resolve_auto
     from .constants import MODEL_FILE, MODEL_STEMS, MULTIPOSE_MAX_INSTANCES, QUANTIZED_PRECISION, SINGLEPOSE_INPUT_SIDE
     from .estimator import MoveNetMultiPose, _check_outputs
@@ -343,18 +343,18 @@ def open_topdown(model, decode) -> MoveNetTopDown:
     try:
         detector_file = model_file(MODEL_FILE.format(stem="multipose",
                                                      precision=QUANTIZED_PRECISION[bool(model.quantized)]))
-        det_tflite = open_tflite(detector_file, accelerator=model.accelerator, device=model.edgetpu_device,
-                                 threads=model.threads,
-                                 default_input_size=multipose_input(4, 3, model.multipose_long_side).size,
-                                 cpu_hint="edgepose's bundled movenet-multipose")
+        det_tflite = open_model(detector_file, accelerator=model.accelerator, device=model.edgetpu_device,
+                                threads=model.threads,
+                                default_input_size=multipose_input(4, 3, model.multipose_long_side).size,
+                                cpu_hint="edgepose's bundled movenet-multipose")
         opened.append(det_tflite)
         _check_outputs(det_tflite, "movenet-multipose")
         refiner_file = model_file(MODEL_FILE.format(stem=MODEL_STEMS[refiner_name],
                                                     precision=QUANTIZED_PRECISION[refiner_quantized]))
         side = SINGLEPOSE_INPUT_SIDE[refiner_name]
-        ref_tflite = open_tflite(refiner_file, accelerator=model.accelerator, device=model.edgetpu_device,
-                                 threads=model.threads, default_input_size=(side, side),
-                                 cpu_hint=f"edgepose's bundled {refiner_name}")
+        ref_tflite = open_model(refiner_file, accelerator=model.accelerator, device=model.edgetpu_device,
+                                threads=model.threads, default_input_size=(side, side),
+                                cpu_hint=f"edgepose's bundled {refiner_name}")
         opened.append(ref_tflite)
         _check_outputs(ref_tflite, refiner_name)
         detector = MoveNetMultiPose(det_tflite, long_side=model.multipose_long_side,
