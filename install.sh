@@ -42,7 +42,7 @@ readonly CORAL_LEGACY_LIST=/etc/apt/sources.list.d/coral-edgetpu.list
 readonly CORAL_LEGACY_KEYRING=/etc/apt/keyrings/coral-edgetpu.gpg
 readonly DEFAULT_RUNTIME='ai-edge-litert'
 # ==============================================================================
-# CORAL_PINS: the Coral runtime pairs, pinned (README: "Coral Edge TPU: which
+# CORAL_PINS: the Coral runtime pairs, pinned (docs/coral.md: "Coral Edge TPU: which
 # runtime, and why", with the upstream sources)
 # ==============================================================================
 # libedgetpu (the Edge TPU delegate) and the TF Lite runtime must be built from
@@ -571,7 +571,7 @@ coral_preflight() {
   downloaded over HTTPS from the GitHub release CORAL_PINS names, its sha256 is shown and
   recorded in $CORAL_RECORD, and every later run installs only those same bytes.
   To check them against digests you trust before anything is installed: --coral-sha256 FILE
-  (README, \"Coral Edge TPU\"), or --coral-strict to refuse unpinned files."
+  (docs/coral.md), or --coral-strict to refuse unpinned files."
 	fi
 	return 0
 }

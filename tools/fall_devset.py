@@ -11,8 +11,9 @@ sha256 against the digests below, and writes one folder per set that
                         fall/ (activities 1-5, 30 clips) and adl/ (6-11, 36 clips)
     OUT/kaggle/         ~7,000 COCO-17 keypoint sequences (fall/, adl/), one label
                         per clip, as poses recordings
-    OUT/upfall-adl-long/ the 36 daily-activity videos back to back, one ~18-minute
-                        video per camera (needs PyAV): false alarms per hour
+    OUT/upfall-adl-long/ the 36 daily-activity videos back to back, 12 dark seconds
+                        apart, one 13.5-minute video per camera (10.1 minutes of
+                        activity; needs PyAV): false alarms in ordinary activity
     OUT/upfall-impact/  (only with --sets upfall-impact) 82 UP-Fall fall sequences
                         (MediaPipe skeletons) with a per-frame before/after-impact
                         label, as recordings. Not a default set: their rows are not

@@ -3,7 +3,7 @@
 # COCO dev photos, `edgepose bench --model-only` and `edgepose bench` (pipeline, demo
 # photos), one JSON line per configuration, PoseNet's default first and last as the
 # baseline of the same run. Usage: tools/measure_models.sh [OUT.jsonl] [DEV_DIR]
-# (README, "Accuracy and speed"). Runs the edgepose on PYTHONPATH with `python3`
+# (docs/benchmarks.md). Runs the edgepose on PYTHONPATH with `python3`
 # unless PYTHON is set.
 set -eu
 cd "$(dirname "$0")/.."

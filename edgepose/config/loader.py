@@ -280,7 +280,7 @@ def _check_accelerator(model: ModelConfig, bad: set[str], problems: list[str]) -
     elif not model.path:
         problems.append(
             "model.accelerator: the Edge TPU runs only files compiled with edgetpu_compiler: "
-            "compile the int8 build (README, \"Coral\") and set model.path to the "
+            "compile the int8 build (docs/coral.md) and set model.path to the "
             "*_edgetpu.tflite file"
         )
 

@@ -105,7 +105,7 @@ class _ModelKeys:
     name: str = key(DEFAULT_MODEL, choices=tuple(MODELS))
     path: str = key("", path=True)  # a .tflite file of that model's family instead of the bundled build
     #: true: the int8 build; false: the float build; None ("auto"): the one that is fast
-    #: on the TF Lite runtime found (runtime/defaults.py, measured; README).
+    #: on the TF Lite runtime found (runtime/defaults.py; docs/benchmarks.md).
     quantized: bool | None = key(None, toml=bool, auto=True)
     #: Where the model runs; each value is served by a runtime (edgepose.runtime.ACCELERATORS).
     accelerator: str = key("cpu", choices=tuple(ACCELERATORS))
@@ -221,7 +221,7 @@ class SnapshotConfig:
     labels: bool = True
     #: What snapshots (files, fall snapshots, the MQTT image) show behind the overlay:
     #: "skeleton" a plain background, "blur" the picture blurred beyond recognition,
-    #: "off" the camera picture. Not the picture by default: see the README, "Privacy".
+    #: "off" the camera picture. Not the picture by default: docs/snapshots.md says why.
     privacy: Literal["skeleton", "blur", "off"] = "skeleton"
 
 

@@ -338,7 +338,7 @@ def open_tflite(
         if accelerator == "edgetpu":
             raise ModelError(
                 f"{path.name} is a CPU model: the Edge TPU runs only files compiled with "
-                "edgetpu_compiler (*_edgetpu.tflite); compile the int8 build (see README) or "
+                "edgetpu_compiler (*_edgetpu.tflite); compile the int8 build (docs/coral.md) or "
                 "set model.accelerator = \"cpu\""
             )
         if accelerator == "auto":

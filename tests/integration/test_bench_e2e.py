@@ -32,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CLIP_SIZE = (320, 240)
 FRAMES_PER_PHOTO = 4
 
-#: Every key of the JSON summary (README, "`edgepose bench --e2e`").
+#: Every key of the JSON summary (docs/benchmarks.md, "`edgepose bench --e2e`").
 SUMMARY_KEYS = {
     "source", "model", "runtime", "precision", "threads", "accelerator", "max_fps", "broker",
     "broker_started", "daemon_exit_code", "frames", "frames_missing", "persons_mean", "fps",

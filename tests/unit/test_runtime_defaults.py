@@ -68,7 +68,7 @@ def test_a_model_whose_int8_build_loses_accuracy_gets_its_float_build_on_every_c
 
 def test_movenet_lightning_opens_its_float16_build_by_default():
     """Lightning int8 at 3 passes scored 0.160 on the dev photos, below TF.js's 0.163
-    (two passes); its float16 build 0.171 (README): the registry says so, auto obeys."""
+    (two passes); its float16 build 0.171 (docs/benchmarks.md): the registry says so, auto obeys."""
     from edgepose.config import load_config
     from edgepose.estimators import MODELS, open_estimator
 

@@ -89,7 +89,7 @@ def _topdown_spec(refiner: str) -> ModelSpec:
 
 SPECS = (
     # Lightning's int8 build scores below TF.js on the dev photos where its float16
-    # build does not, so the CPU runs float16 (README, "MoveNet beside PoseNet").
+    # build does not, so the CPU runs float16 (docs/benchmarks.md, "MoveNet beside PoseNet").
     _singlepose_spec("lightning", 192, int8_on_cpu=False),
     _singlepose_spec("thunder", 256, int8_on_cpu=True),
     ModelSpec(

@@ -44,7 +44,7 @@ SPECS = (
         summary="PoseNet MobileNetV1 0.75, multi-person (TF.js PoseNet, converted)",
         precisions=("float32", "int8"),
         input_rule="resizable: W-1 and H-1 multiples of model.stride (8, 16, 32); default 481x353",
-        edgetpu="no build shipped; compile the int8 build with edgetpu_compiler (README)",
+        edgetpu="no build shipped; compile the int8 build with edgetpu_compiler (docs/coral.md)",
         licence="Apache-2.0",
         files=tuple(
             f"posenet_mnv1_075_stride{s}_{p}.tflite" for s in (8, 16, 32) for p in ("float32", "int8")
