@@ -7,7 +7,9 @@ is closed and reopened after a back-off), `FrameError` when one frame is bad
 (it is counted and skipped).
 
 picamera2 and libcamera are imported only inside `Picamera2Source`, so this
-module loads on machines without a Pi camera stack.
+module loads on machines without a Pi camera stack. The sources stay in one module
+because they share that error rule and `open_source`'s parsing of the URI, and each is
+small; a new kind of source is one class here and one branch in `open_source`.
 """
 
 from __future__ import annotations
