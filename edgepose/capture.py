@@ -348,31 +348,37 @@ class CaptureLoop:
         self.last_error = message
         log.warning("source failed: %s", message, exc_info=exc_info)
 
+    def _file_frame_due(self, next_due: float, read_cost: float) -> bool:
+        """Wait until a file's next frame is due; False when stopped meanwhile.
+
+        A file is not real time: its frame is "captured" when it is read, so it is read
+        just in time: at its max_fps slot, once inference took the last frame, and not
+        much before inference is expected back (READ_AHEAD_SHARE). Reading earlier only
+        makes the frame wait in the slot (latency); later, the model waits for it
+        (throughput)."""
+        if self._period:
+            wait = next_due - self._clock()
+            self._allow(max(wait, 0.0))
+            if wait > 0 and self._sleeper(wait):
+                return False
+        self._allow(0.0)
+        if not self._slot.wait_empty(self._stop_event):
+            return False
+        wait = self._slot.consumer_back_in() - READ_AHEAD_SHARE * read_cost - READ_AHEAD_MARGIN_S
+        if wait > 0:
+            self._allow(wait)
+            if self._sleeper(wait):
+                return False
+        return True
+
     def _read_frames(self, source: FrameSource, outcome: _SourceRun) -> None:
         live = bool(getattr(source, "live", False))
         next_due = self._clock()
         bad_in_a_row = 0
         read_cost = 0.0  # the usual time from starting a read to a frame in the slot (s)
         while not self._stop_event.is_set():
-            if not live and self._period:
-                wait = next_due - self._clock()
-                self._allow(max(wait, 0.0))
-                if wait > 0 and self._sleeper(wait):
-                    return
-            if not live:
-                # A file is not real time: its frame is "captured" when it is read, so
-                # read it just in time: once inference took the last one, and not
-                # much before inference is expected back (READ_AHEAD_SHARE). Reading
-                # earlier only makes the frame wait in the slot (latency); later, the
-                # model waits for it (throughput).
-                self._allow(0.0)
-                if not self._slot.wait_empty(self._stop_event):
-                    return
-                wait = self._slot.consumer_back_in() - READ_AHEAD_SHARE * read_cost - READ_AHEAD_MARGIN_S
-                if wait > 0:
-                    self._allow(wait)
-                    if self._sleeper(wait):
-                        return
+            if not live and not self._file_frame_due(next_due, read_cost):
+                return
             self._allow(0.0)
             read_started = self._clock()
             # A live source paced by max_fps: decode every frame (to stay current) but
