@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 ACK_FALL = "ack_fall"
 #: `FrameResult.snapshot` set by the events stage when a fall was raised: take this frame.
 FALL_SNAPSHOT = EVENT_KINDS[FALL_DETECTED].snapshot
+#: How long a presence event waits for the state file to hold who is counted (on the
+#: stages' thread, never the camera's): bounded, so a failing card delays, never stops.
+PRESENCE_WRITE_WAIT_S = 1.0
 
 
 class ExclusionStage:
@@ -168,6 +171,18 @@ class MotionGateStage:
         return result
 
 
+def _remember_durably(memory) -> Callable[[dict], None]:
+    """Who is counted, put in the state file and on disk before the event that changed
+    it is sent: a crash just after a person_entered cannot make the next start announce
+    that person again."""
+
+    def remember(value: dict) -> None:
+        memory.put("presence", value)
+        memory.flush(PRESENCE_WRITE_WAIT_S)
+
+    return remember
+
+
 def scene_stages(config: Config, node_id: str, boot: str, gate: MotionGateStage | None = None, *,
                  memory=None, answer: Callable[[str, int], None] | None = None) -> list:
     """The stages after estimation, in order. `boot` makes event ids unique per start;
@@ -182,7 +197,7 @@ def scene_stages(config: Config, node_id: str, boot: str, gate: MotionGateStage 
         recall = None
     last_id = recall.get("last_id", 0) if recall else 0
     first_id = last_id + 1 if isinstance(last_id, int) and last_id > 0 else 1
-    remember = (lambda value: memory.put("presence", value)) if memory is not None else None
+    remember = _remember_durably(memory) if memory is not None else None
     return [
         ExclusionStage(zones, min_score),
         *([gate] if gate is not None else []),

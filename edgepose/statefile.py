@@ -5,8 +5,10 @@ and ``discovery`` (the Home Assistant discovery payload last announced, so that
 components no longer configured can be removed at the next start). The file is
 read once at start; `put` replaces one section and the whole file is written
 again atomically (temporary file, fsync, rename) on a thread of its own, so a
-slow SD card never holds a frame. A missing or damaged file is an empty memory
-(a warning), never an error: the node then starts as it would the first time.
+slow SD card never holds the camera or the model; `flush` waits until what was put
+is on disk (a presence event waits for it before it is sent). A missing or damaged
+file is an empty memory (a warning), never an error: the node then starts as it
+would the first time.
 """
 
 from __future__ import annotations

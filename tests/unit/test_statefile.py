@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
+
+import numpy as np
 
 from edgepose.mqtt.discovery import device_info
-from edgepose.config import load_config
+from edgepose.config import Config, load_config
+from edgepose.constants import NUM_PARTS
+from edgepose.core import Frame, FrameResult, Poses
+from edgepose.events import PERSON_ENTERED
+from edgepose.scene import scene_stages
 from edgepose.statefile import VERSION, StateFile
 
 
@@ -73,3 +81,36 @@ def test_device_info_reads_the_pi_device_tree(tmp_path):
                                          "serial_number": "f00dcafe12345678",
                                          "configuration_url": "https://hall.lan/"}
     assert device_info(load_config(None), tmp_path / "none") == {}
+
+
+def test_who_entered_is_on_disk_before_the_event_leaves_the_stages(tmp_path, monkeypatch):
+    """A crash just after a person_entered must not make the next start announce that
+    person again: the events stage hands the event on only once the state file holds
+    them, even on a card that takes 0.2 s to sync."""
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        time.sleep(0.2)  # a slow SD card, not a wait for anything
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    path = tmp_path / "state.json"
+    memory = StateFile(path)
+    stages = scene_stages(Config(), "node", "boot", memory=memory)
+    # A standing person, 17 keypoints from head to feet.
+    xy = np.stack([np.full(NUM_PARTS, 160.0), np.linspace(60, 200, NUM_PARTS)], axis=1).astype(np.float32)
+    poses = Poses(xy[None], np.full((1, NUM_PARTS), 0.9, np.float32), np.array([0.9], np.float32))
+    entered = []
+    for i in range(30):
+        t = i / 10
+        frame = Frame(np.zeros((240, 320, 3), np.uint8), seq=i, captured_at=1000.0 + t, captured_mono=t)
+        result = FrameResult(frame, poses, 1.0)
+        for stage in stages:
+            result = stage.process(result)
+        entered = [e for e in result.events if e.type == PERSON_ENTERED]
+        if entered:
+            break
+    assert entered, "the person was never counted"
+    on_disk = json.loads(path.read_text(encoding="utf-8"))["presence"]
+    assert [p["id"] for p in on_disk["people"]] == [entered[0].track_id]
+    memory.close()
