@@ -48,6 +48,9 @@ class EstimatorInfo:
     #: True: the model looks at people at the full frame's detail (it crops them), so
     #: picamera2 gives it the main stream, not a small "lores" copy.
     full_frame: bool = False
+    #: The model that finds the people this one places keypoints for (top-down), by file
+    #: stem: named in the label, so logs and stats say everything that runs.
+    finder: str = ""
 
     @property
     def lores_size(self) -> tuple[int, int] | None:
@@ -56,8 +59,9 @@ class EstimatorInfo:
 
     @property
     def label(self) -> str:
-        """Short text for messages: file stem and input size."""
-        return f"{self.path.stem} {self.input_size[0]}x{self.input_size[1]}"
+        """Short text for messages: file stem and input size (after the finder's, if any)."""
+        own = f"{self.path.stem} {self.input_size[0]}x{self.input_size[1]}"
+        return f"{self.finder} + {own}" if self.finder else own
 
 
 @dataclass(frozen=True, slots=True)

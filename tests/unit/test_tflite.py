@@ -363,3 +363,18 @@ def test_every_family_times_its_invoke_without_handing_out_its_runtime(name):
         assert len(samples) == 3 and all(ms > 0 for ms in samples)
     finally:
         estimator.close()
+
+
+def test_the_top_down_model_is_labelled_with_both_of_its_models():
+    """Logs, stats and poses messages say what runs: the people finder and the keypoint model."""
+    from edgepose.config import load_config
+    from edgepose.estimators import open_estimator
+
+    config = load_config(None, {"model.name": "movenet-topdown-thunder"})
+    estimator = open_estimator(config.model, config.decode)
+    try:
+        finder, keypoints = estimator.info.label.split(" + ")
+        assert finder == estimator.detector_info.path.stem and finder.startswith("movenet_multipose")
+        assert keypoints.startswith("movenet_thunder") and keypoints.endswith(" 256x256")
+    finally:
+        estimator.close()

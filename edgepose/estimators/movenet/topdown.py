@@ -265,7 +265,7 @@ class MoveNetTopDown(_Base):
     """`TopDown` over MultiPose (the detector) and single-pose Lightning or Thunder (the refiner).
 
     `info` describes the refiner (its file, its crop size, its precision): it places
-    every keypoint; `detector_info` the detector."""
+    every keypoint; its label names the detector too; `detector_info` the detector."""
 
     still_passes = 1
 
@@ -274,7 +274,7 @@ class MoveNetTopDown(_Base):
                  cleanup: str = "none", min_keypoints: int = 0, min_part_score: float = 0.0) -> None:
         super().__init__(refiner, name=name, threads=threads, clip=clip, cleanup=cleanup,
                          min_keypoints=min_keypoints, min_part_score=min_part_score)
-        self.info = dataclasses.replace(self.info, full_frame=True)
+        self.info = dataclasses.replace(self.info, full_frame=True, finder=detector.info.path.stem)
         self.detector = detector  # a MoveNetMultiPose
         self.refiner = refiner  # a TfliteModel
         side = int(refiner.input_size[0])
