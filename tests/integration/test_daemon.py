@@ -377,7 +377,8 @@ def test_demo_publishes_poses_state_stats_snapshots_and_stops_cleanly(tmp_path, 
             assert sum(kp["score"] >= 0.5 for kp in pose["keypoints"].values()) >= 1
     frames = [b["frame"] for b in bodies]
     assert frames == sorted(frames) and len(set(frames)) == len(frames), f"frames out of order: {frames}"
-    assert all(b["model"].startswith("movenet_thunder") for b in bodies)  # the default: top-down Thunder
+    # The default, top-down Thunder: the people finder, then the keypoint model.
+    assert all(b["model"].startswith("movenet_multipose_int8 + movenet_thunder") for b in bodies), bodies[0]["model"]
 
     stats = check_stats(wait_msgs(sub, d, f"{prefix}/stats")[0])
     assert stats["corrupt_frames"] == 0 and stats["source_errors"] == 0
