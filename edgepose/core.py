@@ -131,6 +131,37 @@ class Poses:
         ).astype(np.float32)
 
 
+# --- boxes x0, y0, x1, y1 (the tracker matches by them, the top-down model merges by them)
+
+
+def box_area(boxes: np.ndarray) -> np.ndarray:
+    """(..., 4) boxes -> (...) areas."""
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def box_intersections(boxes: np.ndarray, ref_boxes: np.ndarray) -> np.ndarray:
+    """The area every box (n, 4) shares with every reference box (m, 4): (n, m)."""
+    w = np.minimum(boxes[:, None, 2], ref_boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], ref_boxes[None, :, 0])
+    h = np.minimum(boxes[:, None, 3], ref_boxes[None, :, 3]) - np.maximum(boxes[:, None, 1], ref_boxes[None, :, 1])
+    return np.where((w > 0) & (h > 0), w * h, 0.0)
+
+
+def iou_table(boxes: np.ndarray, ref_boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box (n, 4) with every reference box (m, 4):
+    (n, m), 0 where they do not overlap."""
+    inter = box_intersections(boxes, ref_boxes)
+    union = box_area(boxes)[:, None] + box_area(ref_boxes)[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=(inter > 0) & (union > 0))
+
+
+def inside_table(boxes: np.ndarray, ref_boxes: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller of the two boxes, every box (n, 4) with every
+    reference box (m, 4): (n, m), 1 where one lies within the other."""
+    inter = box_intersections(boxes, ref_boxes)
+    smaller = np.minimum(box_area(boxes)[:, None], box_area(ref_boxes)[None, :])
+    return np.divide(inter, smaller, out=np.zeros_like(inter), where=(inter > 0) & (smaller > 0))
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One MQTT publication; the MQTT adapter adds `<prefix>/<node_id>/`."""

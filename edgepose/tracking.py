@@ -21,7 +21,7 @@ import numpy as np
 
 from .config import TrackingConfig
 from .constants import NUM_PARTS
-from .core import Poses
+from .core import Poses, box_area, iou_table
 
 __all__ = ["COCO_SIGMAS", "Tracker", "box_iou", "iou_table", "oks", "oks_table"]
 
@@ -41,11 +41,6 @@ VELOCITY_WEIGHT = 0.5
 MAX_EXTRAPOLATION_S = 0.5
 
 
-def _box_area(boxes: np.ndarray) -> np.ndarray:
-    """(..., 4) boxes x0, y0, x1, y1 -> (...) areas."""
-    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-
-
 def oks_table(
     xy: np.ndarray, ok: np.ndarray, ref_xy: np.ndarray, ref_ok: np.ndarray, ref_area: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -61,16 +56,6 @@ def oks_table(
     area = np.maximum(ref_area, 1e-6)[None, :, None]
     e = np.exp(-d2 / (2.0 * area * (2.0 * COCO_SIGMAS) ** 2))
     return np.where(both, e, 0.0).sum(axis=-1) / np.maximum(shared, 1), shared
-
-
-def iou_table(boxes: np.ndarray, ref_boxes: np.ndarray) -> np.ndarray:
-    """Intersection over union of every box (n, 4) with every reference box (m, 4),
-    x0, y0, x1, y1: (n, m), 0 where they do not overlap."""
-    w = np.minimum(boxes[:, None, 2], ref_boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], ref_boxes[None, :, 0])
-    h = np.minimum(boxes[:, None, 3], ref_boxes[None, :, 3]) - np.maximum(boxes[:, None, 1], ref_boxes[None, :, 1])
-    inter = np.where((w > 0) & (h > 0), w * h, 0.0)
-    union = _box_area(boxes)[:, None] + _box_area(ref_boxes)[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=(inter > 0) & (union > 0))
 
 
 def oks(
@@ -97,7 +82,7 @@ def _match_tables(
         return np.zeros((n, m)), np.zeros((n, m), np.int64), np.zeros((n, m))
     t_xy = np.stack([p[0] for p in predicted])  # (m, 17, 2)
     t_box = np.stack([p[1] for p in predicted])  # (m, 4)
-    sim, shared = oks_table(xy, ok, t_xy, np.stack(track_ok), _box_area(t_box))
+    sim, shared = oks_table(xy, ok, t_xy, np.stack(track_ok), box_area(t_box))
     return sim, shared, iou_table(boxes, t_box)
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ...constants import NUM_PARTS
-from ...core import Poses
+from ...core import Poses, inside_table, iou_table
 from .constants import MIN_CROP_KEYPOINT_SCORE
 from .crop import CropRegion, crop_and_resize
 from .decode import multipose_input, multipose_pixels, multipose_to_poses, singlepose_score
@@ -60,28 +60,6 @@ PERSON_KEYPOINT_SCORE = 0.3
 #: The turned pass runs when the upright pass scores below this and the body is wider than tall.
 TURN_BELOW_SCORE = 0.45
 TURN_ASPECT = 1.0
-
-
-def _overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes a (N, 4) against b (M, 4), x0 y0 x1 y1: (IoU, intersection over the
-    smaller box), each (N, M)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b))), np.zeros((len(a), len(b)))
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda r: np.clip(r[:, 2] - r[:, 0], 0, None) * np.clip(r[:, 3] - r[:, 1], 0, None)  # noqa: E731
-    aa, ab = area(a)[:, None], area(b)[None, :]
-    union = aa + ab - inter
-    smaller = np.minimum(aa, ab)
-    iou = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
-    return iou, np.where(smaller > 0, inter / np.maximum(smaller, 1e-9), 0.0)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return _overlaps(a, b)[0]
 
 
 def square_crop(cx: float, cy: float, side: float, frame_w: int, frame_h: int) -> CropRegion:
@@ -171,7 +149,7 @@ class TopDown:
             found = self.detect(rgb)
             boxes = found.boxes if found.boxes is not None else found.bounding_boxes()
             known = np.asarray(followed, np.float64).reshape(-1, 4)
-            overlap = _iou(np.asarray(boxes, np.float64), known)
+            overlap = iou_table(np.asarray(boxes, np.float64), known)
             for i, box in enumerate(boxes):
                 if overlap.shape[1] and overlap[i].max() >= SAME_PERSON_IOU:
                     continue
@@ -186,8 +164,9 @@ class TopDown:
         kept: list[_Found] = []
         for person in people:
             if kept:
-                iou, inside = _overlaps(person.box[None], np.stack([k.box for k in kept]))
-                if iou.max() >= DUPLICATE_IOU or inside.max() >= DUPLICATE_INSIDE:
+                box, others = person.box[None], np.stack([k.box for k in kept])
+                if (iou_table(box, others).max() >= DUPLICATE_IOU
+                        or inside_table(box, others).max() >= DUPLICATE_INSIDE):
                     continue
             kept.append(person)
             if len(kept) == self.max_poses:
