@@ -315,18 +315,19 @@ class FallDetector:
     def _watch(self, tid: int, track: _Track, body: Body, zone: str | None, lying_ok: bool,
                now: float, wall: float) -> Any:
         cfg = self.config
+        cand = track.candidate
+        stance = None
         if self._upright(body):
             track.upright.append((now, body.top_y, body.height, body.hip_y))
             while track.upright and now - track.upright[0][0] > STANCE_S + cfg.window_s:
                 track.upright.popleft()
-            track.stance = self._stance(track, now)
-            if track.stance is not None and track.stance.t == now:  # standing: the body's length
+            stance = track.stance = self._stance(track, now)
+            if stance is not None and stance.t == now:  # standing: the body's length
                 track.size = float(np.max(track.box[2:] - track.box[:2]))
-        cand = track.candidate
-        if cand is None:
+        elif cand is None:
             stance = self._stance(track, now)
-            if stance is not None and stance.t < now and self._low(body, stance):
-                cand = track.candidate = _Candidate(stance, now)
+        if cand is None and stance is not None and stance.t < now and self._low(body, stance):
+            cand = track.candidate = _Candidate(stance, now)
         if cand is not None:
             event = self._confirm(tid, track, cand, body, zone, lying_ok, now, wall)
             if event is not None or track.candidate is not None:
